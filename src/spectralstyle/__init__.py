@@ -1,0 +1,2 @@
+"""spectralstyle: text-guided style transfer with SpectralCLIP."""
+__version__ = "0.1.0"

@@ -1,0 +1,165 @@
+"""CLIP loading (pretrained, local file or random) and the SpectralCLIP image encoder.
+
+The encoder is split into small steps in the style of open_clip's transformer: ``embed`` (patchify,
+class token, positions, ln_pre), ``tokens`` (through the last block, before ln_post), ``pool`` (the
+spectrally filtered CLS token) and ``project`` (ln_post and the 512-d projection).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import SpectralStyleError, WeightsMissingError
+from .spectral import DEFAULT_BAND, SpectralFilter
+from .weights import WeightsFile, fetch, local_file
+
+with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
+    warnings.simplefilter("ignore")
+    import clip
+    from clip import clip as _clip_impl
+    from clip.model import CLIP
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CONTEXT_LENGTH = 77
+WEIGHT_MODES = ("pretrained", "random")
+
+# Architecture hyper-parameters of OpenAI's ViT checkpoints, for random initialisation without files.
+_ARCHITECTURES: dict[str, dict[str, int]] = {
+    "ViT-B/32": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=32,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-B/16": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=16,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-L/14": dict(embed_dim=768, vision_layers=24, vision_width=1024, vision_patch_size=14,
+                     transformer_width=768, transformer_heads=12, transformer_layers=12),
+}
+RANDOM_INIT_SEED = 0
+
+
+def clip_weights_file(name: str) -> WeightsFile:
+    url = _clip_impl._MODELS[name]
+    return WeightsFile(f"CLIP {name}", os.path.basename(url), url, sha256_prefix=url.split("/")[-2])
+
+
+def _random_clip(name: str) -> CLIP:
+    if name not in _ARCHITECTURES:
+        raise SpectralStyleError(f"random weights are available for {', '.join(_ARCHITECTURES)}, not {name!r}")
+    with torch.random.fork_rng(devices=[]):  # same random model every time, global RNG untouched
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return CLIP(image_resolution=224, context_length=CONTEXT_LENGTH, vocab_size=49408, **_ARCHITECTURES[name])
+
+
+def _load_checkpoint(path: Path) -> CLIP:
+    try:
+        model, _ = clip.load(str(path), device="cpu", jit=False)
+    except Exception as exc:  # a truncated or foreign file: say which one
+        raise WeightsMissingError(f"{path} is not a readable OpenAI CLIP checkpoint ({exc.__class__.__name__}: {exc})") from None
+    return model.float()
+
+
+def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", weights: str = "pretrained") -> CLIP:
+    """A frozen CLIP model in eval mode and float32 on ``device``.
+
+    ``weights="pretrained"``: ``name_or_path`` is a local checkpoint file, or a model name downloaded
+    once into the cache. ``weights="random"``: the named architecture, randomly (but repeatably)
+    initialised, with no file or network access.
+    """
+    if weights not in WEIGHT_MODES:
+        raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
+    if weights == "random":
+        model = _random_clip(name_or_path)
+    elif name_or_path in _clip_impl._MODELS:
+        model = _load_checkpoint(fetch(clip_weights_file(name_or_path), flag="--clip-weights"))
+    elif Path(name_or_path).expanduser().exists() or os.sep in name_or_path or name_or_path.endswith(".pt"):
+        model = _load_checkpoint(local_file(name_or_path, "CLIP"))
+    else:
+        raise SpectralStyleError(
+            f"unknown CLIP model {name_or_path!r}; use a checkpoint path or one of {', '.join(clip.available_models())}"
+        )
+    model.requires_grad_(False)
+    return model.eval().float().to(device)
+
+
+@lru_cache(maxsize=1)
+def imagenet_templates() -> tuple[str, ...]:
+    """The 79 prompt templates of CLIPstyler ("a bad photo of a {}.", ...)."""
+    text = resources.files("spectralstyle").joinpath("data/imagenet_templates.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def tokenize_templated(text: str) -> torch.Tensor:
+    """CLIP tokens of ``text`` in every template; a clear error when empty or too long for CLIP."""
+    if not text or not text.strip():
+        raise SpectralStyleError("the style text is empty")
+    prompts = [t.format(text.strip()) for t in imagenet_templates()]
+    longest = max(prompts, key=lambda p: len(_clip_impl._tokenizer.encode(p)))
+    n_tokens = len(_clip_impl._tokenizer.encode(longest)) + 2  # start and end tokens
+    if n_tokens > CONTEXT_LENGTH:
+        raise SpectralStyleError(
+            f"text is too long for CLIP: {n_tokens} tokens with the longest template, the limit is {CONTEXT_LENGTH}"
+        )
+    return clip.tokenize(prompts)
+
+
+@torch.no_grad()
+def encode_templated_text(model: CLIP, text: str) -> torch.Tensor:
+    """Mean of the text embeddings over all templates, L2-normalised [1, D] (CLIPstyler's recipe)."""
+    device = next(model.parameters()).device
+    features = model.encode_text(tokenize_templated(text).to(device)).float().mean(dim=0, keepdim=True)
+    return features / features.norm(dim=-1, keepdim=True)
+
+
+class SpectralCLIP(nn.Module):
+    """CLIP's image encoder with the spectral filter applied to the last block's token sequence."""
+
+    def __init__(self, clip_model: CLIP, bands: str = DEFAULT_BAND) -> None:
+        super().__init__()
+        self.clip = clip_model
+        self.visual = clip_model.visual
+        grid = self.visual.input_resolution // self.visual.conv1.kernel_size[0]
+        self.num_tokens = grid * grid + 1
+        self.filter = SpectralFilter(bands, self.num_tokens)
+
+    @property
+    def bands(self) -> str:
+        return self.filter.bands
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding, class token, positions and ln_pre: [B, 3, H, W] -> [B, N, D]."""
+        v = self.visual
+        x = v.conv1(x.to(self.dtype)).flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        return v.ln_pre(x)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Token sequence after the last transformer block, before ln_post: [B, N, D]."""
+        h = self.embed(x).permute(1, 0, 2)  # CLIP's transformer is sequence-first
+        return self.visual.transformer(h).permute(1, 0, 2)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The filtered CLS token [B, D]: one precomputed weighted sum over the tokens."""
+        return self.filter.filtered_cls(tokens)
+
+    def project(self, cls: torch.Tensor) -> torch.Tensor:
+        """ln_post and the output projection: [B, D] -> [B, E]."""
+        x = self.visual.ln_post(cls)
+        return x @ self.visual.proj if self.visual.proj is not None else x
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP-normalised images [B, 3, 224, 224] -> filtered, projected embeddings [B, E]."""
+        return self.project(self.pool(self.tokens(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_image(x)

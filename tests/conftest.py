@@ -1,0 +1,32 @@
+"""Shared fixtures: randomly initialised real architectures, tiny images, an offline weight cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from spectralstyle.clip_model import load_clip
+
+
+@pytest.fixture(autouse=True)
+def _offline_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's cache or the network from tests."""
+    monkeypatch.setenv("SPECTRALSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("SPECTRALSTYLE_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def random_clip():
+    return load_clip("ViT-B/32", device="cpu", weights="random")
+
+
+@pytest.fixture()
+def content_image(tmp_path):
+    """A small RGB photo-like image on disk (gradient plus shapes)."""
+    x = torch.linspace(0, 1, 96)
+    img = torch.stack([x.expand(80, 96), x.flip(0).expand(80, 96), torch.full((80, 96), 0.4)])
+    img[:, 20:50, 30:60] = torch.tensor([0.9, 0.2, 0.1]).view(3, 1, 1)
+    path = tmp_path / "photo.png"
+    Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(path)
+    return path
