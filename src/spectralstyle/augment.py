@@ -1,0 +1,124 @@
+"""Random crops with random perspective, resized for CLIP: CLIPstyler's patch augmentation, batched.
+
+The reference draws each crop with torchvision's RandomCrop, RandomPerspective(distortion 0.5, p=1,
+fill 0) and Resize(224), one crop at a time. Here the parameters of all crops are drawn at once
+(same distributions, from a dedicated generator so runs repeat), and applied in three batched
+operations: gather the crops, one grid_sample with per-crop perspective grids (torchvision's grid
+and fill formula), one resize. ``apply_per_crop`` applies the same parameters the reference way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+
+
+@dataclass
+class CropParams:
+    """Top/left offsets [n] and perspective end points [n, 4, 2] (x, y) of n crops."""
+
+    top: torch.Tensor
+    left: torch.Tensor
+    endpoints: torch.Tensor
+    size: int
+
+    def __len__(self) -> int:
+        return self.top.numel()
+
+
+def sample_crop_params(
+    n: int, height: int, width: int, size: int, distortion: float, generator: torch.Generator
+) -> CropParams:
+    """Draw n crop windows and perspective corners with torchvision's distributions."""
+    if size > height or size > width:
+        raise ValueError(f"crop size {size} is larger than the image ({width}x{height})")
+
+    def randint(lo: int, hi: int) -> torch.Tensor:
+        return torch.randint(lo, hi, (n,), generator=generator)
+
+    top, left = randint(0, height - size + 1), randint(0, width - size + 1)
+    dx, dy = int(distortion * (size // 2)), int(distortion * (size // 2))
+    near_x, far_x = (0, dx + 1), (size - dx - 1, size)
+    near_y, far_y = (0, dy + 1), (size - dy - 1, size)
+    corners = [(near_x, near_y), (far_x, near_y), (far_x, far_y), (near_x, far_y)]  # tl, tr, br, bl
+    endpoints = torch.stack([torch.stack([randint(*xr), randint(*yr)], dim=1) for xr, yr in corners], dim=1)
+    return CropParams(top, left, endpoints, size)
+
+
+def _startpoints(size: int) -> list[list[int]]:
+    return [[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]]
+
+
+def perspective_coeffs(endpoints: torch.Tensor, size: int) -> torch.Tensor:
+    """Batched torchvision ``_get_perspective_coeffs``: [n, 4, 2] end points -> [n, 8] (float64 solve)."""
+    start = torch.tensor(_startpoints(size), dtype=torch.float64)
+    end = endpoints.to(torch.float64)
+    n = end.shape[0]
+    a = torch.zeros(n, 8, 8, dtype=torch.float64)
+    ex, ey = end[..., 0], end[..., 1]
+    sx, sy = start[:, 0], start[:, 1]
+    ones = torch.ones_like(ex)
+    a[:, 0::2, 0], a[:, 0::2, 1], a[:, 0::2, 2] = ex, ey, ones
+    a[:, 1::2, 3], a[:, 1::2, 4], a[:, 1::2, 5] = ex, ey, ones
+    a[:, 0::2, 6], a[:, 0::2, 7] = -sx * ex, -sx * ey
+    a[:, 1::2, 6], a[:, 1::2, 7] = -sy * ex, -sy * ey
+    b = start.reshape(8).expand(n, 8)
+    return torch.linalg.solve(a, b).to(torch.float32)
+
+
+def perspective_grids(coeffs: torch.Tensor, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Sampling grids [n, size, size, 2] for grid_sample, as torchvision's ``_perspective_grid``."""
+    c = coeffs.to(device=device, dtype=dtype)
+    pix = torch.arange(size, device=device, dtype=dtype) + 0.5
+    y, x = torch.meshgrid(pix, pix, indexing="ij")
+    x, y = x.reshape(1, -1), y.reshape(1, -1)
+    denom = c[:, 6:7] * x + c[:, 7:8] * y + 1.0
+    gx = (c[:, 0:1] * x + c[:, 1:2] * y + c[:, 2:3]) / (0.5 * size) / denom - 1.0
+    gy = (c[:, 3:4] * x + c[:, 4:5] * y + c[:, 5:6]) / (0.5 * size) / denom - 1.0
+    return torch.stack([gx, gy], dim=-1).view(-1, size, size, 2)
+
+
+def gather_crops(image: torch.Tensor, params: CropParams) -> torch.Tensor:
+    """[1, C, H, W] -> [n, C, s, s] in one indexing operation (differentiable)."""
+    ar = torch.arange(params.size, device=image.device)
+    rows = (params.top.to(image.device)[:, None] + ar)[:, :, None]
+    cols = (params.left.to(image.device)[:, None] + ar)[:, None, :]
+    return image[0][:, rows, cols].permute(1, 0, 2, 3)
+
+
+def apply_batched(image: torch.Tensor, params: CropParams, out_size: int = 224) -> torch.Tensor:
+    """Crops, perspective (fill 0) and resize of all crops at once: [1, C, H, W] -> [n, C, out, out]."""
+    crops = gather_crops(image, params)
+    grids = perspective_grids(perspective_coeffs(params.endpoints, params.size), params.size, image.device, crops.dtype)
+    with_mask = torch.cat([crops, torch.ones_like(crops[:, :1])], dim=1)
+    warped = F.grid_sample(with_mask, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = warped[:, :-1] * warped[:, -1:]  # torchvision's fill blend with fill = 0
+    return F.interpolate(warped, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def apply_per_crop(image: torch.Tensor, params: CropParams, out_size: int = 224) -> torch.Tensor:
+    """The reference pattern: one torchvision crop, perspective and resize call per crop."""
+    start = _startpoints(params.size)
+    out = []
+    for k in range(len(params)):
+        crop = TF.crop(image, int(params.top[k]), int(params.left[k]), params.size, params.size)
+        crop = TF.perspective(crop, start, params.endpoints[k].tolist(), fill=[0.0] * image.shape[1])
+        out.append(TF.resize(crop, [out_size, out_size], antialias=True))
+    return torch.cat(out, dim=0)
+
+
+class PatchAugmenter:
+    """Draws n random perspective crops of an image per call, repeatably from its own generator."""
+
+    def __init__(self, num_crops: int, crop_size: int, distortion: float = 0.5, out_size: int = 224, seed: int = 0):
+        self.num_crops, self.crop_size, self.distortion, self.out_size = num_crops, crop_size, distortion, out_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, height: int, width: int) -> CropParams:
+        return sample_crop_params(self.num_crops, height, width, self.crop_size, self.distortion, self.generator)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return apply_batched(image, self.sample(*image.shape[-2:]), self.out_size)

@@ -1,0 +1,198 @@
+"""The ``spectralstyle`` command line: transfer and apply here; other commands register themselves."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .cli_common import (
+    BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt, LambdaContentOpt,
+    LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SaveEveryOpt, SeedOpt, SizeOpt,
+    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, build_config, console, fail, log,
+    setup_log_file, user_errors,
+)
+from .config import TransferConfig
+from .device import resolve_device
+from .errors import SpectralStyleError
+from .image_io import load_image, open_rgb, save_png, side_by_side, slugify, to_pil, write_json
+from .spectral import band_label
+from .stylenet import StyleNet
+from .transfer import JobOutput, Models, run_job
+
+app = typer.Typer(
+    name="spectralstyle",
+    help="Text-guided style transfer with SpectralCLIP: the style of the text, without its written words.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Commands defined in their own modules; each has register(app).
+COMMAND_MODULES = ("cli_batch", "cli_evaluate", "cli_generate", "cli_bench")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spectralstyle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False) -> None:
+    """Text-guided style transfer with SpectralCLIP."""
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
+    )
+
+
+def run_with_progress(content: Path, text: str, config: TransferConfig, models: Models, out: Path,
+                      progress: Progress, save_model: bool = False, label: str | None = None) -> JobOutput:
+    """One transfer job with a progress bar row showing the current losses."""
+    task = progress.add_task(label or f"{content.name} · {band_label(config.band)}", total=config.steps, losses="")
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        progress.update(task, completed=step, losses=(
+            f"total {losses['total']:.1f} patch {losses['patch']:.3f} global {losses['global']:.3f} "
+            f"content {losses['content']:.3f} tv {losses['tv']:.1f}"))
+
+    log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
+             config.width, config.height, models.device)
+    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model)
+    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
+    return result
+
+
+@app.command()
+@user_errors
+def transfer(
+    content: Annotated[Path, typer.Argument(help="Content image (jpg, png, ...).")],
+    text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
+    config_file: ConfigOpt = None,
+    band: BandOpt = None,
+    steps: StepsOpt = None,
+    size: SizeOpt = None,
+    crops: CropsOpt = None,
+    crop_size: CropSizeOpt = None,
+    lr: LrOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    out: OutOpt = Path("outputs"),
+    weights: WeightsOpt = None,
+    clip_weights: ClipWeightsOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+    save_every: SaveEveryOpt = None,
+    contrast: ContrastOpt = None,
+    lambda_patch: LambdaPatchOpt = None,
+    lambda_global: LambdaGlobalOpt = None,
+    lambda_content: LambdaContentOpt = None,
+    lambda_tv: LambdaTvOpt = None,
+    threshold: ThresholdOpt = None,
+    source_encoder: SourceEncoderOpt = None,
+    precision: PrecisionOpt = None,
+    compile: CompileOpt = None,
+    save_model: Annotated[bool, typer.Option("--save-model", help="Also save the trained StyleNet (for `apply`).")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+) -> None:
+    """Stylise CONTENT to match TEXT, without painting the text's words into it."""
+    config = build_config(
+        config_file, size=size, band=band, steps=steps, crops=crops, crop_size=crop_size, lr=lr, seed=seed,
+        device=device, weights=weights, clip_weights=clip_weights, vgg_weights=vgg_weights, save_every=save_every,
+        contrast=contrast, lambda_patch=lambda_patch, lambda_global=lambda_global, lambda_content=lambda_content,
+        lambda_tv=lambda_tv, threshold=threshold, source_encoder=source_encoder, precision=precision, compile=compile,
+    )
+    load_image(content)  # fail on a bad image before loading any model
+    from .clip_model import tokenize_templated
+
+    tokenize_templated(text)  # and on empty or too long text
+    setup_log_file(out)
+    models = Models.load(config)
+    configs = [config.replace(band="none"), config] if compare and band_label(config.band) != "none" else [config]
+    results = []
+    with progress_bar() as progress:
+        for cfg in configs:
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model)
+            if result.interrupted:
+                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
+            results.append(result)
+    if len(results) == 2:
+        results.append(write_comparison(results, out))
+    for r in results:
+        console.print(f"[green]wrote[/] {r.image}  [dim]{r.sidecar}[/]", highlight=False)
+
+
+def write_comparison(results: list[JobOutput], out: Path) -> JobOutput:
+    """Side-by-side image of runs that differ only in band, with a sidecar naming both."""
+    first = results[0].record
+    panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
+    stem = f"{Path(first['content']).stem}_{slugify(first['text'])}_compare_" + "-vs-".join(
+        band_label(r.record["band"]) for r in results)
+    record = {"kind": "comparison", "content": first["content"], "text": first["text"],
+              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
+    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
+    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)
+
+
+@app.command()
+@user_errors
+def apply(
+    model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model`.")],
+    images: Annotated[list[Path], typer.Argument(help="Images to stylise, at their own resolution.")],
+    out: OutOpt = Path("outputs"),
+    contrast: ContrastOpt = None,
+    device: DeviceOpt = "auto",
+    max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images whose longer side exceeds this.")] = None,
+) -> None:
+    """Apply a trained StyleNet to other images, at any resolution (the network is fully convolutional)."""
+    dev = resolve_device(device or "auto")
+    if not model.is_file():
+        raise SpectralStyleError(f"model file {model} does not exist")
+    try:
+        saved = torch.load(model, map_location="cpu", weights_only=True)
+        net = StyleNet(ngf=saved["ngf"])
+        net.load_state_dict(saved["state_dict"])
+    except Exception as exc:
+        raise SpectralStyleError(f"{model} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
+    net = net.eval().to(dev)
+    record = saved.get("record", {})
+    factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
+    from .image_io import finish_image
+
+    for path in images:
+        img = open_rgb(path)
+        if max_side and max(img.size) > max_side:
+            img.thumbnail((max_side, max_side))
+        tensor = torch.from_numpy(__import__("numpy").asarray(img)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        result = finish_image(net.stylize(tensor.to(dev)), factor)
+        target = out / f"{path.stem}_{model.name.removesuffix('.stylenet.pt')}.png"
+        save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,
+                                  "trained_with": record})
+        console.print(f"[green]wrote[/] {target}", highlight=False)
+
+
+def _register_command_modules() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_command_modules()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,142 @@
+"""The resolved settings of a run: defaults (SPEC.md), then a YAML file, then command-line flags.
+
+Every output stores ``TransferConfig.to_dict()`` so that a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SpectralStyleError
+from .spectral import parse_bands
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SOURCE_ENCODERS = ("plain", "filtered")
+
+
+@dataclass
+class TransferConfig:
+    """Method and run settings of one style transfer (defaults are the reference's)."""
+
+    band: str = "c2"
+    steps: int = 200
+    width: int = 512
+    height: int = 512
+    crops: int = 64
+    crop_size: int = 128
+    distortion: float = 0.5
+    lr: float = 5e-4
+    lr_step: int = 100
+    lr_gamma: float = 0.5
+    seed: int = 1234
+    threshold: float = 0.7
+    lambda_patch: float = 9000.0
+    lambda_global: float = 500.0
+    lambda_content: float = 150.0
+    lambda_tv: float = 0.002
+    source_text: str = "a Photo"
+    source_encoder: str = "plain"
+    contrast: float = 1.5
+    clip_model: str = "ViT-B/32"
+    weights: str = "pretrained"
+    clip_weights: str | None = None
+    vgg_weights: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    save_every: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise SpectralStyleError with one clear line for the first bad setting."""
+        try:
+            parse_bands(self.band)
+        except ValueError as exc:
+            raise SpectralStyleError(str(exc)) from None
+        for name in ("steps", "width", "height", "crops", "crop_size", "lr_step"):
+            if int(getattr(self, name)) < 1:
+                raise SpectralStyleError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.width % 8 or self.height % 8:
+            raise SpectralStyleError(f"size {self.width}x{self.height}: width and height must be multiples of 8")
+        if self.crop_size > min(self.width, self.height):
+            raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
+        if not 0 <= self.distortion <= 1:
+            raise SpectralStyleError(f"distortion must be in [0, 1], got {self.distortion}")
+        if self.lr <= 0 or self.contrast < 0 or self.save_every < 0:
+            raise SpectralStyleError("lr must be positive, contrast and save_every non-negative")
+        if self.precision not in PRECISIONS:
+            raise SpectralStyleError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if self.source_encoder not in SOURCE_ENCODERS:
+            raise SpectralStyleError(f"unknown source encoder {self.source_encoder!r}; use one of {', '.join(SOURCE_ENCODERS)}")
+        if self.weights not in ("pretrained", "random"):
+            raise SpectralStyleError(f"unknown weights mode {self.weights!r}; use pretrained or random")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short stable hash of the settings (for manifests and caches)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "TransferConfig":
+        return dataclasses.replace(self, **changes)
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(TransferConfig))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x384' -> (512, 384); a single number means a square."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
+    if not match:
+        raise SpectralStyleError(f"size {text!r} is not WIDTHxHEIGHT (for example 512x512)")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
+
+
+def read_config_file(path: str | Path | None) -> dict[str, Any]:
+    """Settings from a YAML file; unknown keys and unreadable files are user errors."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise SpectralStyleError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpectralStyleError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpectralStyleError(f"config file {p} must hold a mapping of settings")
+    if "size" in data:
+        data["width"], data["height"] = parse_size(data.pop("size"))
+    unknown = sorted(set(data) - FIELD_NAMES)
+    if unknown:
+        raise SpectralStyleError(f"unknown setting(s) in {p}: {', '.join(unknown)}")
+    return data
+
+
+def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TransferConfig:
+    """Defaults < YAML file < explicit overrides (``None`` means 'not given')."""
+    values = read_config_file(config_file)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - FIELD_NAMES)
+    if unknown:
+        raise SpectralStyleError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return TransferConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise SpectralStyleError(f"bad setting: {exc}") from None

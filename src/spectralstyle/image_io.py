@@ -1,0 +1,126 @@
+"""Reading images, and writing results atomically with their settings embedded.
+
+A result is written to a temporary file in the same folder and renamed into place, so a crash or
+Ctrl-C never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.transforms.functional as TF
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .errors import SpectralStyleError
+
+METADATA_KEY = "spectralstyle"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """The image at ``path`` as RGB; one clear error when missing or not an image."""
+    p = Path(path)
+    if not p.exists():
+        raise SpectralStyleError(f"image {p} does not exist")
+    if not p.is_file():
+        raise SpectralStyleError(f"{p} is not a file")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """[1, 3, H, W] float tensor in [0, 1], resized bicubically to ``size`` = (width, height) if given."""
+    img = open_rgb(path)
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.BICUBIC)
+    return TF.to_tensor(img).unsqueeze(0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    return TF.to_pil_image(image.detach().float().clamp(0, 1).squeeze(0).cpu())
+
+
+def finish_image(image: torch.Tensor, contrast: float) -> torch.Tensor:
+    """Clamp to [0, 1] and adjust contrast (1.5 in the reference, 1.0 = unchanged)."""
+    image = image.detach().float().clamp(0, 1)
+    return TF.adjust_contrast(image, contrast) if contrast != 1.0 else image
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_png(image: torch.Tensor | Image.Image, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Atomically write a PNG, with ``metadata`` as JSON in its ``spectralstyle`` text chunk."""
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    info = PngImagePlugin.PngInfo()
+    if metadata is not None:
+        info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format="PNG", pnginfo=info)
+    return Path(path)
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
+
+
+def read_png_metadata(path: str | Path) -> dict[str, Any] | None:
+    with Image.open(path) as img:
+        raw = img.info.get(METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
+def slugify(text: str, max_len: int = 60) -> str:
+    """'Pop Art!' -> 'pop-art': ASCII, lower case, safe in file names."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_len].rstrip("-") or "text"
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def side_by_side(images: list[tuple[Image.Image, str]], label_height: int = 28) -> Image.Image:
+    """Images in a row, each with its label written above it (for --compare)."""
+    from PIL import ImageDraw, ImageFont
+
+    width = sum(img.width for img, _ in images)
+    height = max(img.height for img, _ in images) + label_height
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(10, label_height - 10))
+    x = 0
+    for img, label in images:
+        canvas.paste(img, (x, label_height))
+        draw.text((x + 6, 4), label, fill="black", font=font)
+        x += img.width
+    return canvas

@@ -1,0 +1,226 @@
+"""The per-image CLIPstyler optimisation with SpectralCLIP, and writing its results.
+
+``Models`` loads CLIP and VGG once per device; ``optimize`` trains a fresh StyleNet for one
+(content, text); ``run_job`` adds the file handling: names, atomic writes, sidecar, snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .clip_model import SpectralCLIP, load_clip
+from .config import TransferConfig
+from .augment import PatchAugmenter
+from .device import resolve_device
+from .image_io import finish_image, load_image, save_png, slugify, write_json
+from .losses import CLIPStyleLoss, LossWeights
+from .spectral import band_label
+from .stylenet import StyleNet
+from .vgg import VGGContent, load_vgg_content
+
+StepCallback = Callable[[int, dict[str, float]], None]
+SnapshotCallback = Callable[[int, torch.Tensor], None]
+
+
+@dataclass
+class Models:
+    """Frozen CLIP and VGG on one device, shared by every job run there, with a text-feature cache."""
+
+    clip: Any
+    vgg: VGGContent
+    device: torch.device
+    weights: str
+    text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, config: TransferConfig) -> "Models":
+        device = resolve_device(config.device)
+        clip_source = config.clip_weights or config.clip_model
+        clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
+        vgg = load_vgg_content(config.weights, config.vgg_weights, device=device)
+        return cls(clip_model, vgg, device, config.weights)
+
+    def loss_for(self, config: TransferConfig) -> CLIPStyleLoss:
+        loss = CLIPStyleLoss(
+            SpectralCLIP(self.clip, config.band),
+            self.vgg,
+            LossWeights(config.lambda_patch, config.lambda_global, config.lambda_content, config.lambda_tv),
+            threshold=config.threshold,
+            source_text=config.source_text,
+            filtered_source=config.source_encoder == "filtered",
+            text_cache=self.text_cache,
+        )
+        return loss.to(self.device)
+
+
+@dataclass
+class OptimizationResult:
+    net: StyleNet
+    output: torch.Tensor
+    history: list[dict[str, float]]
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.history)
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def optimize(
+    content: torch.Tensor,
+    text: str,
+    config: TransferConfig,
+    models: Models,
+    on_step: StepCallback | None = None,
+    on_snapshot: SnapshotCallback | None = None,
+) -> OptimizationResult:
+    """Train a fresh StyleNet so that ``StyleNet(content)`` moves along the text direction in CLIP space.
+
+    Ctrl-C stops early and returns the current state with ``interrupted=True``.
+    """
+    device = models.device
+    torch.manual_seed(config.seed)
+    content = content.to(device)
+    loss_fn = models.loss_for(config)
+    loss_fn.prepare(content, text)
+    net = StyleNet().to(device)
+    augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        for step in range(1, config.steps + 1):
+            with autocast_context(device, config.precision):
+                output = net(content)
+                terms = loss_fn(output, augment(output))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms.total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **terms.as_floats()}
+            scheduler.step()
+            history.append(record)
+            if on_step:
+                on_step(step, record)
+            if on_snapshot and config.save_every and step % config.save_every == 0 and step < config.steps:
+                on_snapshot(step, output.detach())
+    except KeyboardInterrupt:
+        interrupted = True
+    with torch.no_grad():
+        final = net(content).float()
+    return OptimizationResult(net, final, history, time.perf_counter() - start, interrupted)
+
+
+def output_stem(content: Path, text: str, band: str) -> str:
+    return f"{content.stem}_{slugify(text)}_{band_label(band)}"
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    info = {
+        "spectralstyle": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": version("torchvision"),
+        "clip-anytorch": version("clip-anytorch"),
+        "platform": platform.platform(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+@dataclass
+class JobOutput:
+    image: Path
+    sidecar: Path
+    record: dict[str, Any]
+    model: Path | None = None
+    interrupted: bool = False
+
+
+def run_job(
+    content_path: str | Path,
+    text: str,
+    config: TransferConfig,
+    models: Models,
+    out_dir: str | Path,
+    on_step: StepCallback | None = None,
+    save_model: bool = False,
+    stem: str | None = None,
+) -> JobOutput:
+    """Stylise one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots, model) in ``out_dir``.
+
+    On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names are
+    not written, so nothing half-done is presented as a result.
+    """
+    content_path = Path(content_path)
+    out = Path(out_dir)
+    content = load_image(content_path, config.size)
+    stem = stem or output_stem(content_path, text, config.band)
+    record: dict[str, Any] = {
+        "content": str(content_path),
+        "text": text,
+        "band": config.band,
+        "config": config.to_dict(),
+        "config_hash": config.digest(),
+        "environment": environment_info(models.device),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+    def snapshot(step: int, image: torch.Tensor) -> Path:
+        path = out / "snapshots" / f"{stem}_step{step:04d}.png"
+        return save_png(finish_image(image, config.contrast), path, {**record, "step": step, "status": "snapshot"})
+
+    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=snapshot)
+    record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+    if result.interrupted:
+        record["status"] = "interrupted"
+        path = snapshot(result.steps_done, result.output)
+        return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
+
+    record["status"] = "finished"
+    image_path, sidecar_path = out / f"{stem}.png", out / f"{stem}.json"
+    record["output"] = str(image_path)
+    model_path = None
+    if save_model:
+        model_path = out / f"{stem}.stylenet.pt"
+        save_stylenet(result.net, model_path, record)
+        record["model"] = str(model_path)
+    save_png(finish_image(result.output, config.contrast), image_path, record)
+    write_json(record, sidecar_path)
+    return JobOutput(image_path, sidecar_path, record, model_path)
+
+
+def save_stylenet(net: StyleNet, path: Path, record: dict[str, Any]) -> None:
+    from .image_io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": "spectralstyle-stylenet-1", "ngf": net.ngf, "state_dict": net.state_dict(),
+                    "record": {k: v for k, v in record.items() if k != "losses"}}, tmp)

@@ -1,0 +1,77 @@
+"""VGG19 content features for the content loss, truncated after relu5_2 (nothing later is used)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import vgg19
+
+from .errors import WeightsMissingError
+from .weights import WeightsFile, fetch, local_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG19_WEIGHTS = WeightsFile(
+    "VGG19 (ImageNet, torchvision)", "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    sha256_prefix="dcbb9e9d",
+)
+CONTENT_LAYERS = {22: "relu4_2", 31: "relu5_2"}
+"""Index in ``vgg19().features`` -> name. The reference keys them conv4_2/conv5_2 but reads them after
+the in-place ReLU, so they are the ReLU outputs (SPEC.md section 2)."""
+RANDOM_INIT_SEED = 0
+
+
+class VGGContent(nn.Module):
+    """VGG19 ``features[:32]``; returns the relu4_2 and relu5_2 maps of ImageNet-normalised input."""
+
+    def __init__(self, features: nn.Sequential) -> None:
+        super().__init__()
+        self.layers = features[: max(CONTENT_LAYERS) + 1]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean) / self.std
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Content feature maps of an image in [0, 1]."""
+        x = self.normalize(image)
+        out = []
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in CONTENT_LAYERS:
+                out.append(x)
+        return out
+
+
+def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsMissingError(f"{path} is not a readable VGG19 state dict ({exc.__class__.__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("features.")} or {f"features.{k}": v for k, v in state.items()}
+
+
+def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Module:
+    """Full torchvision VGG19 with pretrained (cached download or ``path``) or random weights."""
+    if weights == "random" and path is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return vgg19(weights=None)
+    model = vgg19(weights=None)
+    file = local_file(path, "VGG19") if path else fetch(VGG19_WEIGHTS, flag="--vgg-weights")
+    missing, _ = model.load_state_dict(_state_dict_from(file), strict=False)
+    if any(k.startswith("features.") for k in missing):
+        raise WeightsMissingError(f"{file} does not hold VGG19 feature weights (missing {missing[0]})")
+    return model
+
+
+def load_vgg_content(weights: str = "pretrained", path: str | None = None, device: str | torch.device = "cpu") -> VGGContent:
+    """The frozen, truncated content network on ``device``."""
+    net = VGGContent(build_vgg19(weights, path).features)
+    net.requires_grad_(False)
+    return net.eval().to(device)
