@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import torch
+import torchvision.transforms.functional as TF
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -21,7 +23,7 @@ from .cli_common import (
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import load_image, open_rgb, save_png, side_by_side, slugify, to_pil, write_json
+from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, to_pil, write_json
 from .spectral import band_label
 from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job
@@ -164,15 +166,13 @@ def apply(
     except Exception as exc:
         raise SpectralStyleError(f"{model} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
     net = net.eval().to(dev)
-    record = saved.get("record", {})
+    record = json.loads(saved.get("record_json", "{}"))
     factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
-    from .image_io import finish_image
-
     for path in images:
         img = open_rgb(path)
         if max_side and max(img.size) > max_side:
             img.thumbnail((max_side, max_side))
-        tensor = torch.from_numpy(__import__("numpy").asarray(img)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        tensor = TF.to_tensor(img).unsqueeze(0)
         result = finish_image(net.stylize(tensor.to(dev)), factor)
         target = out / f"{path.stem}_{model.name.removesuffix('.stylenet.pt')}.png"
         save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,

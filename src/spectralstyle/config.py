@@ -108,8 +108,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, int(match.group(2) or width)
 
 
-def read_config_file(path: str | Path | None) -> dict[str, Any]:
-    """Settings from a YAML file; unknown keys and unreadable files are user errors."""
+def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIELD_NAMES) -> dict[str, Any]:
+    """Settings from a YAML file; keys outside ``field_names`` and unreadable files are user errors."""
     if path is None:
         return {}
     p = Path(path)
@@ -123,7 +123,7 @@ def read_config_file(path: str | Path | None) -> dict[str, Any]:
         raise SpectralStyleError(f"config file {p} must hold a mapping of settings")
     if "size" in data:
         data["width"], data["height"] = parse_size(data.pop("size"))
-    unknown = sorted(set(data) - FIELD_NAMES)
+    unknown = sorted(set(data) - field_names)
     if unknown:
         raise SpectralStyleError(f"unknown setting(s) in {p}: {', '.join(unknown)}")
     return data

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from .clip_model import SpectralCLIP, load_clip
 from .config import TransferConfig
 from .augment import PatchAugmenter
 from .device import resolve_device
-from .image_io import finish_image, load_image, save_png, slugify, write_json
+from .image_io import atomic_path, finish_image, load_image, save_png, slugify, write_json
 from .losses import CLIPStyleLoss, LossWeights
 from .spectral import band_label
 from .stylenet import StyleNet
@@ -219,8 +220,7 @@ def run_job(
 
 
 def save_stylenet(net: StyleNet, path: Path, record: dict[str, Any]) -> None:
-    from .image_io import atomic_path
-
+    """Weights plus the settings that trained them (as JSON, so ``torch.load(weights_only=True)`` reads it)."""
     with atomic_path(path) as tmp:
         torch.save({"format": "spectralstyle-stylenet-1", "ngf": net.ngf, "state_dict": net.state_dict(),
-                    "record": {k: v for k, v in record.items() if k != "losses"}}, tmp)
+                    "record_json": json.dumps({k: v for k, v in record.items() if k != "losses"}, default=str)}, tmp)

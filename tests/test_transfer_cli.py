@@ -1,0 +1,184 @@
+"""End-to-end `spectralstyle transfer` / `apply` runs with random weights on tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from spectralstyle.cli import app
+from spectralstyle.config import TransferConfig
+from spectralstyle.image_io import read_png_metadata
+from spectralstyle.transfer import Models, run_job
+
+BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"
+if not BOAT.exists():  # CI lays shared/ beside the clone
+    BOAT = Path(__file__).resolve().parents[1].parent / "shared" / "content" / "boat.jpg"
+TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32", "--device", "cpu"]
+runner = CliRunner()
+
+
+def tiny_without(*flags: str) -> list[str]:
+    """TINY minus the given flags and their values (so a test can set them itself)."""
+    pairs = zip(TINY[::2], TINY[1::2])
+    return [x for flag, value in pairs if flag not in flags for x in (flag, value)]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "SPECTRALSTYLE_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def acceptance_run(tmp_path_factory):
+    """The issue's acceptance command, through the installed console script."""
+    out = tmp_path_factory.mktemp("o")
+    exe = Path(sys.executable).with_name("spectralstyle")
+    proc = subprocess.run([str(exe), "transfer", str(BOAT), "pop art", *TINY, "--out", str(out)],
+                          capture_output=True, text=True, env=cli_env(), timeout=600)
+    return proc, out
+
+
+def test_acceptance_writes_png_and_sidecar(acceptance_run):
+    proc, out = acceptance_run
+    assert proc.returncode == 0, proc.stderr
+    png, sidecar = out / "boat_pop-art_c2.png", out / "boat_pop-art_c2.json"
+    assert png.is_file() and sidecar.is_file()
+    assert Image.open(png).size == (64, 64)
+    record = json.loads(sidecar.read_text())
+    assert record["status"] == "finished" and record["text"] == "pop art" and record["band"] == "c2"
+    assert record["config"] == TransferConfig(**record["config"]).to_dict()
+    assert record["config"]["seed"] == 1234 and record["config"]["weights"] == "random"
+    assert [r["step"] for r in record["losses"]] == [1, 2]
+    assert set(record["losses"][0]) >= {"total", "patch", "global", "content", "tv", "lr"}
+    assert record["environment"]["torch"] == torch.__version__ and record["environment"]["device"] == "cpu"
+    assert record["wall_time_s"] > 0
+    assert read_png_metadata(png)["config"] == record["config"]
+    assert "wrote" in (out / "spectralstyle.log").read_text()
+    assert not list(out.glob(".*tmp*"))  # no temporary files left
+
+
+def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
+    _, first_out = acceptance_run
+    first = json.loads((first_out / "boat_pop-art_c2.json").read_text())["losses"]
+    assert invoke("transfer", BOAT, "pop art", *TINY, "--out", tmp_path / "a").exit_code == 0
+    again = json.loads((tmp_path / "a" / "boat_pop-art_c2.json").read_text())["losses"]
+    assert [r["total"] for r in again] == [r["total"] for r in first]
+    assert invoke("transfer", BOAT, "pop art", *TINY, "--seed", "7", "--out", tmp_path / "b").exit_code == 0
+    other = json.loads((tmp_path / "b" / "boat_pop-art_c2.json").read_text())["losses"]
+    assert other[0]["total"] != first[0]["total"]
+
+
+def test_yaml_config_and_flag_override(tmp_path, content_image):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("band: c3\nsize: 48x40\nsteps: 1\ncrops: 2\ncrop_size: 32\ncontrast: 1.0\nweights: random\ndevice: cpu\n")
+    res = invoke("transfer", content_image, "neon art", "--config", cfg, "--band", "4-7,16-49",
+                 "--save-every", "1", "--steps", "2", "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "o" / "photo_neon-art_4-7_16-49.json").read_text())
+    assert record["config"]["band"] == "4-7,16-49"  # flag beats YAML
+    assert (record["config"]["width"], record["config"]["height"]) == (48, 40)  # YAML beats default
+    assert record["config"]["contrast"] == 1.0 and record["steps_done"] == 2
+    assert Image.open(tmp_path / "o" / "photo_neon-art_4-7_16-49.png").size == (48, 40)
+    assert (tmp_path / "o" / "snapshots" / "photo_neon-art_4-7_16-49_step0001.png").is_file()
+
+
+def test_compare_and_saved_model_apply(tmp_path, content_image):
+    out = tmp_path / "o"
+    res = invoke("transfer", content_image, "pop art", *TINY, "--steps", "1", "--compare", "--save-model", "--out", out)
+    assert res.exit_code == 0, res.output
+    for band in ("none", "c2"):
+        assert (out / f"photo_pop-art_{band}.png").is_file()
+    compare = Image.open(out / "photo_pop-art_compare_none-vs-c2.png")
+    assert compare.width == 128 and compare.height > 64
+    model = out / "photo_pop-art_c2.stylenet.pt"
+    assert model.is_file()
+    # apply at another, odd resolution: the network is fully convolutional
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (50, 37), (200, 40, 40)).save(odd)
+    res = invoke("apply", model, odd, "--out", tmp_path / "applied", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    applied = tmp_path / "applied" / "odd_photo_pop-art_c2.png"
+    assert Image.open(applied).size == (50, 37)
+    assert read_png_metadata(applied)["trained_with"]["config"]["band"] == "c2"
+
+
+BAD_INPUTS = [
+    (["transfer", "missing.jpg", "pop art"], "does not exist"),
+    (["transfer", "{notimage}", "pop art"], "not a readable image"),
+    (["transfer", "{boat}", "pop art", "--size", "60x64"], "multiples of 8"),
+    (["transfer", "{boat}", "pop art", "--size", "big"], "WIDTHxHEIGHT"),
+    (["transfer", "{boat}", "pop art", "--band", "c9"], "unknown band"),
+    (["transfer", "{boat}", "   "], "empty"),
+    (["transfer", "{boat}", "very " * 80], "too long"),
+    (["transfer", "{boat}", "pop art", "--device", "tpu"], "unknown device"),
+    (["transfer", "{boat}", "pop art", "--weights", "pretrained"], "ViT-B-32.pt"),
+    (["transfer", "{boat}", "pop art", "--crop-size", "128"], "larger than the image"),
+    (["transfer", "{boat}", "pop art", "--config", "nope.yaml"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    notimage = tmp_path / "notes.jpg"
+    notimage.write_text("hello")
+    args = [a.format(boat=BOAT, notimage=notimage) for a in args]
+    extra = tiny_without(*(a for a in args if a.startswith("--")))
+    res = invoke(*args, *extra, "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert len([line for line in res.output.splitlines() if line.strip()]) == 1
+    assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_requested_without_cuda(tmp_path):
+    res = invoke("transfer", BOAT, "pop art", *tiny_without("--device"), "--device", "cuda")
+    assert res.exit_code == 2 and "CUDA was requested" in res.output
+
+
+def test_interrupt_keeps_last_snapshot_and_no_final_output(tmp_path, content_image):
+    config = TransferConfig(weights="random", steps=50, width=32, height=32, crops=2, crop_size=32, device="cpu", save_every=1)
+    models = Models.load(config)
+
+    def stop_at_three(step, losses):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    result = run_job(content_image, "pop art", config, models, tmp_path, on_step=stop_at_three)
+    assert result.interrupted and result.record["status"] == "interrupted" and result.record["steps_done"] == 3
+    assert not (tmp_path / "photo_pop-art_c2.png").exists() and not (tmp_path / "photo_pop-art_c2.json").exists()
+    snaps = sorted(p.name for p in (tmp_path / "snapshots").glob("*.png"))
+    assert snaps == ["photo_pop-art_c2_step0001.png", "photo_pop-art_c2_step0002.png", "photo_pop-art_c2_step0003.png"]
+
+
+def test_sigint_exits_130_and_keeps_snapshots(tmp_path, content_image):
+    """A real Ctrl-C (SIGINT) to the console script in the middle of a run."""
+    exe = Path(sys.executable).with_name("spectralstyle")
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [str(exe), "transfer", str(content_image), "pop art", "--weights", "random", "--steps", "100000",
+         "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu", "--save-every", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "snapshots").glob("*.png")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list((out / "snapshots").glob("*.png"))
+    assert not (out / "photo_pop-art_c2.png").exists()
