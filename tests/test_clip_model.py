@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch_dct
 
-from spectralstyle.clip_model import SpectralCLIP, encode_templated_text, load_clip, tokenize_templated
+from spectralstyle.clip_model import SpectralCLIP, encode_templated_text, encode_text, load_clip, tokenize_templated
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
 from spectralstyle.spectral import parse_bands
 
@@ -131,3 +131,12 @@ def test_text_checks(random_clip):
         tokenize_templated("very " * 80)
     feats = encode_templated_text(random_clip, "pop art")
     assert feats.shape == (1, 512) and abs(feats.norm().item() - 1) < 1e-5
+
+
+def test_truncated_text_encoder_equals_clip(random_clip):
+    tokens = tokenize_templated("pop art")
+    with torch.no_grad():
+        ours = encode_text(random_clip, tokens[:8])
+        full = random_clip.encode_text(tokens[:8])
+    assert tokens.argmax(-1).max() < 40  # the shortcut really truncates
+    assert (ours - full).abs().max().item() < 1e-5

@@ -20,9 +20,7 @@ from spectralstyle.config import TransferConfig
 from spectralstyle.image_io import read_png_metadata
 from spectralstyle.transfer import Models, run_job
 
-BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"
-if not BOAT.exists():  # CI lays shared/ beside the clone
-    BOAT = Path(__file__).resolve().parents[1].parent / "shared" / "content" / "boat.jpg"
+BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"  # shared/ lies beside the checkout
 TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32", "--device", "cpu"]
 runner = CliRunner()
 
@@ -174,7 +172,7 @@ def test_sigint_exits_130_and_keeps_snapshots(tmp_path, content_image):
          "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu", "--save-every", "1", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "snapshots").glob("*.png")):
+    while time.time() < deadline and proc.poll() is None and not list((out / "snapshots").glob("*.png")):
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -11,7 +11,6 @@ import torch
 import torchvision.transforms.functional as TF
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import __version__
 from .cli_common import (
@@ -23,7 +22,7 @@ from .cli_common import (
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, to_pil, write_json
+from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
 from .spectral import band_label
 from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job

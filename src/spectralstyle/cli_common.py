@@ -16,7 +16,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .config import TransferConfig, parse_size, resolve_config
+from .config import TransferConfig, resolve_config
 from .errors import SpectralStyleError
 
 console = Console(stderr=True)
@@ -93,6 +93,4 @@ CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", he
 
 def build_config(config_file: Optional[Path], size: Optional[str] = None, **flags: Any) -> TransferConfig:
     """Defaults < YAML < flags, with ``--size WxH`` split into width and height."""
-    if size is not None:
-        flags["width"], flags["height"] = parse_size(size)
-    return resolve_config(config_file, **flags)
+    return resolve_config(config_file, size, **flags)

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -20,10 +20,55 @@ from .spectral import parse_bands
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SOURCE_ENCODERS = ("plain", "filtered")
+WEIGHT_MODES = ("pretrained", "random")
+S = TypeVar("S", bound="Settings")
+
+
+class Settings:
+    """What every settings dataclass shares: validation on creation, dict/hash/replace, the size pair.
+
+    Subclasses are dataclasses with ``band``, ``weights``, ``width`` and ``height`` fields.
+    """
+
+    band: str
+    weights: str
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks shared by all runs; subclasses extend it."""
+        try:
+            parse_bands(self.band)
+        except ValueError as exc:
+            raise SpectralStyleError(str(exc)) from None
+        if self.weights not in WEIGHT_MODES:
+            raise SpectralStyleError(f"unknown weights mode {self.weights!r}; use pretrained or random")
+
+    def require_positive(self, *names: str) -> None:
+        for name in names:
+            if int(getattr(self, name)) < 1:
+                raise SpectralStyleError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def digest(self) -> str:
+        """Short stable hash of the settings (for manifests and caches)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self: S, **changes: Any) -> S:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
 @dataclass
-class TransferConfig:
+class TransferConfig(Settings):
     """Method and run settings of one style transfer (defaults are the reference's)."""
 
     band: str = "c2"
@@ -54,18 +99,10 @@ class TransferConfig:
     compile: bool = False
     save_every: int = 0
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
         """Raise SpectralStyleError with one clear line for the first bad setting."""
-        try:
-            parse_bands(self.band)
-        except ValueError as exc:
-            raise SpectralStyleError(str(exc)) from None
-        for name in ("steps", "width", "height", "crops", "crop_size", "lr_step"):
-            if int(getattr(self, name)) < 1:
-                raise SpectralStyleError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        super().validate()
+        self.require_positive("steps", "width", "height", "crops", "crop_size", "lr_step")
         if self.width % 8 or self.height % 8:
             raise SpectralStyleError(f"size {self.width}x{self.height}: width and height must be multiples of 8")
         if self.crop_size > min(self.width, self.height):
@@ -78,22 +115,6 @@ class TransferConfig:
             raise SpectralStyleError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.source_encoder not in SOURCE_ENCODERS:
             raise SpectralStyleError(f"unknown source encoder {self.source_encoder!r}; use one of {', '.join(SOURCE_ENCODERS)}")
-        if self.weights not in ("pretrained", "random"):
-            raise SpectralStyleError(f"unknown weights mode {self.weights!r}; use pretrained or random")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.width, self.height
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        """Short stable hash of the settings (for manifests and caches)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-    def replace(self, **changes: Any) -> "TransferConfig":
-        return dataclasses.replace(self, **changes)
 
 
 FIELD_NAMES = frozenset(f.name for f in fields(TransferConfig))
@@ -129,14 +150,22 @@ def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIEL
     return data
 
 
-def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TransferConfig:
-    """Defaults < YAML file < explicit overrides (``None`` means 'not given')."""
-    values = read_config_file(config_file)
+def resolve_settings(cls: type[S], config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> S:
+    """Defaults < YAML file < explicit overrides (``None`` means 'not given'); ``size`` is 'WxH'."""
+    names = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+    values = read_config_file(config_file, names)
+    if size is not None:
+        overrides["width"], overrides["height"] = parse_size(size)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - FIELD_NAMES)
+    unknown = sorted(set(values) - names)
     if unknown:
         raise SpectralStyleError(f"unknown setting(s): {', '.join(unknown)}")
     try:
-        return TransferConfig(**values)
+        return cls(**values)
     except (TypeError, ValueError) as exc:
         raise SpectralStyleError(f"bad setting: {exc}") from None
+
+
+def resolve_config(config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> TransferConfig:
+    """The transfer settings: defaults < YAML file < explicit overrides."""
+    return resolve_settings(TransferConfig, config_file, size, **overrides)

@@ -24,6 +24,7 @@ from .clip_model import SpectralCLIP, load_clip
 from .config import TransferConfig
 from .augment import PatchAugmenter
 from .device import resolve_device
+from .errors import SpectralStyleError
 from .image_io import atomic_path, finish_image, load_image, save_png, slugify, write_json
 from .losses import CLIPStyleLoss, LossWeights
 from .spectral import band_label
@@ -43,6 +44,7 @@ class Models:
     device: torch.device
     weights: str
     text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+    encoders: dict[tuple[str, bool], SpectralCLIP] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, config: TransferConfig) -> "Models":
@@ -50,11 +52,23 @@ class Models:
         clip_source = config.clip_weights or config.clip_model
         clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
         vgg = load_vgg_content(config.weights, config.vgg_weights, device=device)
+        if device.type == "cpu":  # oneDNN convolutions avoid layout reorders: measured 5-20% faster VGG on CPU
+            vgg = vgg.to(memory_format=torch.channels_last)
         return cls(clip_model, vgg, device, config.weights)
+
+    def encoder(self, band: str, compiled: bool = False) -> SpectralCLIP:
+        """The SpectralCLIP encoder of a band, built once (and compiled once) per Models."""
+        key = (band, compiled)
+        if key not in self.encoders:
+            encoder = SpectralCLIP(self.clip, band)
+            if compiled:  # the ViT trunk; the filter and projection are a few small ops
+                encoder.tokens = torch.compile(encoder.tokens)  # type: ignore[method-assign]
+            self.encoders[key] = encoder
+        return self.encoders[key]
 
     def loss_for(self, config: TransferConfig) -> CLIPStyleLoss:
         loss = CLIPStyleLoss(
-            SpectralCLIP(self.clip, config.band),
+            self.encoder(config.band, config.compile),
             self.vgg,
             LossWeights(config.lambda_patch, config.lambda_global, config.lambda_content, config.lambda_tv),
             threshold=config.threshold,
@@ -84,6 +98,11 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _is_compile_error(exc: BaseException) -> bool:
+    """Errors raised by torch.compile's tracing or code generation (not by the model itself)."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
 def optimize(
     content: torch.Tensor,
     text: str,
@@ -102,6 +121,7 @@ def optimize(
     loss_fn = models.loss_for(config)
     loss_fn.prepare(content, text)
     net = StyleNet().to(device)
+    forward = torch.compile(net) if config.compile else net  # ``net`` stays the plain module (state_dict keys)
     augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
@@ -112,7 +132,7 @@ def optimize(
     try:
         for step in range(1, config.steps + 1):
             with autocast_context(device, config.precision):
-                output = net(content)
+                output = forward(content)
                 terms = loss_fn(output, augment(output))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
@@ -127,6 +147,14 @@ def optimize(
                 on_snapshot(step, output.detach())
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:
+        if config.compile and _is_compile_error(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SpectralStyleError(
+                f"--compile failed on {device.type} ({type(exc).__name__}: {first[:200]}); "
+                "run without --compile (on CPU torch.compile needs a working C++ compiler)"
+            ) from None
+        raise
     with torch.no_grad():
         final = net(content).float()
     return OptimizationResult(net, final, history, time.perf_counter() - start, interrupted)

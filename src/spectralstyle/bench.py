@@ -1,0 +1,270 @@
+"""Step time and peak memory of the reference computation pattern versus our pipeline, side by side.
+
+Each pattern runs in a fresh interpreter (``python -m spectralstyle.bench --pattern ...``) so that the
+CPU peak memory (``ru_maxrss``, a process high-water mark) belongs to that pattern alone. A run does
+``steps + 1`` optimisation steps and drops the first (warm-up: allocator, compilation, caches); the
+step time reported is the median of the rest. On CUDA the memory is ``torch.cuda.max_memory_allocated``.
+
+Both patterns use the same seed, StyleNet initialisation and crop parameters, so their per-step
+losses are comparable: in fp32 they agree to float noise, with bf16/fp16 the difference shows the
+effect of reduced precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TransferConfig
+from .device import resolve_device
+from .errors import SpectralStyleError
+
+PATTERNS: dict[str, str] = {
+    "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, fp32",
+    "optimized": "batched crops, CLS weighted sum, frozen CLIP, 1 CLIP pass, VGG to relu5_2",
+}
+"""Pattern name -> one-line description (the reference is run first)."""
+
+CHILD_TIMEOUT_S = 3600
+
+
+@dataclass
+class PatternResult:
+    """What one pattern measured in its own process."""
+
+    pattern: str
+    description: str
+    device: str
+    precision: str
+    compile: bool
+    step_seconds: list[float]
+    step_cpu_seconds: list[float]
+    setup_and_first_step_s: float
+    peak_memory_mib: float
+    memory_kind: str
+    losses: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def median_step_s(self) -> float:
+        return statistics.median(self.step_seconds)
+
+    @property
+    def median_step_cpu_s(self) -> float:
+        return statistics.median(self.step_cpu_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "median_step_s": self.median_step_s, "median_step_cpu_s": self.median_step_cpu_s}
+
+
+@dataclass
+class BenchReport:
+    config: dict[str, Any]
+    steps: int
+    environment: dict[str, Any]
+    results: list[PatternResult]
+
+    @property
+    def reference(self) -> PatternResult:
+        return self.results[0]
+
+    @property
+    def optimized(self) -> PatternResult:
+        return self.results[1]
+
+    @property
+    def speedup(self) -> float:
+        return self.reference.median_step_s / self.optimized.median_step_s
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.optimized.peak_memory_mib / self.reference.peak_memory_mib
+
+    def loss_differences(self) -> list[float]:
+        """Relative difference of the total loss per step, optimized vs reference (same seed and crops)."""
+        return [abs(o["total"] - r["total"]) / max(abs(r["total"]), 1e-12)
+                for r, o in zip(self.reference.losses, self.optimized.losses)]
+
+    def to_dict(self) -> dict[str, Any]:
+        diffs = self.loss_differences()
+        return {
+            "config": self.config,
+            "steps_timed": self.steps,
+            "environment": self.environment,
+            "patterns": {r.pattern: r.to_dict() for r in self.results},
+            "speedup": self.speedup,
+            "speedup_cpu_time": self.reference.median_step_cpu_s / self.optimized.median_step_cpu_s,
+            "memory_ratio": self.memory_ratio,
+            "max_total_loss_rel_diff": max(diffs) if diffs else None,
+        }
+
+
+def synthetic_content(width: int, height: int) -> torch.Tensor:
+    """A deterministic photo-like image [1, 3, H, W] (gradients and a block): no file needed."""
+    y = torch.linspace(0, 1, height).view(height, 1).expand(height, width)
+    x = torch.linspace(0, 1, width).view(1, width).expand(height, width)
+    img = torch.stack([x, 1 - y, 0.5 + 0.4 * torch.sin(6.0 * (x + y))]).clone()
+    img[:, height // 4 : height // 2, width // 3 : 2 * width // 3] = torch.tensor([0.9, 0.2, 0.1]).view(3, 1, 1)
+    return img.clamp(0, 1).unsqueeze(0)
+
+
+def bench_content(config: TransferConfig, content_path: str | None) -> torch.Tensor:
+    if content_path is None:
+        return synthetic_content(config.width, config.height)
+    from .image_io import load_image
+
+    return load_image(content_path, config.size)
+
+
+def _peak_memory_mib(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
+
+
+def _load_text_cache(path: Path | None) -> dict[str, torch.Tensor]:
+    """Text features computed by an earlier pattern of this run (they are set-up, not measured)."""
+    if path is None or not path.is_file():
+        return {}
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def run_pattern(
+    pattern: str, config: TransferConfig, steps: int, text: str, content_path: str | None = None,
+    text_cache_path: Path | None = None,
+) -> PatternResult:
+    """Run ``steps + 1`` steps of one pattern in this process and measure them (call in a fresh process)."""
+    if pattern not in PATTERNS:
+        raise SpectralStyleError(f"unknown pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
+    if pattern == "reference":
+        config = config.replace(precision="fp32", compile=False)
+    config = config.replace(steps=steps + 1, save_every=0)
+    device = resolve_device(config.device)
+    content = bench_content(config, content_path)
+    cache = {k: v.to(device) for k, v in _load_text_cache(text_cache_path).items()}
+    stamps: list[float] = []
+    cpu_stamps: list[float] = []  # process CPU time (all threads): less affected by other load on the machine
+
+    def on_step(step: int, record: dict[str, float]) -> None:  # .item() in the record already synchronised
+        stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
+
+    if pattern == "reference":
+        from .reference import ReferenceModels, optimize_reference
+
+        ref_models = ReferenceModels.load(config)
+        ref_models.text_cache.update(cache)
+        _reset_peak(device)
+        start = time.perf_counter()
+        history = optimize_reference(content, text, config, ref_models, on_step=on_step).history
+        text_cache = ref_models.text_cache
+    else:
+        from .transfer import Models, optimize
+
+        models = Models.load(config)
+        models.text_cache.update(cache)
+        _reset_peak(device)
+        start = time.perf_counter()
+        history = optimize(content, text, config, models, on_step=on_step).history
+        text_cache = models.text_cache
+    if text_cache_path is not None and not text_cache_path.is_file():
+        torch.save({k: v.cpu() for k, v in text_cache.items()}, text_cache_path)
+    if len(stamps) != steps + 1:
+        raise SpectralStyleError(f"{pattern}: only {len(stamps)} of {steps + 1} steps ran (interrupted?)")
+    peak, kind = _peak_memory_mib(device)
+    return PatternResult(
+        pattern, PATTERNS[pattern], str(device), config.precision, config.compile,
+        step_seconds=[b - a for a, b in zip(stamps, stamps[1:])],
+        step_cpu_seconds=[b - a for a, b in zip(cpu_stamps, cpu_stamps[1:])],
+        setup_and_first_step_s=stamps[0] - start,  # prepare() (text, source features) and the warm-up step
+        peak_memory_mib=peak, memory_kind=kind, losses=history,
+    )
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def measure_in_subprocess(
+    pattern: str, config: TransferConfig, steps: int, text: str, content_path: str | None, workdir: Path,
+) -> PatternResult:
+    """Run ``run_pattern`` in a fresh interpreter and read its result back."""
+    config_file, result_file = workdir / "config.json", workdir / f"{pattern}.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    cmd = [sys.executable, "-m", "spectralstyle.bench", "--pattern", pattern, "--config", str(config_file),
+           "--steps", str(steps), "--text", text, "--out", str(result_file),
+           "--text-cache", str(workdir / "text_features.pt")]
+    if content_path is not None:
+        cmd += ["--content", str(content_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=os.environ.copy())
+    if proc.returncode != 0 or not result_file.is_file():
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise SpectralStyleError(f"benchmark of the {pattern} pattern failed: {last}")
+    data = json.loads(result_file.read_text())
+    data.pop("median_step_s", None)
+    data.pop("median_step_cpu_s", None)
+    return PatternResult(**data)
+
+
+def run_benchmark(
+    config: TransferConfig, steps: int, text: str = "pop art", content_path: str | None = None,
+    on_pattern: Any = None,
+) -> BenchReport:
+    """Measure every pattern in its own process; ``on_pattern(name)`` is called before each."""
+    if steps < 1:
+        raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
+    from .clip_model import tokenize_templated
+    from .transfer import environment_info
+
+    tokenize_templated(text)  # a bad text fails here, not in a child
+    device = resolve_device(config.device)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="spectralstyle-bench-") as tmp:
+        for pattern in PATTERNS:
+            if on_pattern:
+                on_pattern(pattern)
+            results.append(measure_in_subprocess(pattern, config, steps, text, content_path, Path(tmp)))
+    return BenchReport({**config.to_dict(), "text": text, "content": content_path or "synthetic"}, steps,
+                       environment_info(device), results)
+
+
+def _child_main(argv: list[str] | None = None) -> int:
+    """Entry point of the per-pattern process: writes a PatternResult as JSON to --out."""
+    parser = argparse.ArgumentParser(prog="python -m spectralstyle.bench")
+    parser.add_argument("--pattern", required=True, choices=list(PATTERNS))
+    parser.add_argument("--config", required=True, help="JSON file of TransferConfig settings")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--text", default="pop art")
+    parser.add_argument("--content", default=None)
+    parser.add_argument("--text-cache", default=None)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        config = TransferConfig(**json.loads(Path(args.config).read_text()))
+        result = run_pattern(args.pattern, config, args.steps, args.text, args.content,
+                             Path(args.text_cache) if args.text_cache else None)
+    except SpectralStyleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from .image_io import write_json
+
+    write_json(result.to_dict(), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,74 @@
+"""``spectralstyle bench``: the reference computation pattern versus our pipeline, timed side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cli_common import (
+    BandOpt, CompileOpt, CropSizeOpt, CropsOpt, DeviceOpt, PrecisionOpt, SizeOpt, build_config, console, user_errors,
+)
+from .errors import SpectralStyleError
+
+
+def report_table(report) -> Table:  # report: bench.BenchReport
+    """One row per pattern: median step time, warm-up, peak memory, first and last total loss."""
+    table = Table(title=f"spectralstyle bench · {report.config['width']}x{report.config['height']}, "
+                        f"{report.config['crops']} crops of {report.config['crop_size']}, band {report.config['band']}, "
+                        f"{report.reference.device}, {report.steps} timed steps")
+    for name, justify in (("pattern", "left"), ("precision", "left"), ("s/step", "right"), ("min s/step", "right"), ("setup+warm-up s", "right"),
+                          ("peak MiB", "right"), ("loss step 1", "right"), ("loss last", "right")):
+        table.add_column(name, justify=justify)
+    for r in report.results:
+        table.add_row(r.pattern, r.precision + (" +compile" if r.compile else ""), f"{r.median_step_s:.3f}",
+                      f"{min(r.step_seconds):.3f}", f"{r.setup_and_first_step_s:.1f}", f"{r.peak_memory_mib:.0f}", f"{r.losses[0]['total']:.2f}",
+                      f"{r.losses[-1]['total']:.2f}")
+    table.caption = "\n".join(f"{r.pattern}: {r.description}" for r in report.results) + (
+        f"\ns/step: median wall time over the timed steps (min: the fastest one, a hint when the machine is "
+        f"shared); peak: {report.reference.memory_kind}")
+    return table
+
+
+def bench(
+    size: SizeOpt = "512x512",
+    crops: CropsOpt = 64,
+    crop_size: CropSizeOpt = 128,
+    steps: Annotated[int, typer.Option("--steps", help="Timed steps per pattern (one more runs first as warm-up).")] = 5,
+    device: DeviceOpt = "auto",
+    weights: Annotated[str, typer.Option("--weights", help="random (same architectures and FLOPs, no download) or pretrained.")] = "random",
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
+    band: BandOpt = "c2",
+    text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
+    content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
+) -> None:
+    """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
+    from .bench import run_benchmark
+    from .image_io import load_image, write_json
+
+    if steps < 1:
+        raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
+    config = build_config(None, size=size, crops=crops, crop_size=crop_size, device=device, weights=weights,
+                          precision=precision, compile=compile, band=band)
+    if content is not None:
+        load_image(content)  # a bad image fails before any model is loaded
+    report = run_benchmark(config, steps, text, str(content) if content else None,
+                           on_pattern=lambda name: console.print(f"[dim]running the {name} pattern…[/]"))
+    out = Console()
+    out.print(report_table(report))
+    diffs = report.loss_differences()
+    out.print(f"peak memory ratio (optimized / reference): {report.memory_ratio:.2f}; "
+              f"largest relative difference of the total loss per step: {max(diffs):.2e}", highlight=False)
+    if json_out is not None:
+        write_json(report.to_dict(), json_out)
+        out.print(f"wrote {json_out}", highlight=False)
+    typer.echo(f"speedup: {report.speedup:.2f}x")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(user_errors(bench))

@@ -1,0 +1,129 @@
+"""``spectralstyle evaluate`` (OCR, CLIP and content metrics with an HTML report) and ``analyze``
+(the paper's spectral analysis). The work is done in metrics, report and analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from .cli_common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
+from .errors import SpectralStyleError
+
+PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
+EvalWeightsOpt = Annotated[str, typer.Option("--weights", help="pretrained (download once, then cached) or random (no download; for tests).")]
+MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
+
+
+def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str]) -> Any:
+    from .clip_model import load_clip
+    from .device import resolve_device
+
+    return load_clip(clip_weights or "ViT-B/32", device=resolve_device(device or "auto"),
+                     weights="pretrained" if clip_weights else weights)
+
+
+def _check_options(weights: str, value: float) -> None:
+    """Fail on bad flags before any file is written or model loaded."""
+    from .clip_model import WEIGHT_MODES
+
+    if weights not in WEIGHT_MODES:
+        raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
+    if not 0 <= value <= 1:
+        raise SpectralStyleError(f"--min-confidence must be between 0 and 1, got {value}")
+
+
+@user_errors
+def evaluate(
+    paths: PathsArg,
+    text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
+    weights: EvalWeightsOpt = "pretrained",
+    clip_weights: ClipWeightsOpt = None,
+    vgg_weights: VggWeightsOpt = None,
+    device: DeviceOpt = None,
+    min_confidence: MinConfidenceOpt = 0.6,
+) -> None:
+    """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
+    from .metrics import ClipScorer, collect_inputs, evaluate_image
+    from .report import band_stats, fmt, text_count_line, write_report
+    from .vgg import load_vgg_content
+
+    _check_options(weights, min_confidence)
+    items = collect_inputs(paths, text)
+    if text is not None:
+        from .clip_model import tokenize_templated
+
+        tokenize_templated(text)
+    setup_log_file(out)
+    clip_model = _load_clip(weights, clip_weights, device)
+    device_ = next(clip_model.parameters()).device
+    needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
+    vgg = load_vgg_content(weights if not vgg_weights else "pretrained", vgg_weights, device_) if needs_vgg else None
+    scorer = ClipScorer(clip_model)
+    results = []
+    with console.status("measuring") as status:
+        for n, item in enumerate(items, 1):
+            status.update(f"measuring {item.image.name} ({n}/{len(items)})")
+            results.append(evaluate_image(item, scorer, vgg, min_confidence))
+    files = write_report(results, out)
+    log.info("evaluated %d images: %s", len(results), text_count_line(results))
+
+    table = Table(title="per band", title_justify="left")
+    for col in ("band", "images", "with text", "mean area", "mean CLIP", "mean SSIM"):
+        table.add_column(col, justify="left" if col == "band" else "right")
+    for s in band_stats(results):
+        table.add_row(s.band, str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
+    console.print(table)
+    console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
+    console.print(f"[green]wrote[/] {files.html}  [dim]{files.csv}[/]", highlight=False)
+
+
+@user_errors
+def analyze(
+    paths: PathsArg,
+    text: Annotated[str, typer.Option("--text", "-t", help="Text to score every image against.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (CSV files and plots).")] = Path("analysis"),
+    weights: EvalWeightsOpt = "pretrained",
+    clip_weights: ClipWeightsOpt = None,
+    device: DeviceOpt = None,
+    min_confidence: MinConfidenceOpt = 0.6,
+) -> None:
+    """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
+    from .analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
+    from .clip_model import tokenize_templated
+    from .metrics import ClipScorer, collect_inputs
+
+    _check_options(weights, min_confidence)
+    tokenize_templated(text)
+    images = [item.image for item in collect_inputs(paths, text)]
+    setup_log_file(out)
+    clip_model = _load_clip(weights, clip_weights, device)
+    with console.status(f"analysing {len(images)} image(s)"):
+        results, separation = run_analysis(ClipScorer(clip_model), images, text, min_confidence=min_confidence)
+    files = write_analysis(results, separation, out)
+
+    with_text = sum(r.text.has_text for r in results)
+    console.print(f"{with_text} of {len(results)} image{'s' if len(results) != 1 else ''} with text", highlight=False)
+    if separation is None:
+        console.print(one_group_line(results), highlight=False)
+    else:
+        table = Table(title="band separation (text vs no text)", title_justify="left")
+        for col in ("removed band", "AUC energy", "r energy", "AUC score drop", "r score drop", "separates"):
+            table.add_column(col, justify="left" if col == "removed band" else "right")
+        for s in separation:
+            table.add_row(s.band, *(f"{v:.3f}" for v in (s.auc_energy, s.r_energy, s.auc_drop, s.r_drop)),
+                          "yes" if s.separates else "no")
+        console.print(table)
+        caution = small_group_line(results)
+        if caution:
+            console.print(f"[yellow]{caution}[/]", highlight=False)
+    log.info("analysed %d images into %s", len(results), out)
+    console.print(f"[green]wrote[/] {', '.join(str(f) for f in files)}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+    app.command("analyze")(analyze)

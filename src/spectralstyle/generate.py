@@ -1,0 +1,290 @@
+"""Text-to-image with (Spectral)CLIP guidance: optimise a generator so its cutouts match a prompt.
+
+Each step: image = generator(); random perspective cutouts of random size (``augment``'s batched
+crops), random flips and noise; loss = sum_i w_i * mean over cutouts of the distance between the
+SpectralCLIP embedding of a cutout and the plain CLIP text embedding of prompt i (spherical
+distance as in VQGAN+CLIP, or 1 - cos), plus ``init_weight`` * MSE(image, init image).
+Outputs mirror ``transfer``: ``<slug>_<generator>_<band>.png`` and a sidecar JSON, written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .augment import apply_batched, sample_crop_params
+from .clip_model import CLIP_MEAN, CLIP_STD, SpectralCLIP, load_clip
+from .config import Settings, resolve_settings
+from .device import resolve_device
+from .errors import SpectralStyleError
+from .generators import GENERATORS, FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
+from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
+from .losses import CLIP_SIZE, normalize
+from .prompts import Prompt, encode_prompts, parse_prompts
+from .spectral import band_label
+from .transfer import JobOutput, environment_info
+
+StepCallback = Callable[[int, dict[str, float]], None]
+DISTANCES = ("spherical", "cosine")
+DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}
+SIZE_MULTIPLE = {"fourier": 8, "vqgan": 16}
+CUTOUT_GROUPS = 4  # cutouts share a size within a group, so each group is one batched crop call
+
+
+@dataclass
+class GenerateConfig(Settings):
+    """All settings of one text-to-image run; ``lr=None`` resolves to the generator's default."""
+
+    band: str = "c2"
+    generator: str = "fourier"
+    steps: int = 300
+    width: int = 256
+    height: int = 256
+    cutouts: int = 32
+    cut_min: float = 0.25
+    distortion: float = 0.5
+    cut_noise: float = 0.1
+    distance: str = "spherical"
+    lr: float | None = None
+    seed: int = 1234
+    init_image: str | None = None
+    init_weight: float = 0.0
+    decay_power: float = 1.0
+    clip_model: str = "ViT-B/32"
+    weights: str = "pretrained"
+    clip_weights: str | None = None
+    vqgan_checkpoint: str | None = None
+    device: str = "auto"
+    save_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.generator in DEFAULT_LR and self.lr is None:
+            self.lr = DEFAULT_LR[self.generator]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise SpectralStyleError with one clear line for the first bad setting."""
+        super().validate()
+        if self.generator not in GENERATORS:
+            raise SpectralStyleError(f"unknown generator {self.generator!r}; use one of {', '.join(GENERATORS)}")
+        self.require_positive("steps", "width", "height", "cutouts")
+        multiple = SIZE_MULTIPLE[self.generator]
+        if self.width % multiple or self.height % multiple:
+            raise SpectralStyleError(
+                f"size {self.width}x{self.height}: the {self.generator} generator needs multiples of {multiple}")
+        if not 0 < self.cut_min <= 1:
+            raise SpectralStyleError(f"cut_min must be in (0, 1], got {self.cut_min}")
+        if not 0 <= self.distortion <= 1:
+            raise SpectralStyleError(f"distortion must be in [0, 1], got {self.distortion}")
+        if self.distance not in DISTANCES:
+            raise SpectralStyleError(f"unknown distance {self.distance!r}; use one of {', '.join(DISTANCES)}")
+        if self.lr is None or self.lr <= 0:
+            raise SpectralStyleError(f"lr must be positive, got {self.lr}")
+        if self.cut_noise < 0 or self.init_weight < 0 or self.save_every < 0 or self.decay_power < 0:
+            raise SpectralStyleError("cut_noise, init_weight, save_every and decay_power must be non-negative")
+        if self.init_weight > 0 and not self.init_image:
+            raise SpectralStyleError("--init-weight needs --init-image")
+        if self.generator == "vqgan" and self.init_image and self.init_weight == 0:
+            raise SpectralStyleError(
+                "the vqgan generator uses --init-image only through the loss: give --init-weight > 0 (for example 1)")
+
+
+def resolve_generate_config(config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> GenerateConfig:
+    """The generation settings: defaults < YAML file < explicit overrides."""
+    return resolve_settings(GenerateConfig, config_file, size, **overrides)
+
+
+@dataclass
+class GenerateModels:
+    """Frozen CLIP (and the VQGAN decoder when needed) on one device, shared by the runs of a command."""
+
+    clip: Any
+    device: torch.device
+    vqgan: VQGANDecoderModel | None = None
+
+    @classmethod
+    def load(cls, config: GenerateConfig) -> "GenerateModels":
+        device = resolve_device(config.device)
+        vqgan = load_vqgan(config.vqgan_checkpoint, config.weights, device) if config.generator == "vqgan" else None
+        clip_source = config.clip_weights or config.clip_model
+        clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
+        return cls(clip_model, device, vqgan)
+
+
+class Cutouts:
+    """Random perspective cutouts of random size, flipped and noised, resized for CLIP; repeatable by seed."""
+
+    def __init__(self, n: int, cut_min: float, distortion: float, noise: float, seed: int, out_size: int = CLIP_SIZE):
+        self.n, self.cut_min, self.distortion, self.noise, self.out_size = n, cut_min, distortion, noise, out_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sizes(self, side: int) -> list[int]:
+        """One cutout side per group, uniform between cut_min * side and side."""
+        u = torch.rand(min(self.n, CUTOUT_GROUPS), generator=self.generator)
+        return [max(1, min(side, round(side * (self.cut_min + (1 - self.cut_min) * float(x))))) for x in u]
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        sizes = self.sizes(min(height, width))
+        counts = [self.n // len(sizes) + (i < self.n % len(sizes)) for i in range(len(sizes))]
+        crops = torch.cat([
+            apply_batched(image, sample_crop_params(k, height, width, s, self.distortion, self.generator), self.out_size)
+            for s, k in zip(sizes, counts)
+        ])
+        flip = (torch.rand(self.n, generator=self.generator) < 0.5).to(image.device).view(-1, 1, 1, 1)
+        crops = torch.where(flip, crops.flip(-1), crops)
+        if self.noise:
+            scale = torch.rand(self.n, 1, 1, 1, generator=self.generator) * self.noise
+            crops = crops + (scale * torch.randn(crops.shape, generator=self.generator)).to(image.device)
+        return crops
+
+
+def prompt_distances(features: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
+    """[n, D] unit image features vs [P, D] unit text features -> [n, P] distances."""
+    if distance == "cosine":
+        return 1 - features @ targets.T
+    chord = (features[:, None] - targets[None]).norm(dim=-1)
+    return chord.div(2).clamp(max=1).arcsin().pow(2).mul(2)
+
+
+def make_generator(config: GenerateConfig, models: GenerateModels, init: torch.Tensor | None) -> Generator:
+    """A fresh generator, seeded; the Fourier one starts from the init image when given."""
+    torch.manual_seed(config.seed)
+    if config.generator == "vqgan":
+        if models.vqgan is None:
+            raise SpectralStyleError("the VQGAN decoder is not loaded for this run")
+        return VQGANGenerator(models.vqgan, config.width, config.height)
+    gen = FourierGenerator(config.width, config.height, config.decay_power).to(models.device)
+    if init is not None:
+        gen.init_from_image(init)
+    return gen
+
+
+@dataclass
+class GenerationResult:
+    image: torch.Tensor
+    history: list[dict[str, float]]
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.history)
+
+
+def optimize_generation(
+    prompts: list[Prompt],
+    config: GenerateConfig,
+    models: GenerateModels,
+    on_step: StepCallback | None = None,
+    on_snapshot: Callable[[int, torch.Tensor], Any] | None = None,
+) -> GenerationResult:
+    """Adam on the generator's parameters against the weighted prompt distances; Ctrl-C stops early."""
+    device = models.device
+    init = load_image(config.init_image, config.size).to(device) if config.init_image else None
+    encoder = SpectralCLIP(models.clip, config.band).to(device)
+    targets, weights = encode_prompts(models.clip, prompts)
+    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
+    gen = make_generator(config, models, init)
+    cutouts = Cutouts(config.cutouts, config.cut_min, config.distortion, config.cut_noise, config.seed)
+    optimizer = torch.optim.Adam([p for p in gen.parameters() if p.requires_grad], lr=config.lr)
+    history: list[dict[str, float]] = []
+    start, interrupted = time.perf_counter(), False
+    try:
+        for step in range(1, config.steps + 1):
+            image = gen()
+            features = normalize(encoder.encode_image((cutouts(image) - mean) / std).float())
+            prompt_loss = (prompt_distances(features, targets, config.distance).mean(0) * weights).sum()
+            init_loss = F.mse_loss(image, init) if init is not None else image.new_zeros(())
+            total = prompt_loss + config.init_weight * init_loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            gen.after_step()
+            record = {"step": step, "lr": config.lr, "total": total.item(), "prompt": prompt_loss.item(),
+                      "init": init_loss.item()}
+            history.append(record)
+            if on_step:
+                on_step(step, record)
+            if on_snapshot and config.save_every and step % config.save_every == 0 and step < config.steps:
+                on_snapshot(step, image.detach())
+    except KeyboardInterrupt:
+        interrupted = True
+    with torch.no_grad():
+        final = gen().float()
+    return GenerationResult(final, history, time.perf_counter() - start, interrupted)
+
+
+def generation_stem(prompt: str, config: GenerateConfig) -> str:
+    return f"{slugify(prompt)}_{config.generator}_{band_label(config.band)}"
+
+
+def run_generation(
+    prompt: str,
+    config: GenerateConfig,
+    models: GenerateModels,
+    out_dir: str | Path,
+    on_step: StepCallback | None = None,
+    stem: str | None = None,
+) -> JobOutput:
+    """Generate one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots) in ``out_dir``.
+
+    On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names
+    are not written.
+    """
+    prompts = parse_prompts(prompt)
+    out = Path(out_dir)
+    stem = stem or generation_stem(prompt, config)
+    record: dict[str, Any] = {
+        "kind": "generation",
+        "content": None,
+        "text": prompt,
+        "prompts": [dataclasses.asdict(p) for p in prompts],
+        "band": config.band,
+        "generator": config.generator,
+        "config": config.to_dict(),
+        "config_hash": config.digest(),
+        "environment": environment_info(models.device),
+        "device": str(models.device),
+        "seed": config.seed,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+    def snapshot(step: int, image: torch.Tensor) -> Path:
+        path = out / "snapshots" / f"{stem}_step{step:04d}.png"
+        return save_png(finish_image(image, 1.0), path, {**record, "step": step, "status": "snapshot"})
+
+    result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=snapshot)
+    record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+    if result.interrupted:
+        record["status"] = "interrupted"
+        path = snapshot(result.steps_done, result.image)
+        return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
+    record["status"] = "finished"
+    image_path, sidecar_path = out / f"{stem}.png", out / f"{stem}.json"
+    record["output"] = str(image_path)
+    save_png(finish_image(result.image, 1.0), image_path, record)
+    write_json(record, sidecar_path)
+    return JobOutput(image_path, sidecar_path, record)
+
+
+def write_generation_comparison(results: list[JobOutput], out: str | Path) -> JobOutput:
+    """Side-by-side image of generations that differ only in band, with a sidecar naming both."""
+    first = results[0].record
+    panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
+    stem = f"{slugify(first['text'])}_{first['generator']}_compare_" + "-vs-".join(
+        band_label(r.record["band"]) for r in results)
+    record = {"kind": "comparison", "content": None, "text": first["text"], "generator": first["generator"],
+              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
+    out = Path(out)
+    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
+    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)

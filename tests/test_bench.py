@@ -1,0 +1,90 @@
+"""The benchmark's reference pattern: its FFT DCT, its agreement with the fast pipeline, the command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spectralstyle.bench import synthetic_content
+from spectralstyle.cli import app
+from spectralstyle.config import TransferConfig
+from spectralstyle.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
+from spectralstyle.spectral import parse_bands
+from spectralstyle.transfer import Models, optimize
+
+torch_dct = pytest.importorskip("torch_dct", reason="torch-dct is a dev dependency")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 50])
+def test_fft_dct_matches_torch_dct(n):
+    x = torch.randn(3, 5, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    assert torch.allclose(dct(x), torch_dct.dct(x), atol=1e-10)
+    assert torch.allclose(idct(x), torch_dct.idct(x), atol=1e-10)
+    assert torch.allclose(idct(dct(x)), x, atol=1e-10)
+
+
+def test_reference_filter_is_the_projection_of_our_encoder(random_clip):
+    """DCT -> mask -> IDCT of the whole sequence gives the same embedding as our CLS weighted sum."""
+    from spectralstyle.clip_model import SpectralCLIP
+
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = SpectralCLIP(random_clip, "c1").encode_image(x)
+        ref = spectral_encode_image(random_clip, x, parse_bands("c1"))
+        plain = random_clip.encode_image(x)
+    assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ref, plain, atol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def both_models():
+    config = TransferConfig(weights="random", device="cpu")
+    models = Models.load(config)
+    reference = ReferenceModels.load(config)
+    reference.text_cache = models.text_cache  # same random CLIP: text features are set-up, computed once
+    return models, reference
+
+
+@pytest.mark.parametrize("band", ["c2", "none"])
+def test_fast_pipeline_matches_reference_pattern(both_models, band):
+    """Same seed, StyleNet init and crops: per-step losses agree to float noise in fp32."""
+    models, reference = both_models
+    config = TransferConfig(band=band, steps=3, width=64, height=64, crops=3, crop_size=32, weights="random",
+                            device="cpu", seed=7)
+    content = synthetic_content(64, 64)
+    fast = optimize(content, "pop art", config, models).history
+    ref = optimize_reference(content, "pop art", config, reference).history
+    assert len(fast) == len(ref) == 3
+    for a, b in zip(fast, ref):
+        # step 1 sees identical parameters: only forward float noise. Later steps follow Adam updates, which
+        # divide by sqrt(v): parameters with near-zero gradients turn 1e-7 noise into visible steps.
+        rel = 1e-4 if a["step"] == 1 else 1e-3
+        for key in ("total", "patch", "global", "content", "tv"):
+            assert a[key] == pytest.approx(b[key], rel=rel, abs=1e-7), (band, a["step"], key)
+    assert fast[0]["total"] != fast[-1]["total"]  # the StyleNet really trained
+    # CLIP weights are trainable in the reference pattern (gradients accumulated), frozen in ours
+    assert reference.clip.visual.conv1.weight.grad is not None
+    assert models.clip.visual.conv1.weight.grad is None
+
+
+def test_bench_command_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32",
+                                      "--device", "cpu", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "speedup:" in result.stdout.splitlines()[-1]
+    data = json.loads(out.read_text())
+    assert set(data["patterns"]) == {"reference", "optimized"}
+    for pattern in data["patterns"].values():
+        assert len(pattern["step_seconds"]) == 2 and pattern["peak_memory_mib"] > 0
+    assert data["speedup"] == pytest.approx(
+        data["patterns"]["reference"]["median_step_s"] / data["patterns"]["optimized"]["median_step_s"])
+    assert data["max_total_loss_rel_diff"] < 1e-3
+
+
+def test_bench_rejects_bad_steps():
+    result = CliRunner().invoke(app, ["bench", "--steps", "0", "--size", "64x64", "--crops", "2", "--crop-size", "32"])
+    assert result.exit_code == 2
