@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spectralstyle.clip_model import SpectralCLIP
+from spectralstyle.clip_model import SpectralCLIP, clip_input
 from spectralstyle.losses import (
     CLIPStyleLoss,
     LossWeights,
@@ -64,7 +64,7 @@ def test_weighted_total_and_zero_at_start(random_clip):
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms.tv.item() == pytest.approx(tv_loss(content).item())
     # the global term is the directional loss of the resized whole image
-    feats = loss.encoder.encode_image(loss.clip_input(content))
+    feats = loss.encoder.encode_image(clip_input(content))
     glob = directional_loss(feats, loss.source_features, loss.text_direction)
     assert terms.global_.item() == pytest.approx(glob.item(), abs=1e-5)
 

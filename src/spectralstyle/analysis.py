@@ -22,7 +22,8 @@ import torchvision.transforms.functional as TF
 from .clip_model import SpectralCLIP
 from .image_io import open_rgb
 from .losses import normalize
-from .metrics import DEFAULT_MIN_CONFIDENCE, ClipScorer, TextSummary, clip_input, text_summary
+from .clip_model import clip_input
+from .metrics import DEFAULT_MIN_CONFIDENCE, ClipScorer, TextSummary, text_summary
 from .report import pyplot, save_figure, write_csv
 from .spectral import dct_matrix, parse_bands
 

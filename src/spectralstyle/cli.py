@@ -16,7 +16,7 @@ from . import __version__
 from .cli_common import (
     BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt, LambdaContentOpt,
     LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SaveEveryOpt, SeedOpt, SizeOpt,
-    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, build_config, console, fail, log,
+    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console, fail, log,
     setup_log_file, user_errors,
 )
 from .config import TransferConfig
@@ -106,12 +106,7 @@ def transfer(
     compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
 ) -> None:
     """Stylise CONTENT to match TEXT, without painting the text's words into it."""
-    config = build_config(
-        config_file, size=size, band=band, steps=steps, crops=crops, crop_size=crop_size, lr=lr, seed=seed,
-        device=device, weights=weights, clip_weights=clip_weights, vgg_weights=vgg_weights, save_every=save_every,
-        contrast=contrast, lambda_patch=lambda_patch, lambda_global=lambda_global, lambda_content=lambda_content,
-        lambda_tv=lambda_tv, threshold=threshold, source_encoder=source_encoder, precision=precision, compile=compile,
-    )
+    config = config_from_flags(config_file, size, locals())
     load_image(content)  # fail on a bad image before loading any model
     from .clip_model import tokenize_templated
 

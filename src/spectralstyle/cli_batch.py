@@ -23,7 +23,7 @@ from .batch import (
 from .cli_common import (
     INTERRUPTED_EXIT, BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
     LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, PrecisionOpt, SaveEveryOpt,
-    SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, build_config, console,
+    SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
     fail, log, setup_log_file, user_errors,
 )
 from .errors import SpectralStyleError
@@ -80,12 +80,7 @@ def batch(
 
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
     """
-    config = build_config(
-        config_file, size=size, band=band, steps=steps, crops=crops, crop_size=crop_size, lr=lr, seed=seed,
-        device=device, weights=weights, clip_weights=clip_weights, vgg_weights=vgg_weights, save_every=save_every,
-        contrast=contrast, lambda_patch=lambda_patch, lambda_global=lambda_global, lambda_content=lambda_content,
-        lambda_tv=lambda_tv, threshold=threshold, source_encoder=source_encoder, precision=precision, compile=compile,
-    )
+    config = config_from_flags(config_file, size, locals())
     if band is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")
     band_list = split_bands(bands) if bands else [config.band]

@@ -16,7 +16,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .config import TransferConfig, resolve_config
+from .config import FIELD_NAMES, TransferConfig, resolve_config
 from .errors import SpectralStyleError
 
 console = Console(stderr=True)
@@ -89,6 +89,11 @@ ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Patc
 SourceEncoderOpt = Annotated[Optional[str], typer.Option("--source-encoder", help="Embed the content image with plain CLIP (reference) or the filtered encoder.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32 (reference), bf16 or fp16 autocast.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks (faster on GPU after warm-up).")]
+
+
+def config_from_flags(config_file: Optional[Path], size: Optional[str], flags: dict[str, Any]) -> TransferConfig:
+    """Settings from a command's parameters (its ``locals()``): those named like a TransferConfig field."""
+    return build_config(config_file, size=size, **{k: v for k, v in flags.items() if k in FIELD_NAMES})
 
 
 def build_config(config_file: Optional[Path], size: Optional[str] = None, **flags: Any) -> TransferConfig:

@@ -28,6 +28,7 @@ with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which wa
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_SIZE = 224
 CONTEXT_LENGTH = 77
 WEIGHT_MODES = ("pretrained", "random")
 
@@ -85,6 +86,15 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
         )
     model.requires_grad_(False)
     return model.eval().float().to(device)
+
+
+def clip_input(image: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> bicubic 224x224 (unless already 224) and CLIP mean/std normalisation."""
+    if tuple(image.shape[-2:]) != (CLIP_SIZE, CLIP_SIZE):
+        image = torch.nn.functional.interpolate(image, size=CLIP_SIZE, mode="bicubic", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (image - mean) / std
 
 
 @lru_cache(maxsize=1)

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .augment import apply_batched, sample_crop_params
-from .clip_model import CLIP_MEAN, CLIP_STD, SpectralCLIP, load_clip
+from .clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
 from .config import Settings, resolve_settings
 from .device import resolve_device
 from .errors import SpectralStyleError
 from .generators import GENERATORS, FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
 from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
-from .losses import CLIP_SIZE, normalize
+from .losses import normalize
 from .prompts import Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
 from .transfer import JobOutput, environment_info
@@ -192,8 +192,6 @@ def optimize_generation(
     init = load_image(config.init_image, config.size).to(device) if config.init_image else None
     encoder = SpectralCLIP(models.clip, config.band).to(device)
     targets, weights = encode_prompts(models.clip, prompts)
-    mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
     gen = make_generator(config, models, init)
     cutouts = Cutouts(config.cutouts, config.cut_min, config.distortion, config.cut_noise, config.seed)
     optimizer = torch.optim.Adam([p for p in gen.parameters() if p.requires_grad], lr=config.lr)
@@ -202,7 +200,7 @@ def optimize_generation(
     try:
         for step in range(1, config.steps + 1):
             image = gen()
-            features = normalize(encoder.encode_image((cutouts(image) - mean) / std).float())
+            features = normalize(encoder.encode_image(clip_input(cutouts(image))).float())
             prompt_loss = (prompt_distances(features, targets, config.distance).mean(0) * weights).sum()
             init_loss = F.mse_loss(image, init) if init is not None else image.new_zeros(())
             total = prompt_loss + config.init_weight * init_loss

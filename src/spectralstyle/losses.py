@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip_model import CLIP_MEAN, CLIP_STD, SpectralCLIP, encode_templated_text
+from .clip_model import SpectralCLIP, clip_input, encode_templated_text
 from .vgg import VGGContent
 
-CLIP_SIZE = 224
 
 
 @dataclass
@@ -95,18 +94,10 @@ class CLIPStyleLoss(nn.Module):
         self.threshold = threshold
         self.source_text = source_text
         self.filtered_source = filtered_source
-        self.register_buffer("clip_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("clip_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         self._text_cache = text_cache if text_cache is not None else {}
         self.text_direction: torch.Tensor | None = None
         self.source_features: torch.Tensor | None = None
         self.content_features: list[torch.Tensor] | None = None
-
-    def clip_input(self, image: torch.Tensor) -> torch.Tensor:
-        """Bicubic resize to 224 (unless already 224) and CLIP normalisation."""
-        if tuple(image.shape[-2:]) != (CLIP_SIZE, CLIP_SIZE):
-            image = F.interpolate(image, size=CLIP_SIZE, mode="bicubic", align_corners=False)
-        return (image - self.clip_mean) / self.clip_std
 
     def text_features(self, text: str) -> torch.Tensor:
         """Template-averaged text embedding, computed once per text and kept."""
@@ -118,7 +109,7 @@ class CLIPStyleLoss(nn.Module):
     def prepare(self, content: torch.Tensor, text: str) -> None:
         """Fix the target text direction and the content image's CLIP and VGG features."""
         self.text_direction = normalize(self.text_features(text) - self.text_features(self.source_text))
-        pixels = self.clip_input(content)
+        pixels = clip_input(content)
         source = self.encoder.encode_image(pixels) if self.filtered_source else self.encoder.clip.encode_image(pixels)
         self.source_features = normalize(source.float())
         self.content_features = [f.detach() for f in self.vgg(content)]
@@ -127,7 +118,7 @@ class CLIPStyleLoss(nn.Module):
         """Loss of a StyleNet output [1, 3, H, W] and its augmented crops [n, 3, 224, 224]."""
         if self.text_direction is None:
             raise RuntimeError("call prepare(content, text) before computing the loss")
-        views = torch.cat([self.clip_input(crops), self.clip_input(output)], dim=0)  # one CLIP pass
+        views = torch.cat([clip_input(crops), clip_input(output)], dim=0)  # one CLIP pass
         features = self.encoder.encode_image(views).float()
         losses = directional_loss(features, self.source_features, self.text_direction)
         patch = thresholded_mean(losses[:-1], self.threshold)

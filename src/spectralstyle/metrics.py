@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw
 
-from .clip_model import CLIP_MEAN, CLIP_STD, encode_templated_text
+from .clip_model import clip_input, encode_templated_text
 from .errors import SpectralStyleError
 from .image_io import IMAGE_SUFFIXES, list_images, load_image, open_rgb, read_png_metadata
 from .losses import content_loss, normalize
@@ -39,7 +39,6 @@ OCR_MODEL_FILES = {
 }
 """The models inside the rapidocr wheel; naming them explicitly means rapidocr never downloads."""
 
-CLIP_SIZE = 224
 SOURCE_TEXT = "a Photo"
 UNKNOWN_BAND = "unknown"
 
@@ -141,15 +140,6 @@ def text_summary(image: Image.Image | torch.Tensor | str | Path, min_confidence:
 
 
 # --- CLIP scores ------------------------------------------------------------------------------------
-def clip_input(image: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> bicubic 224x224, CLIP-normalised (as the transfer loss sees images)."""
-    if tuple(image.shape[-2:]) != (CLIP_SIZE, CLIP_SIZE):
-        image = F.interpolate(image, size=CLIP_SIZE, mode="bicubic", align_corners=False)
-    mean = torch.tensor(CLIP_MEAN, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=image.device).view(1, 3, 1, 1)
-    return (image - mean) / std
-
-
 def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
