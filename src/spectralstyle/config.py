@@ -129,6 +129,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, int(match.group(2) or width)
 
 
+def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding a mapping; invalid YAML or another shape is a one-line user error."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpectralStyleError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpectralStyleError(f"{what} {path} must hold a mapping of settings")
+    return data
+
+
 def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIELD_NAMES) -> dict[str, Any]:
     """Settings from a YAML file; keys outside ``field_names`` and unreadable files are user errors."""
     if path is None:
@@ -136,12 +147,7 @@ def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIEL
     p = Path(path)
     if not p.is_file():
         raise SpectralStyleError(f"config file {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SpectralStyleError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SpectralStyleError(f"config file {p} must hold a mapping of settings")
+    data = read_yaml_mapping(p)
     if "size" in data:
         data["width"], data["height"] = parse_size(data.pop("size"))
     unknown = sorted(set(data) - field_names)

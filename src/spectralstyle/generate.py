@@ -30,7 +30,7 @@ from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side
 from .losses import normalize
 from .prompts import Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
-from .transfer import JobOutput, environment_info
+from .transfer import JobOutput, RunHistory, environment_info
 
 StepCallback = Callable[[int, dict[str, float]], None]
 DISTANCES = ("spherical", "cosine")
@@ -169,15 +169,8 @@ def make_generator(config: GenerateConfig, models: GenerateModels, init: torch.T
 
 
 @dataclass
-class GenerationResult:
-    image: torch.Tensor
-    history: list[dict[str, float]]
-    seconds: float
-    interrupted: bool = False
-
-    @property
-    def steps_done(self) -> int:
-        return len(self.history)
+class GenerationResult(RunHistory):
+    image: torch.Tensor | None = None
 
 
 def optimize_generation(
@@ -219,7 +212,7 @@ def optimize_generation(
         interrupted = True
     with torch.no_grad():
         final = gen().float()
-    return GenerationResult(final, history, time.perf_counter() - start, interrupted)
+    return GenerationResult(history, time.perf_counter() - start, interrupted, image=final)
 
 
 def generation_stem(prompt: str, config: GenerateConfig) -> str:

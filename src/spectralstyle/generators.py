@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
+from .config import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
 from .weights import WeightsFile, fetch, local_file
 
@@ -336,13 +336,7 @@ def config_beside(checkpoint: Path) -> VQGANConfig:
     """The config in ``<checkpoint>.yaml`` or ``model.yaml`` beside the checkpoint, else the f16_16384 defaults."""
     for candidate in (checkpoint.with_suffix(".yaml"), checkpoint.parent / "model.yaml"):
         if candidate.is_file():
-            try:
-                data = yaml.safe_load(candidate.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise SpectralStyleError(f"VQGAN config {candidate} is not valid YAML: {str(exc).splitlines()[0]}") from None
-            if not isinstance(data, dict):
-                raise SpectralStyleError(f"VQGAN config {candidate} must hold a mapping")
-            return VQGANConfig.from_mapping(data, str(candidate))
+            return VQGANConfig.from_mapping(read_yaml_mapping(candidate, "VQGAN config"), str(candidate))
     return VQGANConfig()
 
 

@@ -80,9 +80,9 @@ class Models:
 
 
 @dataclass
-class OptimizationResult:
-    net: StyleNet
-    output: torch.Tensor
+class RunHistory:
+    """Per-step loss records, wall time, and whether Ctrl-C ended the run early."""
+
     history: list[dict[str, float]]
     seconds: float
     interrupted: bool = False
@@ -90,6 +90,12 @@ class OptimizationResult:
     @property
     def steps_done(self) -> int:
         return len(self.history)
+
+
+@dataclass
+class OptimizationResult(RunHistory):
+    net: StyleNet | None = None
+    output: torch.Tensor | None = None
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -157,7 +163,7 @@ def optimize(
         raise
     with torch.no_grad():
         final = net(content).float()
-    return OptimizationResult(net, final, history, time.perf_counter() - start, interrupted)
+    return OptimizationResult(history, time.perf_counter() - start, interrupted, net=net, output=final)
 
 
 def output_stem(content: Path, text: str, band: str) -> str:
