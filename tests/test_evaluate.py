@@ -19,6 +19,7 @@ from spectralstyle.analysis import analyze, token_energy, write_analysis
 from spectralstyle.cli import app
 from spectralstyle.clip_model import SpectralCLIP
 from spectralstyle.config import TransferConfig
+from spectralstyle.errors import SpectralStyleError
 from spectralstyle.image_io import load_image, write_json
 from spectralstyle.losses import normalize
 from spectralstyle.metrics import (
@@ -204,3 +205,14 @@ def test_text_count_line_wording():
 
     assert text_count_line([result(True), result(False)]) == "1 of 2 images with text"
     assert text_count_line([result(False)]) == "0 of 1 image with text"
+
+
+def test_corrupt_image_in_folder_is_skipped_and_named(tmp_path):
+    gradient(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_text("not a png")
+    skipped: list[str] = []
+    items = collect_inputs([tmp_path], TEXT, skipped)
+    assert [i.image.name for i in items] == ["good.png"]
+    assert len(skipped) == 1 and "bad.png" in skipped[0]
+    with pytest.raises(SpectralStyleError, match="bad.png"):
+        collect_inputs([tmp_path], TEXT)  # without a skip list it is an error, as for a named file

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from spectralstyle.cli import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.generate import (
-    Cutouts, GenerateConfig, GenerateModels, make_generator, prompt_distances, resolve_generate_config, run_generation,
+    Cutouts, GenerateConfig, GenerateModels, make_generator, prompt_distances, prompt_slug, resolve_generate_config, run_generation,
 )
 from spectralstyle.generators import random_vqgan
 from spectralstyle.image_io import load_image, read_png_metadata
@@ -156,7 +156,8 @@ def test_cli_fourier_compare(tmp_path):
     res = invoke("a lighthouse|words:-1", "--compare", "--steps", "1", "--size", "32x32", "--band", "c1", *TINY,
                  "--out", tmp_path)
     assert res.exit_code == 0, res.output
-    stem = "a-lighthouse-words-1_fourier"
+    stem = f"{prompt_slug('a lighthouse|words:-1')}_fourier"
+    assert stem.startswith("a-lighthouse-words-1-") and prompt_slug("a lighthouse|words:1") not in stem
     none, c1 = (json.loads((tmp_path / f"{stem}_{b}.json").read_text()) for b in ("none", "c1"))
     assert none["band"] == "none" and c1["band"] == "c1"
     assert none["prompts"] == [{"text": "a lighthouse", "weight": 1.0}, {"text": "words", "weight": -1.0}]

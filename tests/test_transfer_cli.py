@@ -66,6 +66,9 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     assert read_png_metadata(png)["config"] == record["config"]
     assert "wrote" in (out / "spectralstyle.log").read_text()
     assert not list(out.glob(".*tmp*"))  # no temporary files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert png.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
@@ -111,6 +114,13 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
     applied = tmp_path / "applied" / "odd_photo_pop-art_c2.png"
     assert Image.open(applied).size == (50, 37)
     assert read_png_metadata(applied)["trained_with"]["config"]["band"] == "c2"
+    tiny = tmp_path / "tiny.png"  # smaller than the padding to a multiple of 8
+    Image.new("RGB", (5, 3), (10, 200, 40)).save(tiny)
+    assert invoke("apply", model, tiny, "--out", tmp_path / "applied", "--device", "cpu").exit_code == 0
+    assert Image.open(tmp_path / "applied" / "tiny_photo_pop-art_c2.png").size == (5, 3)
+    for bad, message in ((["--max-side", "3"], "--max-side"), (["--contrast", "-1"], "--contrast")):
+        res = invoke("apply", model, odd, *bad, "--out", tmp_path / "applied")
+        assert res.exit_code == 2 and message in res.output, res.output
 
 
 BAD_INPUTS = [
@@ -180,3 +190,34 @@ def test_sigint_exits_130_and_keeps_snapshots(tmp_path, content_image):
     assert "interrupted" in err and "Traceback" not in err
     assert list((out / "snapshots").glob("*.png"))
     assert not (out / "photo_pop-art_c2.png").exists()
+
+
+@pytest.mark.parametrize("line,message", [
+    ("steps: 1.5", "steps must be a whole number"),
+    ("seed: abc", "seed must be a whole number"),
+    ("crops: '2'", "crops must be a whole number"),
+    ("source_text: 5", "source_text must be text"),
+    ("threshold: [1]", "threshold must be a number"),
+    ("lambda_tv: null", "lambda_tv must be a number"),
+    ("steps: true", "steps must be a whole number"),
+    ("compile: maybe", "compile must be true or false"),
+    ("band: 4", "band must be text"),
+    ("lr: abc", "lr must be a number"),
+    ("height: 40", "both size and width/height"),
+])
+def test_bad_yaml_values_are_one_line_errors(tmp_path, line, message):
+    base = {"weights": "random", "device": "cpu", "steps": "1", "size": "64x64", "crops": "2", "crop_size": "32"}
+    key = line.split(":")[0]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("".join(f"{k}: {v}\n" for k, v in base.items() if k != key) + line + "\n")
+    res = invoke("transfer", BOAT, "pop art", "--config", cfg, "--out", tmp_path / "o")
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_unreadable_config_files(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for cfg, message in ((binary, "not readable UTF-8"), (tmp_path, "is not a file")):
+        res = invoke("transfer", BOAT, "pop art", *TINY, "--config", cfg, "--out", tmp_path / "o")
+        assert res.exit_code == 2 and message in res.output, res.output

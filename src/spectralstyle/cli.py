@@ -151,6 +151,10 @@ def apply(
 ) -> None:
     """Apply a trained StyleNet to other images, at any resolution (the network is fully convolutional)."""
     dev = resolve_device(device or "auto")
+    if max_side is not None and max_side < 8:
+        raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
+    if contrast is not None and contrast < 0:
+        raise SpectralStyleError(f"--contrast must be non-negative, got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
     try:

@@ -52,7 +52,10 @@ def evaluate(
     from .vgg import load_vgg_content
 
     _check_options(weights, min_confidence)
-    items = collect_inputs(paths, text)
+    skipped: list[str] = []
+    items = collect_inputs(paths, text, skipped)
+    for reason in skipped:
+        console.print(f"[yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
     if text is not None:
         from .clip_model import tokenize_templated
 
@@ -98,7 +101,10 @@ def analyze(
 
     _check_options(weights, min_confidence)
     tokenize_templated(text)
-    images = [item.image for item in collect_inputs(paths, text)]
+    skipped: list[str] = []
+    images = [item.image for item in collect_inputs(paths, text, skipped)]
+    for reason in skipped:
+        console.print(f"[yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
     setup_log_file(out)
     clip_model = _load_clip(weights, clip_weights, device)
     with console.status(f"analysing {len(images)} image(s)"):

@@ -22,6 +22,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SOURCE_ENCODERS = ("plain", "filtered")
 WEIGHT_MODES = ("pretrained", "random")
 S = TypeVar("S", bound="Settings")
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "text (quote it in YAML)", "bool": "true or false"}
 
 
 class Settings:
@@ -40,12 +42,31 @@ class Settings:
 
     def validate(self) -> None:
         """Checks shared by all runs; subclasses extend it."""
+        self.check_types()
         try:
             parse_bands(self.band)
         except ValueError as exc:
             raise SpectralStyleError(str(exc)) from None
         if self.weights not in WEIGHT_MODES:
             raise SpectralStyleError(f"unknown weights mode {self.weights!r}; use pretrained or random")
+
+    def check_types(self) -> None:
+        """Each value has its field's declared type (YAML can give anything); ints are accepted as floats."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            declared = str(f.type).replace(" ", "")
+            optional = declared.endswith("|None")
+            kind = declared.removesuffix("|None")
+            value = getattr(self, f.name)
+            if value is None and optional:
+                continue
+            if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            expected = _TYPES.get(kind)
+            if expected is None:
+                continue
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise SpectralStyleError(f"setting {f.name} must be {_TYPE_WORDS[kind]}, got {value!r}")
 
     def require_positive(self, *names: str) -> None:
         for name in names:
@@ -132,9 +153,11 @@ def parse_size(text: str) -> tuple[int, int]:
 def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
     """A YAML file holding a mapping; invalid YAML or another shape is a one-line user error."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise SpectralStyleError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SpectralStyleError(f"{what} {path} is not readable UTF-8 text ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise SpectralStyleError(f"{what} {path} must hold a mapping of settings")
     return data
@@ -145,9 +168,13 @@ def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIEL
     if path is None:
         return {}
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise SpectralStyleError(f"config file {p} does not exist")
+    if not p.is_file():
+        raise SpectralStyleError(f"config file {p} is not a file")
     data = read_yaml_mapping(p)
+    if "size" in data and ({"width", "height"} & set(data)):
+        raise SpectralStyleError(f"{p} gives both size and width/height; keep one")
     if "size" in data:
         data["width"], data["height"] = parse_size(data.pop("size"))
     unknown = sorted(set(data) - field_names)

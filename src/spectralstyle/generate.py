@@ -10,6 +10,7 @@ Outputs mirror ``transfer``: ``<slug>_<generator>_<band>.png`` and a sidecar JSO
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .errors import SpectralStyleError
 from .generators import GENERATORS, FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
 from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
 from .losses import normalize
-from .prompts import Prompt, encode_prompts, parse_prompts
+from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
 from .transfer import JobOutput, RunHistory, environment_info
 
@@ -215,8 +216,16 @@ def optimize_generation(
     return GenerationResult(history, time.perf_counter() - start, interrupted, image=final)
 
 
+def prompt_slug(prompt: str) -> str:
+    """File-name part of a prompt; weighted multi-prompts get a short hash, since the slug loses '|', ':' and signs."""
+    slug = slugify(prompt)
+    if any(mark in prompt for mark in (SEPARATOR, WEIGHT_MARK)):
+        slug += "-" + hashlib.sha256(prompt.encode()).hexdigest()[:6]
+    return slug
+
+
 def generation_stem(prompt: str, config: GenerateConfig) -> str:
-    return f"{slugify(prompt)}_{config.generator}_{band_label(config.band)}"
+    return f"{prompt_slug(prompt)}_{config.generator}_{band_label(config.band)}"
 
 
 def run_generation(
@@ -272,7 +281,7 @@ def write_generation_comparison(results: list[JobOutput], out: str | Path) -> Jo
     """Side-by-side image of generations that differ only in band, with a sidecar naming both."""
     first = results[0].record
     panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
-    stem = f"{slugify(first['text'])}_{first['generator']}_compare_" + "-vs-".join(
+    stem = f"{prompt_slug(first['text'])}_{first['generator']}_compare_" + "-vs-".join(
         band_label(r.record["band"]) for r in results)
     record = {"kind": "comparison", "content": None, "text": first["text"], "generator": first["generator"],
               "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}

@@ -59,6 +59,13 @@ def finish_image(image: torch.Tensor, contrast: float) -> torch.Tensor:
     return TF.adjust_contrast(image, contrast) if contrast != 1.0 else image
 
 
+def default_file_mode() -> int:
+    """0666 less the process umask: what ``open()`` would give a new file (mkstemp gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
@@ -68,6 +75,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, default_file_mode())  # readable by others as usual, e.g. on a shared results folder
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -304,11 +304,13 @@ def read_sidecar(image: Path) -> dict[str, Any] | None:
     return None
 
 
-def collect_inputs(paths: list[Path], text: str | None = None) -> list[EvalInput]:
+def collect_inputs(paths: list[Path], text: str | None = None, skipped: list[str] | None = None) -> list[EvalInput]:
     """Images named directly or found in folders (not their snapshots/), with their text, band and content.
 
     Folders contribute their image files; comparison images and snapshots are skipped. An image with
-    no sidecar needs ``text``. Missing paths, empty folders and non-images are user errors.
+    no sidecar needs ``text``. Missing paths, empty folders and non-images are user errors; with a
+    ``skipped`` list, unreadable images found in folders are named there instead, so one corrupt file
+    does not stop the report on the others.
     """
     if not paths:
         raise SpectralStyleError("give at least one image or folder to evaluate")
@@ -317,7 +319,7 @@ def collect_inputs(paths: list[Path], text: str | None = None) -> list[EvalInput
         if not path.exists():
             raise SpectralStyleError(f"{path} does not exist")
         if path.is_dir():
-            found = [p for p in list_images(path) if _is_result(p)]
+            found = [p for p in list_images(path) if _is_result(p) and _readable(p, skipped)]
             if not found:
                 raise SpectralStyleError(f"no result images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
             items.extend(_input_for(p, text) for p in found)
@@ -325,6 +327,17 @@ def collect_inputs(paths: list[Path], text: str | None = None) -> list[EvalInput
             open_rgb(path)  # a clear error for a non-image
             items.append(_input_for(path, text))
     return items
+
+
+def _readable(image: Path, skipped: list[str] | None) -> bool:
+    try:
+        open_rgb(image)
+    except SpectralStyleError as exc:
+        if skipped is None:
+            raise
+        skipped.append(str(exc))
+        return False
+    return True
 
 
 def _is_result(image: Path) -> bool:

@@ -60,6 +60,7 @@ class StyleNet(nn.Module):
     """U-Net with ngf base channels and a sigmoid output in [0, 1] (SPEC.md section 2)."""
 
     SIZE_MULTIPLE = 8
+    MIN_SIDE = 16  # the 1/8 bottleneck needs 2x2 pixels for InstanceNorm
 
     def __init__(self, ngf: int = 16, channels: int = 3) -> None:
         super().__init__()
@@ -88,8 +89,9 @@ class StyleNet(nn.Module):
 
     @torch.no_grad()
     def stylize(self, image: torch.Tensor) -> torch.Tensor:
-        """Apply to an image of any size: reflect-pad to multiples of 8, run, crop back."""
+        """Apply to an image of any size: pad to multiples of 8 (at least 16), run, crop back."""
         h, w = image.shape[-2:]
-        ph, pw = -h % self.SIZE_MULTIPLE, -w % self.SIZE_MULTIPLE
-        padded = F.pad(image, (0, pw, 0, ph), mode="reflect") if (ph or pw) else image
+        ph, pw = (max(self.MIN_SIDE, n + -n % self.SIZE_MULTIPLE) - n for n in (h, w))
+        mode = "reflect" if ph < h and pw < w else "replicate"  # reflection needs the pad smaller than the image
+        padded = F.pad(image, (0, pw, 0, ph), mode=mode) if (ph or pw) else image
         return self(padded)[..., :h, :w]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WeightsMissingError
+from .image_io import default_file_mode
 
 CACHE_ENV = "SPECTRALSTYLE_CACHE"
 OFFLINE_ENV = "SPECTRALSTYLE_OFFLINE"
@@ -70,6 +71,7 @@ def _download(spec: WeightsFile, target: Path) -> None:
                 out.write(chunk)
         if spec.sha256_prefix and not digest.hexdigest().startswith(spec.sha256_prefix):
             raise ValueError(f"checksum mismatch for {spec.url}")
+        os.chmod(tmp_name, default_file_mode())
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
