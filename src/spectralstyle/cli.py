@@ -22,10 +22,10 @@ from .cli_common import (
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
+from .image_io import finish_image, load_image, open_rgb, save_png, slugify
 from .spectral import band_label
 from .stylenet import StyleNet
-from .transfer import JobOutput, Models, run_job
+from .transfer import JobOutput, Models, run_job, write_comparison
 
 app = typer.Typer(
     name="spectralstyle",
@@ -122,21 +122,15 @@ def transfer(
                 raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
             results.append(result)
     if len(results) == 2:
-        results.append(write_comparison(results, out))
+        results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {r.image}  [dim]{r.sidecar}[/]", highlight=False)
 
 
-def write_comparison(results: list[JobOutput], out: Path) -> JobOutput:
-    """Side-by-side image of runs that differ only in band, with a sidecar naming both."""
+def write_transfer_comparison(results: list[JobOutput], out: Path) -> JobOutput:
+    """Side-by-side image of transfers that differ only in band."""
     first = results[0].record
-    panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
-    stem = f"{Path(first['content']).stem}_{slugify(first['text'])}_compare_" + "-vs-".join(
-        band_label(r.record["band"]) for r in results)
-    record = {"kind": "comparison", "content": first["content"], "text": first["text"],
-              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
-    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
-    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)
+    return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")
 
 
 @app.command()

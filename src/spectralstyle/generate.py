@@ -27,11 +27,11 @@ from .config import Settings, resolve_settings
 from .device import resolve_device
 from .errors import SpectralStyleError
 from .generators import GENERATORS, FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
-from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
+from .image_io import load_image, slugify
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
-from .transfer import JobOutput, RunHistory, environment_info
+from .transfer import JobOutput, RunHistory, RunWriter, environment_info, write_comparison
 
 StepCallback = Callable[[int, dict[str, float]], None]
 DISTANCES = ("spherical", "cosine")
@@ -259,32 +259,12 @@ def run_generation(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
-    def snapshot(step: int, image: torch.Tensor) -> Path:
-        path = out / "snapshots" / f"{stem}_step{step:04d}.png"
-        return save_png(finish_image(image, 1.0), path, {**record, "step": step, "status": "snapshot"})
-
-    result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=snapshot)
-    record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
-    if result.interrupted:
-        record["status"] = "interrupted"
-        path = snapshot(result.steps_done, result.image)
-        return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
-    record["status"] = "finished"
-    image_path, sidecar_path = out / f"{stem}.png", out / f"{stem}.json"
-    record["output"] = str(image_path)
-    save_png(finish_image(result.image, 1.0), image_path, record)
-    write_json(record, sidecar_path)
-    return JobOutput(image_path, sidecar_path, record)
+    writer = RunWriter(out, stem, record, contrast=1.0)
+    result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=writer.snapshot)
+    return writer.finish(result, result.image)
 
 
 def write_generation_comparison(results: list[JobOutput], out: str | Path) -> JobOutput:
     """Side-by-side image of generations that differ only in band, with a sidecar naming both."""
     first = results[0].record
-    panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
-    stem = f"{prompt_slug(first['text'])}_{first['generator']}_compare_" + "-vs-".join(
-        band_label(r.record["band"]) for r in results)
-    record = {"kind": "comparison", "content": None, "text": first["text"], "generator": first["generator"],
-              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
-    out = Path(out)
-    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
-    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)
+    return write_comparison(results, out, f"{prompt_slug(first['text'])}_{first['generator']}", generator=first["generator"])

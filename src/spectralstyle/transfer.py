@@ -25,7 +25,7 @@ from .config import TransferConfig
 from .augment import PatchAugmenter
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import atomic_path, finish_image, load_image, save_png, slugify, write_json
+from .image_io import atomic_path, finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
 from .losses import CLIPStyleLoss, LossWeights
 from .spectral import band_label
 from .stylenet import StyleNet
@@ -229,28 +229,64 @@ def run_job(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
-    def snapshot(step: int, image: torch.Tensor) -> Path:
-        path = out / "snapshots" / f"{stem}_step{step:04d}.png"
-        return save_png(finish_image(image, config.contrast), path, {**record, "step": step, "status": "snapshot"})
+    writer = RunWriter(out, stem, record, config.contrast)
+    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot)
+    model_path = out / f"{stem}.stylenet.pt" if save_model else None
 
-    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=snapshot)
-    record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
-    if result.interrupted:
-        record["status"] = "interrupted"
-        path = snapshot(result.steps_done, result.output)
-        return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
+    def save_model_file(finished: dict[str, Any]) -> None:
+        if model_path is not None:
+            save_stylenet(result.net, model_path, finished)
+            finished["model"] = str(model_path)
 
-    record["status"] = "finished"
-    image_path, sidecar_path = out / f"{stem}.png", out / f"{stem}.json"
-    record["output"] = str(image_path)
-    model_path = None
-    if save_model:
-        model_path = out / f"{stem}.stylenet.pt"
-        save_stylenet(result.net, model_path, record)
-        record["model"] = str(model_path)
-    save_png(finish_image(result.output, config.contrast), image_path, record)
-    write_json(record, sidecar_path)
-    return JobOutput(image_path, sidecar_path, record, model_path)
+    output = writer.finish(result, result.output, before_write=save_model_file)
+    if not output.interrupted:
+        output.model = model_path
+    return output
+
+
+class RunWriter:
+    """Writes one run's snapshots and its result: ``<stem>.png`` + ``<stem>.json``, atomically.
+
+    After Ctrl-C only a snapshot (and its sidecar) is written, never the finished names, so nothing
+    half-done is presented as a result.
+    """
+
+    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float) -> None:
+        self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
+
+    def snapshot(self, step: int, image: torch.Tensor) -> Path:
+        path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
+        return save_png(finish_image(image, self.contrast), path, {**self.record, "step": step, "status": "snapshot"})
+
+    def finish(self, result: RunHistory, image: torch.Tensor,
+               before_write: Callable[[dict[str, Any]], None] | None = None) -> JobOutput:
+        """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys."""
+        record = self.record
+        record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+        if result.interrupted:
+            record["status"] = "interrupted"
+            path = self.snapshot(result.steps_done, image)
+            return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
+        record["status"] = "finished"
+        image_path, sidecar_path = self.out / f"{self.stem}.png", self.out / f"{self.stem}.json"
+        record["output"] = str(image_path)
+        if before_write:
+            before_write(record)
+        save_png(finish_image(image, self.contrast), image_path, record)
+        write_json(record, sidecar_path)
+        return JobOutput(image_path, sidecar_path, record)
+
+
+def write_comparison(results: list[JobOutput], out: str | Path, prefix: str, **extra: Any) -> JobOutput:
+    """``<prefix>_compare_<band>-vs-<band>.png``: runs that differ only in band, labelled, with a sidecar."""
+    first = results[0].record
+    panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
+    stem = f"{prefix}_compare_" + "-vs-".join(band_label(r.record["band"]) for r in results)
+    record = {"kind": "comparison", "content": first.get("content"), "text": first["text"], **extra,
+              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
+    out = Path(out)
+    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
+    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)
 
 
 def save_stylenet(net: StyleNet, path: Path, record: dict[str, Any]) -> None:
