@@ -17,7 +17,7 @@ test:
 	$(PY) -m pytest -q
 
 bench:
-	$(VENV)/bin/spectralstyle bench --size 256x256 --crops 16 --steps 5 --device cpu
+	$(VENV)/bin/spectralstyle bench --size 256x256 --crops 16 --steps 5 --rounds 3 --device cpu --json bench-cpu.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

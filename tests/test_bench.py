@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spectralstyle.bench import synthetic_content
+from spectralstyle.bench import BenchReport, PatternResult, synthetic_content
 from spectralstyle.cli import app
 from spectralstyle.config import TransferConfig
 from spectralstyle.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
@@ -70,21 +70,53 @@ def test_fast_pipeline_matches_reference_pattern(both_models, band):
     assert models.clip.visual.conv1.weight.grad is None
 
 
+def test_bf16_autocast_trains_close_to_fp32(both_models):
+    """bf16 on CPU runs forward and backward (autocast through every module) and stays near the fp32 losses."""
+    models, _ = both_models
+    config = TransferConfig(steps=3, width=64, height=64, crops=3, crop_size=32, weights="random", device="cpu", seed=7)
+    content = synthetic_content(64, 64)
+    fp32 = optimize(content, "pop art", config, models).history
+    bf16 = optimize(content, "pop art", config.replace(precision="bf16"), models).history
+    for a, b in zip(fp32, bf16):
+        assert b["total"] == pytest.approx(a["total"], rel=0.02), a["step"]
+    assert bf16[0]["total"] != bf16[-1]["total"]
+
+
 def test_bench_command_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32",
-                                      "--device", "cpu", "--json", str(out)])
+    result = CliRunner().invoke(app, ["bench", "--steps", "2", "--rounds", "2", "--size", "64x64", "--crops", "4",
+                                      "--crop-size", "32", "--device", "cpu", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "speedup:" in result.stdout.splitlines()[-1]
     data = json.loads(out.read_text())
     assert set(data["patterns"]) == {"reference", "optimized"}
+    assert set(data["max_loss_rel_diff"]) == {"total", "patch", "global", "content", "tv"}
+    assert data["max_loss_rel_diff"]["total"] < 1e-3  # fp32: float noise
+    assert data["target"] is None and "no speed target for this configuration" in result.stdout
     for pattern in data["patterns"].values():
-        assert len(pattern["step_seconds"]) == 2 and pattern["peak_memory_mib"] > 0
+        assert len(pattern["step_seconds"]) == 4 and pattern["peak_memory_mib"] > 0  # 2 timed steps x 2 rounds
     assert data["speedup"] == pytest.approx(
         data["patterns"]["reference"]["median_step_s"] / data["patterns"]["optimized"]["median_step_s"])
     assert data["max_total_loss_rel_diff"] < 1e-3
 
 
-def test_bench_rejects_bad_steps():
-    result = CliRunner().invoke(app, ["bench", "--steps", "0", "--size", "64x64", "--crops", "2", "--crop-size", "32"])
-    assert result.exit_code == 2
+def _result(pattern: str, seconds: float, memory: float) -> PatternResult:
+    return PatternResult(pattern, "", "cpu", "fp32", False, [seconds] * 3, [seconds] * 3, 1.0, memory, "rss",
+                         [{"total": 1.0}])
+
+
+@pytest.mark.parametrize("ours_s,ours_mib,met", [(2.0, 900, True), (2.9, 900, False), (2.0, 1100, False)])
+def test_target_verdict(ours_s, ours_mib, met):
+    config = TransferConfig(width=256, height=256, crops=16, device="cpu").to_dict()
+    report = BenchReport(config, 3, {}, [_result("reference", 4.0, 1000), _result("optimized", ours_s, ours_mib)])
+    assert report.target is not None and report.target.speedup == 1.5
+    assert report.target_met() is met
+    assert ("NOT met" in report.target_line()) is (not met)
+    other = BenchReport({**config, "crops": 8}, 3, {}, report.results)
+    assert other.target is None and other.target_met() is None
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--rounds"])
+def test_bench_rejects_bad_steps(flag):
+    result = CliRunner().invoke(app, ["bench", flag, "0", "--size", "64x64", "--crops", "2", "--crop-size", "32"])
+    assert result.exit_code == 2 and "at least 1" in result.output

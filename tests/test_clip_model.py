@@ -59,6 +59,36 @@ def test_bf16_close_to_fp32(random_clip):
     assert cos.min() > 0.97
 
 
+@pytest.mark.parametrize("size", [(224, 224), (230, 241)])
+def test_fast_patch_gradient_equals_conv_gradient(random_clip, size):
+    """The matmul input gradient of the frozen patch conv equals conv2d's own, also past the last whole patch."""
+    from spectralstyle.clip_model import patch_embed
+
+    conv = random_clip.visual.conv1
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    g = torch.randn(2, conv.out_channels, size[0] // 32, size[1] // 32, generator=torch.Generator().manual_seed(2))
+    (patch_embed(conv, x) * g).sum().backward()
+    fast = x.grad.clone()
+    x.grad = None
+    (torch.nn.functional.conv2d(x, conv.weight.detach(), stride=32) * g).sum().backward()
+    assert torch.allclose(fast, x.grad, atol=1e-5)
+    assert fast[..., size[0] // 32 * 32:, :].abs().sum() == 0  # the cropped-off border gets no gradient
+
+
+def test_bf16_autocast_gradient_through_patch_conv(random_clip):
+    """Under autocast the forward runs in bf16; the input gradient comes back in the input's dtype, close to fp32."""
+    enc = SpectralCLIP(random_clip, "c2")
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    enc.encode_image(x).square().sum().backward()
+    ref = x.grad.clone()
+    x.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = enc.encode_image(x).float().square().sum()
+    loss.backward()  # outside autocast, as in the training loop
+    assert x.grad.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(ref.flatten(), x.grad.flatten(), dim=0) > 0.95
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_cuda(random_clip, dtype):

@@ -3,7 +3,8 @@
 Each pattern runs in a fresh interpreter (``python -m spectralstyle.bench --pattern ...``) so that the
 CPU peak memory (``ru_maxrss``, a process high-water mark) belongs to that pattern alone. A run does
 ``steps + 1`` optimisation steps and drops the first (warm-up: allocator, compilation, caches); the
-step time reported is the median of the rest. On CUDA the memory is ``torch.cuda.max_memory_allocated``.
+step time reported is the median of the rest. With several rounds the processes alternate (ABBA) and
+the timed steps of all rounds are pooled, so a shared machine's slow spells hit both patterns. On CUDA the memory is ``torch.cuda.max_memory_allocated``.
 
 Both patterns use the same seed, StyleNet initialisation and crop parameters, so their per-step
 losses are comparable: in fp32 they agree to float noise, with bf16/fp16 the difference shows the
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,29 @@ PATTERNS: dict[str, str] = {
 """Pattern name -> one-line description (the reference is run first)."""
 
 CHILD_TIMEOUT_S = 3600
+LOSS_TERMS = ("total", "patch", "global", "content", "tv")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A speed target of the project: at this device type, size and crop count, at least ``speedup``x
+    faster than the reference pattern with a peak memory no higher than its."""
+
+    device_type: str
+    width: int
+    height: int
+    crops: int
+    speedup: float
+
+    def applies_to(self, device: str, config: dict[str, Any]) -> bool:
+        return (torch.device(device).type == self.device_type and (config["width"], config["height"]) == (self.width, self.height)
+                and config["crops"] == self.crops)
+
+    def describe(self) -> str:
+        return f"{self.device_type}, {self.width}x{self.height}, {self.crops} crops"
+
+
+TARGETS = (Target("cpu", 256, 256, 16, 1.5), Target("cuda", 512, 512, 64, 3.0))
 
 
 @dataclass
@@ -74,6 +98,7 @@ class BenchReport:
     steps: int
     environment: dict[str, Any]
     results: list[PatternResult]
+    rounds: int = 1
 
     @property
     def reference(self) -> PatternResult:
@@ -91,22 +116,48 @@ class BenchReport:
     def memory_ratio(self) -> float:
         return self.optimized.peak_memory_mib / self.reference.peak_memory_mib
 
-    def loss_differences(self) -> list[float]:
-        """Relative difference of the total loss per step, optimized vs reference (same seed and crops)."""
-        return [abs(o["total"] - r["total"]) / max(abs(r["total"]), 1e-12)
+    def loss_differences(self, term: str = "total") -> list[float]:
+        """Relative difference of one loss term per step, optimized vs reference (same seed and crops)."""
+        return [abs(o[term] - r[term]) / max(abs(r[term]), 1e-12)
                 for r, o in zip(self.reference.losses, self.optimized.losses)]
+
+    def max_loss_differences(self) -> dict[str, float]:
+        """Largest relative difference per loss term: float noise in fp32, the cost of bf16/fp16 otherwise."""
+        return {term: max(self.loss_differences(term)) for term in LOSS_TERMS}
+
+    @property
+    def target(self) -> Target | None:
+        return next((t for t in TARGETS if t.applies_to(self.reference.device, self.config)), None)
+
+    def target_met(self) -> bool | None:
+        """Whether this run meets the project's target for its configuration (None: no target for it)."""
+        if self.target is None:
+            return None
+        return self.speedup >= self.target.speedup and self.memory_ratio <= 1.0
+
+    def target_line(self) -> str:
+        target = self.target
+        if target is None:
+            return "no speed target for this configuration (targets: " + "; ".join(
+                f"{t.describe()}: {t.speedup:g}x" for t in TARGETS) + ")"
+        verdict = "met" if self.target_met() else "NOT met"
+        return (f"target for {target.describe()}: at least {target.speedup:g}x with peak memory no higher than the "
+                f"reference: {verdict} ({self.speedup:.2f}x, memory ratio {self.memory_ratio:.2f})")
 
     def to_dict(self) -> dict[str, Any]:
         diffs = self.loss_differences()
         return {
             "config": self.config,
             "steps_timed": self.steps,
+            "rounds": self.rounds,
             "environment": self.environment,
             "patterns": {r.pattern: r.to_dict() for r in self.results},
             "speedup": self.speedup,
             "speedup_cpu_time": self.reference.median_step_cpu_s / self.optimized.median_step_cpu_s,
             "memory_ratio": self.memory_ratio,
             "max_total_loss_rel_diff": max(diffs) if diffs else None,
+            "max_loss_rel_diff": self.max_loss_differences(),
+            "target": None if self.target is None else {**asdict(self.target), "met": self.target_met()},
         }
 
 
@@ -220,26 +271,50 @@ def measure_in_subprocess(
     return PatternResult(**data)
 
 
+def merge_rounds(rounds: list[PatternResult]) -> PatternResult:
+    """One pattern measured in several processes: all timed steps pooled, the highest peak, the first
+    round's losses (a seeded run repeats them on the same device)."""
+    first = rounds[0]
+    return replace(
+        first,
+        step_seconds=[t for r in rounds for t in r.step_seconds],
+        step_cpu_seconds=[t for r in rounds for t in r.step_cpu_seconds],
+        setup_and_first_step_s=statistics.median(r.setup_and_first_step_s for r in rounds),
+        peak_memory_mib=max(r.peak_memory_mib for r in rounds),
+    )
+
+
+def round_order(round_index: int) -> list[str]:
+    """Reference first in even rounds, last in odd ones (ABBA): a machine that slows down or speeds up
+    during the run then weighs on both patterns alike."""
+    names = list(PATTERNS)
+    return names if round_index % 2 == 0 else names[::-1]
+
+
 def run_benchmark(
     config: TransferConfig, steps: int, text: str = "pop art", content_path: str | None = None,
-    on_pattern: Any = None,
+    on_pattern: Any = None, rounds: int = 1,
 ) -> BenchReport:
-    """Measure every pattern in its own process; ``on_pattern(name)`` is called before each."""
+    """Measure every pattern in its own process, ``rounds`` times, interleaved; ``on_pattern(name, round)``
+    is called before each process starts."""
     if steps < 1:
         raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
+    if rounds < 1:
+        raise SpectralStyleError(f"--rounds must be at least 1, got {rounds}")
     from .clip_model import tokenize_templated
     from .transfer import environment_info
 
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)
-    results = []
+    measured: dict[str, list[PatternResult]] = {name: [] for name in PATTERNS}
     with tempfile.TemporaryDirectory(prefix="spectralstyle-bench-") as tmp:
-        for pattern in PATTERNS:
-            if on_pattern:
-                on_pattern(pattern)
-            results.append(measure_in_subprocess(pattern, config, steps, text, content_path, Path(tmp)))
+        for round_index in range(rounds):
+            for pattern in round_order(round_index):
+                if on_pattern:
+                    on_pattern(pattern, round_index)
+                measured[pattern].append(measure_in_subprocess(pattern, config, steps, text, content_path, Path(tmp)))
     return BenchReport({**config.to_dict(), "text": text, "content": content_path or "synthetic"}, steps,
-                       environment_info(device), results)
+                       environment_info(device), [merge_rounds(measured[name]) for name in PATTERNS], rounds)
 
 
 def _child_main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,7 +23,7 @@ from .cli_common import (
     INTERRUPTED_EXIT, BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
     LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, PrecisionOpt, SaveEveryOpt,
     SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
-    fail, log, setup_log_file, user_errors,
+    fail, log, make_console, setup_log_file, user_errors,
 )
 from .errors import SpectralStyleError
 from .spectral import band_label
@@ -193,8 +192,6 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
         table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), band_label(job.band),
                       *([str(k % shards)] if shards > 1 else []), f"{action} ({why})", job.image_path(out).name,
                       style=style)
-    stdout = Console()
-    if not stdout.is_terminal:  # a file or a pipe: do not squeeze the table into 80 columns
-        stdout = Console(width=200)
+    stdout = make_console()
     stdout.print(table)
     stdout.print(", ".join(f"{n} {why}" for why, n in actions.items()), highlight=False)

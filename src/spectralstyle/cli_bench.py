@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .cli_common import (
-    BandOpt, CompileOpt, CropSizeOpt, CropsOpt, DeviceOpt, PrecisionOpt, SizeOpt, build_config, console, user_errors,
+    BandOpt, CompileOpt, CropSizeOpt, CropsOpt, DeviceOpt, PrecisionOpt, SizeOpt, build_config, console, make_console,
+    user_errors,
 )
 from .errors import SpectralStyleError
 
@@ -19,7 +19,8 @@ def report_table(report) -> Table:  # report: bench.BenchReport
     """One row per pattern: median step time, warm-up, peak memory, first and last total loss."""
     table = Table(title=f"spectralstyle bench · {report.config['width']}x{report.config['height']}, "
                         f"{report.config['crops']} crops of {report.config['crop_size']}, band {report.config['band']}, "
-                        f"{report.reference.device}, {report.steps} timed steps")
+                        f"{report.reference.device}, {report.steps} timed steps"
+                        + (f" x {report.rounds} rounds" if report.rounds > 1 else ""))
     for name, justify in (("pattern", "left"), ("precision", "left"), ("s/step", "right"), ("min s/step", "right"), ("setup+warm-up s", "right"),
                           ("peak MiB", "right"), ("loss step 1", "right"), ("loss last", "right")):
         table.add_column(name, justify=justify)
@@ -38,6 +39,8 @@ def bench(
     crops: CropsOpt = 64,
     crop_size: CropSizeOpt = 128,
     steps: Annotated[int, typer.Option("--steps", help="Timed steps per pattern (one more runs first as warm-up).")] = 5,
+    rounds: Annotated[int, typer.Option("--rounds", help="Processes per pattern, run alternately; their timed steps "
+                                        "are pooled (steadier ratios on a shared machine).")] = 1,
     device: DeviceOpt = "auto",
     weights: Annotated[str, typer.Option("--weights", help="random (same architectures and FLOPs, no download) or pretrained.")] = "random",
     precision: PrecisionOpt = "fp32",
@@ -46,28 +49,36 @@ def bench(
     text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
     content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
+    check_target: Annotated[bool, typer.Option("--check-target", help="Exit with code 1 when this configuration has a "
+                                                "speed target and the run misses it.")] = False,
 ) -> None:
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
     from .bench import run_benchmark
     from .image_io import load_image, write_json
 
-    if steps < 1:
-        raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
+    if steps < 1 or rounds < 1:
+        raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")
     config = build_config(None, size=size, crops=crops, crop_size=crop_size, device=device, weights=weights,
                           precision=precision, compile=compile, band=band)
     if content is not None:
         load_image(content)  # a bad image fails before any model is loaded
     report = run_benchmark(config, steps, text, str(content) if content else None,
-                           on_pattern=lambda name: console.print(f"[dim]running the {name} pattern…[/]"))
-    out = Console()
+                           on_pattern=lambda name, k: console.print(
+                               f"[dim]running the {name} pattern" + (f" (round {k + 1} of {rounds})" if rounds > 1 else "")
+                               + "…[/]"), rounds=rounds)
+    out = make_console()
     out.print(report_table(report))
-    diffs = report.loss_differences()
-    out.print(f"peak memory ratio (optimized / reference): {report.memory_ratio:.2f}; "
-              f"largest relative difference of the total loss per step: {max(diffs):.2e}", highlight=False)
+    diffs = ", ".join(f"{term} {diff:.1e}" for term, diff in report.max_loss_differences().items())
+    out.print(f"peak memory ratio (optimized / reference): {report.memory_ratio:.2f}", highlight=False)
+    out.print(f"largest relative loss difference per step, optimized ({report.optimized.precision}) vs reference "
+              f"(fp32): {diffs}", highlight=False)
+    out.print(report.target_line(), highlight=False)
     if json_out is not None:
         write_json(report.to_dict(), json_out)
         out.print(f"wrote {json_out}", highlight=False)
     typer.echo(f"speedup: {report.speedup:.2f}x")
+    if check_target and report.target_met() is False:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,15 @@ from rich.console import Console
 from .config import FIELD_NAMES, TransferConfig, resolve_config
 from .errors import SpectralStyleError
 
-console = Console(stderr=True)
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; written to a file or a pipe (batch logs) it is 200 columns wide, not rich's 80."""
+    terminal = Console(stderr=stderr)
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=200)
+
+
+console = make_console(stderr=True)
 log = logging.getLogger("spectralstyle")
 log.addHandler(logging.NullHandler())  # log lines go to OUT/spectralstyle.log only
 F = TypeVar("F", bound=Callable[..., Any])

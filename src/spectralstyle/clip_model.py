@@ -156,7 +156,7 @@ class _PatchConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(weight)
-        ctx.input_shape = x.shape
+        ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
         return torch.nn.functional.conv2d(x, weight, stride=weight.shape[-1])
 
     @staticmethod
@@ -165,11 +165,12 @@ class _PatchConv(torch.autograd.Function):
         b, c, h, w = ctx.input_shape
         p = weight.shape[-1]
         gh, gw = grad.shape[-2:]
-        patches = grad.flatten(2).transpose(1, 2) @ weight.reshape(weight.shape[0], -1)  # [B, gh*gw, C*p*p]
+        # under autocast the forward ran in bf16/fp16, so ``grad`` may be in a lower precision than ``weight``
+        patches = grad.flatten(2).transpose(1, 2) @ weight.reshape(weight.shape[0], -1).to(grad.dtype)
         grad_x = patches.reshape(b, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * p, gw * p)
         if (gh * p, gw * p) != (h, w):  # pixels beyond the last whole patch get no gradient
             grad_x = torch.nn.functional.pad(grad_x, (0, w - gw * p, 0, h - gh * p))
-        return grad_x, None
+        return grad_x.to(ctx.input_dtype), None
 
 
 def patch_embed(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

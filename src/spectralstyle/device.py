@@ -34,3 +34,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise SpectralStyleError("Apple MPS was requested but is not available here; use --device cpu or auto")
     return torch.device(kind)
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse autocast modes that the device would run slower than fp32 or not at all, with the reason."""
+    if precision == "fp16" and device.type == "cpu":
+        raise SpectralStyleError("--precision fp16 is for GPUs (on CPU it is emulated and many times slower); "
+                                 "use bf16 or fp32 on CPU")
+    if (precision == "bf16" and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)):
+        raise SpectralStyleError(f"{torch.cuda.get_device_name(device)} has no native bf16 (it needs an Ampere "
+                                 "or newer GPU); use --precision fp16 or fp32")

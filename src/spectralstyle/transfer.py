@@ -10,6 +10,7 @@ import contextlib
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from . import __version__
 from .clip_model import SpectralCLIP, load_clip
 from .config import TransferConfig
 from .augment import PatchAugmenter
-from .device import resolve_device
+from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
 from .image_io import atomic_path, finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
 from .losses import CLIPStyleLoss, LossWeights
@@ -49,6 +50,7 @@ class Models:
     @classmethod
     def load(cls, config: TransferConfig) -> "Models":
         device = resolve_device(config.device)
+        check_precision(device, config.precision)
         clip_source = config.clip_weights or config.clip_model
         clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
         vgg = load_vgg_content(config.weights, config.vgg_weights, device=device)
@@ -145,7 +147,9 @@ def optimize(
             scaler.step(optimizer)
             scaler.update()
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **terms.as_floats()}
-            scheduler.step()
+            with warnings.catch_warnings():  # fp16: the scaler skips steps with inf gradients; the schedule still counts them
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                scheduler.step()
             history.append(record)
             if on_step:
                 on_step(step, record)
