@@ -120,3 +120,16 @@ def test_target_verdict(ours_s, ours_mib, met):
 def test_bench_rejects_bad_steps(flag):
     result = CliRunner().invoke(app, ["bench", flag, "0", "--size", "64x64", "--crops", "2", "--crop-size", "32"])
     assert result.exit_code == 2 and "at least 1" in result.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_training_steps(precision):
+    """Forward, backward (GradScaler with fp16) and Adam steps on the GPU for each precision."""
+    config = TransferConfig(steps=3, width=64, height=64, crops=3, crop_size=32, weights="random", device="cuda",
+                            seed=7, precision=precision)
+    if precision == "bf16" and torch.cuda.get_device_properties(0).major < 8:
+        pytest.skip("this GPU has no native bf16")
+    history = optimize(synthetic_content(64, 64), "pop art", config, Models.load(config)).history
+    assert len(history) == 3 and all(torch.isfinite(torch.tensor(h["total"])) for h in history)
+    assert history[0]["total"] != history[-1]["total"]

@@ -69,9 +69,23 @@ def perspective_coeffs(endpoints: torch.Tensor, size: int) -> torch.Tensor:
     return torch.linalg.solve(a, b).to(torch.float32)
 
 
-def perspective_grids(coeffs: torch.Tensor, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Sampling grids [n, size, size, 2] for grid_sample, as torchvision's ``_perspective_grid``."""
-    c = coeffs.to(device=device, dtype=dtype)
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor onto ``device``; on CUDA from pinned memory without blocking the host, so the
+    per-step crop parameters do not wait for the GPU to finish the StyleNet forward."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def perspective_grids(
+    coeffs: torch.Tensor, size: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Sampling grids [n, size, size, 2] for grid_sample, as torchvision's ``_perspective_grid``.
+
+    Never in bf16/fp16: there pixel positions above 256 are not even representable, and grids off by
+    several pixels would change the crops, not just round them.
+    """
+    c = to_device(coeffs, device).to(dtype)
     pix = torch.arange(size, device=device, dtype=dtype) + 0.5
     y, x = torch.meshgrid(pix, pix, indexing="ij")
     x, y = x.reshape(1, -1), y.reshape(1, -1)
@@ -84,14 +98,19 @@ def perspective_grids(coeffs: torch.Tensor, size: int, device: torch.device, dty
 def gather_crops(image: torch.Tensor, params: CropParams) -> torch.Tensor:
     """[1, C, H, W] -> [n, C, s, s] in one indexing operation (differentiable)."""
     ar = torch.arange(params.size, device=image.device)
-    rows = (params.top.to(image.device)[:, None] + ar)[:, :, None]
-    cols = (params.left.to(image.device)[:, None] + ar)[:, None, :]
+    offsets = to_device(torch.stack([params.top, params.left]), image.device)  # one copy for both
+    rows = (offsets[0][:, None] + ar)[:, :, None]
+    cols = (offsets[1][:, None] + ar)[:, None, :]
     return image[0][:, rows, cols].permute(1, 0, 2, 3)
 
 
 def apply_batched(image: torch.Tensor, params: CropParams, out_size: int = 224) -> torch.Tensor:
-    """Crops, perspective (fill 0) and resize of all crops at once: [1, C, H, W] -> [n, C, out, out]."""
+    """Crops, perspective (fill 0) and resize of all crops at once: [1, C, H, W] -> [n, C, out, out].
+
+    The warp runs in float32 even under autocast (grids and samples): its cost is small next to CLIP.
+    """
     crops = gather_crops(image, params)
+    crops = crops.to(torch.promote_types(crops.dtype, torch.float32))
     grids = perspective_grids(perspective_coeffs(params.endpoints, params.size), params.size, image.device, crops.dtype)
     with_mask = torch.cat([crops, torch.ones_like(crops[:, :1])], dim=1)
     warped = F.grid_sample(with_mask, grids, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from .config import TransferConfig
-from .device import resolve_device
+from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
 from .image_io import list_images, write_json
 from .spectral import BAND_PRESETS, band_label
@@ -264,7 +264,9 @@ def rank_device(device: str, dist: DistEnv) -> torch.device:
     """cuda:LOCAL_RANK for torchrun ranks when CUDA is present and the device is auto or cuda."""
     name = (device or "auto").strip().lower()
     if dist.local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
-        return resolve_device(f"cuda:{dist.local_rank % torch.cuda.device_count()}")
+        device = resolve_device(f"cuda:{dist.local_rank % torch.cuda.device_count()}")
+        torch.cuda.set_device(device)  # so that library calls on the "current" device use this rank's GPU
+        return device
     if dist.local_rank is not None and name == "auto":
         return torch.device("cpu")
     return resolve_device(name)
@@ -389,8 +391,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SpectralStyleError):
         return str(exc)
-    if isinstance(exc, torch.OutOfMemoryError):
-        return "out of memory on the GPU: use a smaller --size, fewer --crops or --precision bf16"
+    if is_out_of_memory(exc):
+        return out_of_memory_message(exc)
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -455,6 +457,7 @@ class BatchRunner:
             self._write_end(base, started, FAILED, f"could not load the models: {_one_line(exc)}", {}, t0, job)
             raise
         t0 = time.perf_counter()  # the job's time, not the one-off model loading
+        out_of_memory = False
         try:
             on_step = (lambda step, losses: self.hooks.on_step(job, step, losses)) if self.hooks.on_step else None
             output = run_job(job.content, job.text, job.config, models, self.out, on_step=on_step,
@@ -472,8 +475,9 @@ class BatchRunner:
         except Exception as exc:  # one bad job must not stop the batch
             error = _one_line(exc)
             log.error("job %s failed:\n%s", job.job_id, traceback.format_exc())
-            if isinstance(exc, torch.OutOfMemoryError) and self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            out_of_memory = is_out_of_memory(exc)
+        if out_of_memory:  # here the traceback, which holds the failed step's tensors, is gone
+            free_device_memory(self.device)
         wall = self._write_end(base, started, status, error, metrics, t0, job)
         log.info("%s job %s in %.1fs%s", status, job.job_id, wall, f": {error}" if error else "")
         image = str(job.image_path(self.out)) if status == FINISHED else ""

@@ -178,10 +178,13 @@ def bench_content(config: TransferConfig, content_path: str | None) -> torch.Ten
     return load_image(content_path, config.size)
 
 
-def _peak_memory_mib(device: torch.device) -> tuple[float, str]:
+def _peak_memory_mib(device: torch.device, mps_samples: list[int]) -> tuple[float, str]:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS (ru_maxrss)"
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated over the timed steps"
+    if device.type == "mps":
+        return max(mps_samples) / 2**20, "MPS driver-allocated memory, highest per-step sample"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 1024), "process peak RSS (ru_maxrss)"
 
 
 def _load_text_cache(path: Path | None) -> dict[str, torch.Tensor]:
@@ -206,17 +209,21 @@ def run_pattern(
     cache = {k: v.to(device) for k, v in _load_text_cache(text_cache_path).items()}
     stamps: list[float] = []
     cpu_stamps: list[float] = []  # process CPU time (all threads): less affected by other load on the machine
+    mps_samples: list[int] = []
 
-    def on_step(step: int, record: dict[str, float]) -> None:  # .item() in the record already synchronised
+    def on_step(step: int, record: dict[str, float]) -> None:  # reading the losses already synchronised
         stamps.append(time.perf_counter())
         cpu_stamps.append(time.process_time())
+        if step == 1:  # the warm-up step (and compilation, with --compile) is not part of the peak
+            _reset_peak(device)
+        elif device.type == "mps":
+            mps_samples.append(torch.mps.driver_allocated_memory())
 
     if pattern == "reference":
         from .reference import ReferenceModels, optimize_reference
 
         ref_models = ReferenceModels.load(config)
         ref_models.text_cache.update(cache)
-        _reset_peak(device)
         start = time.perf_counter()
         history = optimize_reference(content, text, config, ref_models, on_step=on_step).history
         text_cache = ref_models.text_cache
@@ -225,7 +232,6 @@ def run_pattern(
 
         models = Models.load(config)
         models.text_cache.update(cache)
-        _reset_peak(device)
         start = time.perf_counter()
         history = optimize(content, text, config, models, on_step=on_step).history
         text_cache = models.text_cache
@@ -233,7 +239,7 @@ def run_pattern(
         torch.save({k: v.cpu() for k, v in text_cache.items()}, text_cache_path)
     if len(stamps) != steps + 1:
         raise SpectralStyleError(f"{pattern}: only {len(stamps)} of {steps + 1} steps ran (interrupted?)")
-    peak, kind = _peak_memory_mib(device)
+    peak, kind = _peak_memory_mib(device, mps_samples)
     return PatternResult(
         pattern, PATTERNS[pattern], str(device), config.precision, config.compile,
         step_seconds=[b - a for a, b in zip(stamps, stamps[1:])],

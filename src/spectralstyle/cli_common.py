@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from .config import FIELD_NAMES, TransferConfig, resolve_config
+from .device import is_out_of_memory, out_of_memory_message
 from .errors import SpectralStyleError
 
 
@@ -51,10 +52,10 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SpectralStyleError as exc:
             raise fail(str(exc)) from None
-        except torch.OutOfMemoryError:
-            raise fail("out of memory on the GPU: use a smaller --size, fewer --crops or --precision bf16") from None
-        except MemoryError:
-            raise fail("out of memory: use a smaller --size or fewer --crops") from None
+        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(exc):
+                raise
+            raise fail(out_of_memory_message(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", INTERRUPTED_EXIT) from None
 

@@ -189,7 +189,7 @@ class SpectralCLIP(nn.Module):
         self.visual = clip_model.visual
         grid = self.visual.input_resolution // self.visual.conv1.kernel_size[0]
         self.num_tokens = grid * grid + 1
-        self.filter = SpectralFilter(bands, self.num_tokens)
+        self.filter = SpectralFilter(bands, self.num_tokens).to(self.visual.conv1.weight.device)
 
     @property
     def bands(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from .errors import SpectralStyleError
@@ -41,7 +43,35 @@ def check_precision(device: torch.device, precision: str) -> None:
     if precision == "fp16" and device.type == "cpu":
         raise SpectralStyleError("--precision fp16 is for GPUs (on CPU it is emulated and many times slower); "
                                  "use bf16 or fp32 on CPU")
-    if (precision == "bf16" and device.type == "cuda"
-            and not torch.cuda.is_bf16_supported(including_emulation=False)):
-        raise SpectralStyleError(f"{torch.cuda.get_device_name(device)} has no native bf16 (it needs an Ampere "
-                                 "or newer GPU); use --precision fp16 or fp32")
+    if precision == "bf16" and device.type == "cuda" and torch.version.hip is None:
+        properties = torch.cuda.get_device_properties(device)  # this device, not the current one (multi-GPU ranks)
+        if properties.major < 8:
+            raise SpectralStyleError(f"{properties.name} has no native bf16 (it needs an Ampere or newer GPU); "
+                                     "use --precision fp16 or fp32")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, Python's MemoryError, and the RuntimeErrors of MPS and the CPU allocator."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        phrase in text for phrase in ("out of memory", "not enough memory", "can't allocate memory"))
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """One line for the user: where memory ran out and what to change."""
+    on_gpu = isinstance(exc, torch.OutOfMemoryError) or "mps" in str(exc).lower()
+    if on_gpu:
+        return ("out of memory on the GPU: use a smaller --size or fewer --crops, or --precision bf16 "
+                "(fp16 on GPUs without bf16) if you run fp32")
+    return "out of memory: use a smaller --size or fewer --crops"
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Give cached blocks back after an out-of-memory error (call once the exception is gone)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .augment import apply_batched, sample_crop_params
+from .augment import apply_batched, sample_crop_params, to_device
 from .clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
 from .config import Settings, resolve_settings
 from .device import resolve_device
@@ -125,7 +125,14 @@ class Cutouts:
 
     def __init__(self, n: int, cut_min: float, distortion: float, noise: float, seed: int, out_size: int = CLIP_SIZE):
         self.n, self.cut_min, self.distortion, self.noise, self.out_size = n, cut_min, distortion, noise, out_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)  # sizes, windows, flips: small, drawn on the CPU
+        self._noise_generator: torch.Generator | None = None  # the noise images: drawn where they are used
+
+    def noise_generator(self, device: torch.device) -> torch.Generator:
+        if self._noise_generator is None or self._noise_generator.device != device:
+            self._noise_generator = torch.Generator(device=device).manual_seed(self.seed + 1)
+        return self._noise_generator
 
     def sizes(self, side: int) -> list[int]:
         """One cutout side per group, uniform between cut_min * side and side."""
@@ -140,11 +147,12 @@ class Cutouts:
             apply_batched(image, sample_crop_params(k, height, width, s, self.distortion, self.generator), self.out_size)
             for s, k in zip(sizes, counts)
         ])
-        flip = (torch.rand(self.n, generator=self.generator) < 0.5).to(image.device).view(-1, 1, 1, 1)
-        crops = torch.where(flip, crops.flip(-1), crops)
+        flip_and_scale = torch.rand(2, self.n, generator=self.generator)
+        flip_and_scale = to_device(flip_and_scale, image.device).view(2, -1, 1, 1, 1)
+        crops = torch.where(flip_and_scale[0] < 0.5, crops.flip(-1), crops)
         if self.noise:
-            scale = torch.rand(self.n, 1, 1, 1, generator=self.generator) * self.noise
-            crops = crops + (scale * torch.randn(crops.shape, generator=self.generator)).to(image.device)
+            noise = torch.randn(crops.shape, generator=self.noise_generator(crops.device), device=crops.device)
+            crops = crops + flip_and_scale[1] * self.noise * noise
         return crops
 
 
@@ -202,8 +210,8 @@ def optimize_generation(
             total.backward()
             optimizer.step()
             gen.after_step()
-            record = {"step": step, "lr": config.lr, "total": total.item(), "prompt": prompt_loss.item(),
-                      "init": init_loss.item()}
+            values = torch.stack([total, prompt_loss, init_loss]).detach().float().tolist()  # one device sync
+            record = {"step": step, "lr": config.lr, **dict(zip(("total", "prompt", "init"), values))}
             history.append(record)
             if on_step:
                 on_step(step, record)

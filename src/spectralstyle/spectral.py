@@ -112,10 +112,11 @@ class SpectralFilter(nn.Module):
         keep = parse_bands(bands, num_tokens)
         self.register_buffer("keep", keep, persistent=False)
         self.register_buffer("projection", projection_matrix(keep).to(torch.float32), persistent=False)
+        self._identity = bool(keep.all())  # a Python bool: no device sync per call on a GPU
 
     @property
     def is_identity(self) -> bool:
-        return bool(self.keep.all())
+        return self._identity
 
     @property
     def cls_weights(self) -> torch.Tensor:
@@ -126,14 +127,14 @@ class SpectralFilter(nn.Module):
         self._check(tokens)
         if self.is_identity:
             return tokens
-        return torch.matmul(self.projection.to(tokens.dtype), tokens)
+        return torch.matmul(self.projection.to(device=tokens.device, dtype=tokens.dtype), tokens)
 
     def filtered_cls(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token 0 of ``forward(tokens)`` [B, D], computed without the other N-1 rows."""
         self._check(tokens)
         if self.is_identity:
             return tokens[:, 0]
-        return torch.einsum("n,bnd->bd", self.cls_weights.to(tokens.dtype), tokens)
+        return torch.einsum("n,bnd->bd", self.cls_weights.to(device=tokens.device, dtype=tokens.dtype), tokens)
 
     def _check(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 3 or tokens.shape[1] != self.num_tokens:
