@@ -108,6 +108,8 @@ def test_shard_sources():
         DistEnv.from_env({"RANK": "2", "WORLD_SIZE": "2"})
     with pytest.raises(SpectralStyleError, match="not contiguous"):
         resolve_shard(None, DistEnv(), {**slurm, "SLURM_ARRAY_TASK_MAX": "9"})
+    with pytest.raises(SpectralStyleError, match="not all integers"):
+        resolve_shard(None, DistEnv(), {**slurm, "SLURM_ARRAY_TASK_ID": "x"})
 
 
 def test_rank_device():
@@ -129,6 +131,26 @@ def test_bands_and_prompts(tmp_path):
     assert collect_prompts(prompts, ["ink", "pop art"]) == ["pop art", "watercolor painting", "ink"]
     with pytest.raises(SpectralStyleError, match="too long"):
         collect_prompts(None, ["word " * 80])
+    windows = tmp_path / "windows.txt"  # a BOM and CRLF line ends, as Notepad writes them
+    windows.write_bytes("pop art\r\npop art\r\n".encode("utf-8-sig"))
+    assert collect_prompts(windows, None) == ["pop art"]
+
+
+def test_finished_job_keeps_its_names_when_a_new_prompt_collides(tmp_path):
+    """Adding "Pop Art" next to a finished "pop art" must not rename (and so re-run) the finished job."""
+    photos, out = make_images(tmp_path / "photos", ["boat.png"]), tmp_path / "out"
+    res = invoke("batch", photos, "--text", "pop art", "--out", out, "--weights", "random", "--steps", "1",
+                 "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    first = make_plan(photos, ["pop art"], ["c2"], tiny_config(), out)[0]
+    assert first.stem == "boat_pop-art_c2"
+    plan = make_plan(photos, ["pop art", "Pop Art"], ["c2"], tiny_config(), out)
+    stems = {j.text: j.stem for j in plan}
+    assert stems["pop art"] == "boat_pop-art_c2"  # as recorded in its finished state
+    assert stems["Pop Art"].startswith("boat_pop-art_c2_")  # the newcomer gets the id suffix
+    assert job_action(plan[[j.text for j in plan].index("pop art")], out,
+                      read_state(out, first.job_id)) == ("skip", "finished")
+    assert make_plan(photos, ["pop art", "Pop Art"], ["c2"], tiny_config())[0].stem.startswith("boat_pop-art_c2_")
 
 
 # --- user errors and the dry run (no model is loaded) ------------------------------------------

@@ -133,3 +133,11 @@ def test_cuda_training_steps(precision):
     history = optimize(synthetic_content(64, 64), "pop art", config, Models.load(config)).history
     assert len(history) == 3 and all(torch.isfinite(torch.tensor(h["total"])) for h in history)
     assert history[0]["total"] != history[-1]["total"]
+
+
+def test_bench_checks_json_path_and_precision_before_running(tmp_path):
+    base = ["bench", "--steps", "1", "--size", "64x64", "--crops", "2", "--crop-size", "32", "--device", "cpu"]
+    res = CliRunner().invoke(app, [*base, "--json", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder" in res.output
+    res = CliRunner().invoke(app, [*base, "--precision", "fp16"])
+    assert res.exit_code == 2 and "fp16 is for GPUs" in res.output and "running the" not in res.output

@@ -118,7 +118,17 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
     Image.new("RGB", (5, 3), (10, 200, 40)).save(tiny)
     assert invoke("apply", model, tiny, "--out", tmp_path / "applied", "--device", "cpu").exit_code == 0
     assert Image.open(tmp_path / "applied" / "tiny_photo_pop-art_c2.png").size == (5, 3)
-    for bad, message in ((["--max-side", "3"], "--max-side"), (["--contrast", "-1"], "--contrast")):
+    # images sharing a stem do not overwrite each other; bracketed folder names are printed as they are
+    same_stem = [tmp_path / "a" / "odd.png", tmp_path / "odd.jpg"]
+    same_stem[0].parent.mkdir()
+    for path in same_stem:
+        Image.new("RGB", (24, 16), (10, 10, 200)).save(path)
+    res = invoke("apply", model, *same_stem, "--out", tmp_path / "same[red]", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "same[red]").glob("odd_*_photo_pop-art_c2.png"))) == 2
+    assert "same[red]" in res.output
+    for bad, message in ((["--max-side", "3"], "--max-side"), (["--contrast", "-1"], "--contrast"),
+                         (["--contrast", "nan"], "--contrast")):
         res = invoke("apply", model, odd, *bad, "--out", tmp_path / "applied")
         assert res.exit_code == 2 and message in res.output, res.output
 
@@ -136,6 +146,13 @@ BAD_INPUTS = [
     (["transfer", "{boat}", "pop art", "--crop-size", "128"], "larger than the image"),
     (["transfer", "{boat}", "pop art", "--config", "nope.yaml"], "does not exist"),
     (["transfer", "{boat}", "pop art", "--precision", "fp16"], "fp16 is for GPUs"),
+    (["transfer", "{boat}", "pop art", "--size", "8x8", "--crop-size", "8"], "at least 16 pixels"),
+    (["transfer", "{boat}", "pop art", "--seed", "99999999999999999999"], "seed must be between"),
+    (["transfer", "{boat}", "pop art", "--lr", "nan"], "finite number"),
+    (["transfer", "{boat}", "pop art", "--contrast", "inf"], "finite number"),
+    (["transfer", "{boat}", "pop art", "--save-every", "-1"], "save_every must be non-negative"),
+    (["transfer", "{boat}", "pop art", "--lambda-tv", "1e38"], "the run diverged"),
+    (["transfer", "{boat}", "pop art", "--out", "{notimage}"], "is not a folder"),
 ]
 
 
@@ -145,11 +162,14 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     notimage.write_text("hello")
     args = [a.format(boat=BOAT, notimage=notimage) for a in args]
     extra = tiny_without(*(a for a in args if a.startswith("--")))
-    res = invoke(*args, *extra, "--out", tmp_path / "out")
+    res = invoke(*args, *extra, *([] if "--out" in args else ["--out", tmp_path / "out"]))
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
-    assert len([line for line in res.output.splitlines() if line.strip()]) == 1
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    if message == "the run diverged":  # found during the run: the progress row of step 1 precedes it
+        lines = lines[1:]
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
 
 

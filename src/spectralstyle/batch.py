@@ -76,7 +76,7 @@ def read_prompts(path: str | Path) -> list[str]:
     if not p.is_file():
         raise SpectralStyleError(f"prompts file {p} does not exist")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM from Windows editors is not text
     except (OSError, UnicodeDecodeError) as exc:
         raise SpectralStyleError(f"prompts file {p} is not readable UTF-8 text ({exc.__class__.__name__})") from None
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
@@ -160,8 +160,14 @@ def job_id(name: str, text: str, band: str, config_hash: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def make_plan(content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig) -> list[Job]:
-    """Every (image, prompt, band) job, sorted deterministically, with collision-free output names."""
+def make_plan(
+    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None
+) -> list[Job]:
+    """Every (image, prompt, band) job, sorted deterministically, with collision-free output names.
+
+    With ``out``, a job finished there keeps the file names it was written under, even if a prompt
+    added since then now shares its name (and would otherwise move it to a new, id-suffixed name).
+    """
     folder = Path(content_dir)
     if not folder.is_dir():
         raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
@@ -177,7 +183,20 @@ def make_plan(content_dir: str | Path, prompts: list[str], bands: list[str], con
     ]
     jobs.sort(key=lambda j: (j.name, j.text, band_label(j.band), j.job_id))
     _assign_stems(jobs)
+    if out is not None:
+        _keep_finished_stems(jobs, Path(out))
     return jobs
+
+
+def _keep_finished_stems(jobs: list[Job], out: Path) -> None:
+    taken = {j.stem for j in jobs}
+    for job in jobs:
+        state = read_state(out, job.job_id)
+        recorded = state.get("stem") if state and state.get("status") == FINISHED else None
+        if isinstance(recorded, str) and recorded != job.stem and recorded not in taken:
+            taken.discard(job.stem)
+            job.stem = recorded
+            taken.add(recorded)
 
 
 def _assign_stems(jobs: list[Job]) -> None:
@@ -250,8 +269,11 @@ def resolve_shard(option: str | None, dist: DistEnv, env: Mapping[str, str] | No
     if option:
         base = parse_shard(option)
     elif "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
-        low, high = int(env.get("SLURM_ARRAY_TASK_MIN", 0)), int(env.get("SLURM_ARRAY_TASK_MAX", task))
+        try:
+            task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
+            low, high = int(env.get("SLURM_ARRAY_TASK_MIN", 0)), int(env.get("SLURM_ARRAY_TASK_MAX", task))
+        except ValueError:
+            raise SpectralStyleError("SLURM_ARRAY_TASK_ID/COUNT/MIN/MAX are not all integers; pass --shard I/N") from None
         if high - low + 1 != count:
             raise SpectralStyleError("the Slurm array is not contiguous (like --array=0-7); pass --shard I/N")
         base = Shard(task - low, count)

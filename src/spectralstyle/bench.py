@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .config import TransferConfig
-from .device import resolve_device
+from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
 
 PATTERNS: dict[str, str] = {
@@ -269,7 +269,7 @@ def measure_in_subprocess(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=os.environ.copy())
     if proc.returncode != 0 or not result_file.is_file():
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        last = lines[-1].removeprefix("error: ") if lines else f"exit code {proc.returncode}"
         raise SpectralStyleError(f"benchmark of the {pattern} pattern failed: {last}")
     data = json.loads(result_file.read_text())
     data.pop("median_step_s", None)
@@ -312,6 +312,7 @@ def run_benchmark(
 
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)
+    check_precision(device, config.precision)
     measured: dict[str, list[PatternResult]] = {name: [] for name in PATTERNS}
     with tempfile.TemporaryDirectory(prefix="spectralstyle-bench-") as tmp:
         for round_index in range(rounds):

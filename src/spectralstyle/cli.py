@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +13,7 @@ import torch
 import torchvision.transforms.functional as TF
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 
 from . import __version__
 from .cli_common import (
@@ -22,7 +25,7 @@ from .cli_common import (
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import finish_image, load_image, open_rgb, save_png, slugify
+from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
 from .spectral import band_label
 from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job, write_comparison
@@ -60,7 +63,7 @@ def progress_bar() -> Progress:
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Models, out: Path,
                       progress: Progress, save_model: bool = False, label: str | None = None) -> JobOutput:
     """One transfer job with a progress bar row showing the current losses."""
-    task = progress.add_task(label or f"{content.name} · {band_label(config.band)}", total=config.steps, losses="")
+    task = progress.add_task(escape(label or f"{content.name} · {band_label(config.band)}"), total=config.steps, losses="")
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=(
@@ -114,6 +117,9 @@ def transfer(
     setup_log_file(out)
     models = Models.load(config)
     configs = [config.replace(band="none"), config] if compare and band_label(config.band) != "none" else [config]
+    if compare and len(configs) == 1:
+        console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
+                      "nothing to compare", highlight=False)
     results = []
     with progress_bar() as progress:
         for cfg in configs:
@@ -124,13 +130,25 @@ def transfer(
     if len(results) == 2:
         results.append(write_transfer_comparison(results, out))
     for r in results:
-        console.print(f"[green]wrote[/] {r.image}  [dim]{r.sidecar}[/]", highlight=False)
+        console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
 
 
 def write_transfer_comparison(results: list[JobOutput], out: Path) -> JobOutput:
     """Side-by-side image of transfers that differ only in band."""
     first = results[0].record
     return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")
+
+
+def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
+    """``<image stem>_<model>.png``; images sharing a stem (boat.jpg, boat.webp, a/boat.jpg) get a short
+    hash of their path, so no result overwrites another."""
+    stems = [path.stem for path in images]
+    names = {}
+    for path, stem in zip(images, stems):
+        if stems.count(stem) > 1:
+            stem = f"{stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        names[path] = f"{stem}_{model_stem}.png"
+    return names
 
 
 @app.command()
@@ -147,8 +165,8 @@ def apply(
     dev = resolve_device(device or "auto")
     if max_side is not None and max_side < 8:
         raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
-    if contrast is not None and contrast < 0:
-        raise SpectralStyleError(f"--contrast must be non-negative, got {contrast}")
+    if contrast is not None and not (math.isfinite(contrast) and contrast >= 0):
+        raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
     try:
@@ -160,16 +178,18 @@ def apply(
     net = net.eval().to(dev)
     record = json.loads(saved.get("record_json", "{}"))
     factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
+    ensure_writable_dir(out)
+    names = output_names(images, model.name.removesuffix(".stylenet.pt"))
     for path in images:
         img = open_rgb(path)
         if max_side and max(img.size) > max_side:
             img.thumbnail((max_side, max_side))
         tensor = TF.to_tensor(img).unsqueeze(0)
         result = finish_image(net.stylize(tensor.to(dev)), factor)
-        target = out / f"{path.stem}_{model.name.removesuffix('.stylenet.pt')}.png"
+        target = out / names[path]
         save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,
                                   "trained_with": record})
-        console.print(f"[green]wrote[/] {target}", highlight=False)
+        console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
 
 
 def _register_command_modules() -> None:

@@ -84,7 +84,11 @@ def batch(
         raise SpectralStyleError("give --band or --bands, not both")
     band_list = split_bands(bands) if bands else [config.band]
     prompt_list = collect_prompts(prompts, text)
-    plan = make_plan(content_dir, prompt_list, band_list, config)
+    plan = make_plan(content_dir, prompt_list, band_list, config, out)
+    subfolders = [p for p in Path(content_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if subfolders:
+        console.print(f"[yellow]note:[/] {len(subfolders)} subfolder(s) of {escape(str(content_dir))} are not searched "
+                      "(only images directly in it are used)", highlight=False)
     dist = DistEnv.from_env()
     my_shard = resolve_shard(shard, dist)
     if dry_run:
@@ -190,7 +194,7 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
         actions[why] = actions.get(why, 0) + 1
         style = "dim" if action == "skip" else ""
         table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), band_label(job.band),
-                      *([str(k % shards)] if shards > 1 else []), f"{action} ({why})", job.image_path(out).name,
+                      *([str(k % shards)] if shards > 1 else []), f"{action} ({why})", escape(job.image_path(out).name),
                       style=style)
     stdout = make_console()
     stdout.print(table)

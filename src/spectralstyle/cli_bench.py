@@ -54,7 +54,7 @@ def bench(
 ) -> None:
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
     from .bench import run_benchmark
-    from .image_io import load_image, write_json
+    from .image_io import ensure_writable_dir, load_image, write_json
 
     if steps < 1 or rounds < 1:
         raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")
@@ -62,6 +62,10 @@ def bench(
                           precision=precision, compile=compile, band=band)
     if content is not None:
         load_image(content)  # a bad image fails before any model is loaded
+    if json_out is not None:  # before the benchmark, not after its minutes of work
+        if json_out.is_dir():
+            raise SpectralStyleError(f"--json {json_out} is a folder; give a file name")
+        ensure_writable_dir(json_out.parent, "folder of --json")
     report = run_benchmark(config, steps, text, str(content) if content else None,
                            on_pattern=lambda name, k: console.print(
                                f"[dim]running the {name} pattern" + (f" (round {k + 1} of {rounds})" if rounds > 1 else "")

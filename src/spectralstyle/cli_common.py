@@ -15,10 +15,12 @@ from typing import Annotated, Any, Optional, TypeVar
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import FIELD_NAMES, TransferConfig, resolve_config
 from .device import is_out_of_memory, out_of_memory_message
 from .errors import SpectralStyleError
+from .image_io import ensure_writable_dir
 
 
 
@@ -38,7 +40,7 @@ INTERRUPTED_EXIT = 130
 
 
 def fail(message: str, code: int = USER_ERROR_EXIT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     log.error(message)
     return typer.Exit(code)
 
@@ -58,13 +60,16 @@ def user_errors(func: F) -> F:
             raise fail(out_of_memory_message(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", INTERRUPTED_EXIT) from None
+        except OSError as exc:  # disk full, read-only file system, a folder where a file should go, ...
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise fail(f"file system error: {exc.strerror or exc}{where}") from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
     if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in log.handlers):
         handler = logging.FileHandler(path)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from .cli_common import (
     BandOpt, ClipWeightsOpt, ConfigOpt, DeviceOpt, OutOpt, SaveEveryOpt, SeedOpt, WeightsOpt, console, fail, log,
@@ -86,7 +87,7 @@ def generate(
     if len(results) == 2:
         results.append(write_generation_comparison(results, out))
     for r in results:
-        console.print(f"[green]wrote[/] {r.image}  [dim]{r.sidecar}[/]", highlight=False)
+        console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +22,8 @@ from .spectral import parse_bands
 PRECISIONS = ("fp32", "bf16", "fp16")
 SOURCE_ENCODERS = ("plain", "filtered")
 WEIGHT_MODES = ("pretrained", "random")
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range, with room for derived seeds
+MIN_TRANSFER_SIDE = 16  # VGG's relu5_2 needs 16 px; the StyleNet bottleneck needs 2x2 pixels
 S = TypeVar("S", bound="Settings")
 _TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "text (quote it in YAML)", "bool": "true or false"}
@@ -67,11 +70,24 @@ class Settings:
                 continue
             if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise SpectralStyleError(f"setting {f.name} must be {_TYPE_WORDS[kind]}, got {value!r}")
+            if expected is float and not math.isfinite(value):
+                raise SpectralStyleError(f"setting {f.name} must be a finite number, got {value!r}")
+            if f.name == "seed" and not 0 <= value <= MAX_SEED:
+                raise SpectralStyleError(f"seed must be between 0 and {MAX_SEED}, got {value}")
 
     def require_positive(self, *names: str) -> None:
         for name in names:
             if int(getattr(self, name)) < 1:
                 raise SpectralStyleError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+    def require(self, condition: bool, name: str, rule: str) -> None:
+        """One line naming the setting, its rule and the value given."""
+        if not condition:
+            raise SpectralStyleError(f"{name} must be {rule}, got {getattr(self, name)}")
+
+    def check_min_side(self, minimum: int) -> None:
+        if min(self.width, self.height) < minimum:
+            raise SpectralStyleError(f"size {self.width}x{self.height}: each side must be at least {minimum} pixels")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -126,12 +142,13 @@ class TransferConfig(Settings):
         self.require_positive("steps", "width", "height", "crops", "crop_size", "lr_step")
         if self.width % 8 or self.height % 8:
             raise SpectralStyleError(f"size {self.width}x{self.height}: width and height must be multiples of 8")
+        self.check_min_side(MIN_TRANSFER_SIDE)
         if self.crop_size > min(self.width, self.height):
             raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
-        if not 0 <= self.distortion <= 1:
-            raise SpectralStyleError(f"distortion must be in [0, 1], got {self.distortion}")
-        if self.lr <= 0 or self.contrast < 0 or self.save_every < 0:
-            raise SpectralStyleError("lr must be positive, contrast and save_every non-negative")
+        self.require(0 <= self.distortion <= 1, "distortion", "in [0, 1]")
+        self.require(0 < self.lr <= 1, "lr", "in (0, 1] (the reference uses 5e-4)")
+        self.require(self.contrast >= 0, "contrast", "non-negative")
+        self.require(self.save_every >= 0, "save_every", "non-negative (0: no snapshots)")
         if self.precision not in PRECISIONS:
             raise SpectralStyleError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.source_encoder not in SOURCE_ENCODERS:

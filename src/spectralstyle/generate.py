@@ -31,7 +31,7 @@ from .image_io import load_image, slugify
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
-from .transfer import JobOutput, RunHistory, RunWriter, environment_info, write_comparison
+from .transfer import JobOutput, RunHistory, RunWriter, check_finite, environment_info, write_comparison
 
 StepCallback = Callable[[int, dict[str, float]], None]
 DISTANCES = ("spherical", "cosine")
@@ -81,16 +81,13 @@ class GenerateConfig(Settings):
         if self.width % multiple or self.height % multiple:
             raise SpectralStyleError(
                 f"size {self.width}x{self.height}: the {self.generator} generator needs multiples of {multiple}")
-        if not 0 < self.cut_min <= 1:
-            raise SpectralStyleError(f"cut_min must be in (0, 1], got {self.cut_min}")
-        if not 0 <= self.distortion <= 1:
-            raise SpectralStyleError(f"distortion must be in [0, 1], got {self.distortion}")
+        self.require(0 < self.cut_min <= 1, "cut_min", "in (0, 1]")
+        self.require(0 <= self.distortion <= 1, "distortion", "in [0, 1]")
         if self.distance not in DISTANCES:
             raise SpectralStyleError(f"unknown distance {self.distance!r}; use one of {', '.join(DISTANCES)}")
-        if self.lr is None or self.lr <= 0:
-            raise SpectralStyleError(f"lr must be positive, got {self.lr}")
-        if self.cut_noise < 0 or self.init_weight < 0 or self.save_every < 0 or self.decay_power < 0:
-            raise SpectralStyleError("cut_noise, init_weight, save_every and decay_power must be non-negative")
+        self.require(self.lr is not None and 0 < self.lr <= 10, "lr", "in (0, 10]")
+        for name in ("cut_noise", "init_weight", "save_every", "decay_power"):
+            self.require(getattr(self, name) >= 0, name, "non-negative")
         if self.init_weight > 0 and not self.init_image:
             raise SpectralStyleError("--init-weight needs --init-image")
         if self.generator == "vqgan" and self.init_image and self.init_weight == 0:
@@ -131,7 +128,7 @@ class Cutouts:
 
     def noise_generator(self, device: torch.device) -> torch.Generator:
         if self._noise_generator is None or self._noise_generator.device != device:
-            self._noise_generator = torch.Generator(device=device).manual_seed(self.seed + 1)
+            self._noise_generator = torch.Generator(device=device).manual_seed((self.seed + 1) % 2**63)
         return self._noise_generator
 
     def sizes(self, side: int) -> list[int]:
@@ -212,6 +209,7 @@ def optimize_generation(
             gen.after_step()
             values = torch.stack([total, prompt_loss, init_loss]).detach().float().tolist()  # one device sync
             record = {"step": step, "lr": config.lr, **dict(zip(("total", "prompt", "init"), values))}
+            check_finite(record["total"], step, "fp32")
             history.append(record)
             if on_step:
                 on_step(step, record)

@@ -16,14 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import SpectralStyleError
 
 METADATA_KEY = "spectralstyle"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 def open_rgb(path: str | Path) -> Image.Image:
@@ -36,9 +37,17 @@ def open_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(p) as img:
             img.load()
-            return img.convert("RGB")
+            return _as_rgb(ImageOps.exif_transpose(img))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
+
+
+def _as_rgb(img: Image.Image) -> Image.Image:
+    """RGB 8 bit. PIL's convert clips 16-bit grey (modes I;16 and I) at 255, which turns it white: scale instead."""
+    if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):
+        values = torch.from_numpy(np.asarray(img).astype(np.float32)) * (255 / 65535)
+        img = Image.fromarray(values.round().clamp(0, 255).to(torch.uint8).numpy(), "L")
+    return img.convert("RGB")
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -64,6 +73,23 @@ def default_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and check that files can be written there, before any long computation."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SpectralStyleError(f"{what} {folder} is not a folder (a file is in the way)") from None
+    except OSError as exc:
+        raise SpectralStyleError(f"cannot create {what} {folder}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spectralstyle-probe-"):
+            pass
+    except OSError as exc:
+        raise SpectralStyleError(f"cannot write in {what} {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 @contextmanager
@@ -113,8 +139,9 @@ def slugify(text: str, max_len: int = 60) -> str:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly in ``folder``, sorted by name; hidden files (macOS ``._x.jpg`` and the like) are not images."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def side_by_side(images: list[tuple[Image.Image, str]], label_height: int = 28) -> Image.Image:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import time
 import warnings
@@ -106,6 +107,14 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def check_finite(loss: float, step: int, precision: str) -> None:
+    """A NaN or infinite loss means the run diverged: stop instead of saving a black image as a result."""
+    if not math.isfinite(loss):
+        hint = "a lower --lr" + (" or --precision fp32" if precision != "fp32" else "")
+        raise SpectralStyleError(f"the loss became {loss} at step {step}: the run diverged (try {hint}); "
+                                 "no result was written")
+
+
 def _is_compile_error(exc: BaseException) -> bool:
     """Errors raised by torch.compile's tracing or code generation (not by the model itself)."""
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
@@ -147,6 +156,7 @@ def optimize(
             scaler.step(optimizer)
             scaler.update()
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **terms.as_floats()}
+            check_finite(record["total"], step, config.precision)
             with warnings.catch_warnings():  # fp16: the scaler skips steps with inf gradients; the schedule still counts them
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
                 scheduler.step()
@@ -224,7 +234,7 @@ def run_job(
     content = load_image(content_path, config.size)
     stem = stem or output_stem(content_path, text, config.band)
     record: dict[str, Any] = {
-        "content": str(content_path),
+        "content": str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
         "text": text,
         "band": config.band,
         "config": config.to_dict(),
