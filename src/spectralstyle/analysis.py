@@ -11,6 +11,7 @@ score with the text is measured again. With images labelled by OCR (text present
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from .clip_model import SpectralCLIP
+from .errors import SpectralStyleError
 from .image_io import open_rgb
 from .losses import normalize
 from .clip_model import clip_input
@@ -135,6 +137,7 @@ def analyze_image(scorer: ClipScorer, path: Path, text: str, bands: tuple[str, .
                   min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> ImageSpectrum:
     """Energy spectrum, per-band energy and CLIP score without each band, for one image."""
     pil = open_rgb(path)
+    found = text_summary(pil, min_confidence)  # first: an OCR failure (OcrError) costs no CLIP pass
     clip_model, device, text_features = scorer.clip, scorer.device, scorer.text(text)
     plain = SpectralCLIP(clip_model, "none").to(device)
     tokens, energy = token_energy(plain, clip_input(TF.to_tensor(pil).unsqueeze(0).to(device)))
@@ -144,7 +147,7 @@ def analyze_image(scorer: ClipScorer, path: Path, text: str, bands: tuple[str, .
         return float(normalize(encoder.project(encoder.pool(tokens)).float()) @ text_features.T)
 
     return ImageSpectrum(
-        path, text_summary(pil, min_confidence), energy[0].cpu().tolist(),
+        path, found, energy[0].cpu().tolist(),
         {b: float(energy[0, parse_bands(b, n).to(device)].sum()) for b in bands},
         score(plain),
         {b: score(SpectralCLIP(clip_model, complement_spec(b)).to(device)) for b in bands},
@@ -163,9 +166,23 @@ def band_separation(results: list[ImageSpectrum], bands: tuple[str, ...] = DYADI
 
 
 def analyze(scorer: ClipScorer, images: list[Path], text: str, bands: tuple[str, ...] = DYADIC_BANDS,
-            min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[list[ImageSpectrum], list[BandSeparation] | None]:
-    """Per-image spectra and, when both groups (with and without text) are present, the band separation."""
-    results = [analyze_image(scorer, p, text, bands, min_confidence) for p in images]
+            min_confidence: float = DEFAULT_MIN_CONFIDENCE, on_skip: Callable[[str], None] | None = None,
+            ) -> tuple[list[ImageSpectrum], list[BandSeparation] | None]:
+    """Per-image spectra and, when both groups (with and without text) are present, the band separation.
+
+    With ``on_skip``, an image that cannot be measured (the OCR engine fails on it, it became
+    unreadable) is reported there and left out; when none is left it is a SpectralStyleError.
+    """
+    results = []
+    for p in images:
+        try:
+            results.append(analyze_image(scorer, p, text, bands, min_confidence))
+        except SpectralStyleError as exc:
+            if on_skip is None:
+                raise
+            on_skip(f"{p}: {exc}")
+    if not results:
+        raise SpectralStyleError(f"none of the {len(images)} image(s) could be analysed")
     groups = {r.text.has_text for r in results}
     return results, band_separation(results, bands) if len(groups) == 2 else None
 

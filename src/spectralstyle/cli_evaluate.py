@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .cli_common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
@@ -35,10 +36,26 @@ def _check_options(weights: str, value: float) -> None:
         raise SpectralStyleError(f"--min-confidence must be between 0 and 1, got {value}")
 
 
+def _print_skip(reason: str) -> None:
+    console.print(f"[yellow]skipped:[/] {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+def _text_note(items: list[Any], text: str) -> str | None:
+    """Which text is used when --text is given and some images also have a sidecar text (the sidecar's)."""
+    own = [i for i in items if i.text_from == "sidecar" and i.text != text]
+    if not own:
+        return None
+    shown = ", ".join(f"{i.image.name} ({i.text!r})" for i in own[:3]) + (" ..." if len(own) > 3 else "")
+    rest = len(items) - len(own)
+    return (f"note: {len(own)} image{'s' if len(own) != 1 else ''} scored against the text in {'their' if len(own) != 1 else 'its'} "
+            f"sidecar, not --text {text!r}: {shown}; --text is used for {rest} image{'s' if rest != 1 else ''} "
+            "without a sidecar text")
+
+
 @user_errors
 def evaluate(
     paths: PathsArg,
-    text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
     weights: EvalWeightsOpt = "pretrained",
     clip_weights: ClipWeightsOpt = None,
@@ -47,30 +64,36 @@ def evaluate(
     min_confidence: MinConfidenceOpt = 0.6,
 ) -> None:
     """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
-    from .metrics import ClipScorer, collect_inputs, evaluate_image
+    from .metrics import ClipScorer, collect_inputs, evaluate_images
     from .report import band_stats, fmt, text_count_line, write_report
     from .vgg import load_vgg_content
 
     _check_options(weights, min_confidence)
     skipped: list[str] = []
-    items = collect_inputs(paths, text, skipped)
+    items = collect_inputs(paths, text, skipped, out_dir=out)  # also checks --text
     for reason in skipped:
-        console.print(f"[yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
+        _print_skip(reason)
     if text is not None:
-        from .clip_model import tokenize_templated
-
-        tokenize_templated(text)
+        note = _text_note(items, text)
+        if note:
+            console.print(f"[cyan]{escape(note)}[/]", highlight=False, soft_wrap=True)
     setup_log_file(out)
     clip_model = _load_clip(weights, clip_weights, device)
     device_ = next(clip_model.parameters()).device
     needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
     vgg = load_vgg_content(weights if not vgg_weights else "pretrained", vgg_weights, device_) if needs_vgg else None
     scorer = ClipScorer(clip_model)
-    results = []
     with console.status("measuring") as status:
-        for n, item in enumerate(items, 1):
-            status.update(f"measuring {item.image.name} ({n}/{len(items)})")
-            results.append(evaluate_image(item, scorer, vgg, min_confidence))
+        def on_start(n: int, item: Any) -> None:
+            status.update(f"measuring {escape(item.image.name)} ({n}/{len(items)})")
+
+        def on_skip(reason: str) -> None:
+            log.warning("skipped %s", reason)
+            _print_skip(reason)
+
+        results = evaluate_images(items, scorer, vgg, min_confidence, on_skip=on_skip, on_start=on_start)
+    if not results:
+        raise SpectralStyleError(f"none of the {len(items)} image(s) could be measured; no report written")
     files = write_report(results, out)
     log.info("evaluated %d images: %s", len(results), text_count_line(results))
 
@@ -78,10 +101,10 @@ def evaluate(
     for col in ("band", "images", "with text", "mean area", "mean CLIP", "mean SSIM"):
         table.add_column(col, justify="left" if col == "band" else "right")
     for s in band_stats(results):
-        table.add_row(s.band, str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
+        table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
-    console.print(f"[green]wrote[/] {files.html}  [dim]{files.csv}[/]", highlight=False)
+    console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False, soft_wrap=True)
 
 
 @user_errors
@@ -97,18 +120,24 @@ def analyze(
     """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
     from .analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
     from .clip_model import tokenize_templated
-    from .metrics import ClipScorer, collect_inputs
+    from .metrics import ClipScorer, collect_images
 
     _check_options(weights, min_confidence)
     tokenize_templated(text)
     skipped: list[str] = []
-    images = [item.image for item in collect_inputs(paths, text, skipped)]
+    images = collect_images(paths, skipped, out_dir=out)
     for reason in skipped:
-        console.print(f"[yellow]skipped:[/] {reason}", highlight=False, soft_wrap=True)
+        _print_skip(reason)
     setup_log_file(out)
     clip_model = _load_clip(weights, clip_weights, device)
+
+    def on_skip(reason: str) -> None:
+        log.warning("skipped %s", reason)
+        _print_skip(reason)
+
     with console.status(f"analysing {len(images)} image(s)"):
-        results, separation = run_analysis(ClipScorer(clip_model), images, text, min_confidence=min_confidence)
+        results, separation = run_analysis(ClipScorer(clip_model), images, text, min_confidence=min_confidence,
+                                           on_skip=on_skip)
     files = write_analysis(results, separation, out)
 
     with_text = sum(r.text.has_text for r in results)
@@ -127,7 +156,7 @@ def analyze(
         if caution:
             console.print(f"[yellow]{caution}[/]", highlight=False)
     log.info("analysed %d images into %s", len(results), out)
-    console.print(f"[green]wrote[/] {', '.join(str(f) for f in files)}", highlight=False)
+    console.print(f"[green]wrote[/] {escape(', '.join(str(f) for f in files))}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,10 +22,11 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw
 
-from .clip_model import clip_input, encode_templated_text
+from .clip_model import clip_input, encode_templated_text, tokenize_templated
 from .errors import SpectralStyleError
 from .image_io import IMAGE_SUFFIXES, list_images, load_image, open_rgb, read_png_metadata
 from .losses import content_loss, normalize
+from .prompts import SEPARATOR, Prompt
 from .vgg import VGGContent
 
 DEFAULT_MIN_CONFIDENCE = 0.6
@@ -121,15 +123,59 @@ def _as_pil(image: Image.Image | torch.Tensor | str | Path) -> Image.Image:
     return open_rgb(image)
 
 
+MAX_OCR_ASPECT = 4.0
+"""Images more elongated than this are padded (with their mean colour) to this aspect ratio before OCR.
+
+rapidocr first shrinks the long side to 2000 px and rounds both sides to multiples of 32, so a strip
+like 4000x20 becomes 0 px high and the engine raises ``ResizeImgError``; its detector also scales the
+*short* side up to 736 px, which makes very long strips slow. Padded, such images are measured, and a
+word in a 1000x40 strip is read where the unpadded strip gives nothing."""
+
+
+class OcrError(SpectralStyleError):
+    """The OCR engine failed on one image (evaluate and analyze skip that image)."""
+
+
+def pad_for_ocr(image: Image.Image, max_aspect: float = MAX_OCR_ASPECT) -> tuple[Image.Image, int, int]:
+    """``image`` centred on a canvas of its mean colour with aspect ratio at most ``max_aspect``,
+    and the (left, top) offset of the image in it (0, 0 when no padding is needed)."""
+    w, h = image.size
+    new_w, new_h = max(w, math.ceil(h / max_aspect)), max(h, math.ceil(w / max_aspect))
+    if (new_w, new_h) == (w, h):
+        return image, 0, 0
+    mean = tuple(int(round(v)) for v in np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0))
+    canvas = Image.new("RGB", (new_w, new_h), mean)
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    canvas.paste(image, (left, top))
+    return canvas, left, top
+
+
 def detect_text(image: Image.Image | torch.Tensor | str | Path, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[TextBox]:
-    """Text lines that OCR reads in ``image`` with at least ``min_confidence``, in reading order."""
-    result = ocr_engine()(_as_pil(image))
+    """Text lines that OCR reads in ``image`` with at least ``min_confidence``, in reading order.
+
+    Boxes are in the image's own pixel coordinates (clipped to it). Raises ``OcrError`` when the OCR
+    engine itself fails on the image.
+    """
+    pil = _as_pil(image)
+    padded, left, top = pad_for_ocr(pil)
+    try:
+        result = ocr_engine()(np.asarray(padded))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any engine failure concerns this image only
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise OcrError(f"OCR failed on this {pil.width}x{pil.height} image "
+                       f"({exc.__class__.__name__}{': ' + detail if detail else ''})") from None
     if result.boxes is None or result.txts is None:
         return []
     boxes = []
     for box, text, score in zip(result.boxes, result.txts, result.scores):
         if float(score) >= min_confidence and text.strip():
-            boxes.append(TextBox(tuple((float(x), float(y)) for x, y in np.asarray(box)), text, float(score)))
+            corners = tuple((min(max(float(x) - left, 0.0), float(pil.width)), min(max(float(y) - top, 0.0), float(pil.height)))
+                            for x, y in np.asarray(box))
+            found = TextBox(corners, text, float(score))
+            if found.area > 0:  # not wholly in the padding
+                boxes.append(found)
     return boxes
 
 
@@ -175,17 +221,34 @@ class ClipScorer:
 
     def score(self, image: torch.Tensor, text: str) -> float:
         """cos(CLIP image embedding, templated text embedding)."""
-        return float((clip_image_features(self.clip, image) @ self.text(text).T).mean())
+        return self.weighted_score(image, (Prompt(text),))
+
+    def weighted_score(self, image: torch.Tensor, prompts: Sequence[Prompt]) -> float:
+        """Weight-averaged ``score`` over ``prompts`` (all weights must be positive); the image is encoded once."""
+        features = clip_image_features(self.clip, image)
+        return _weighted_mean([(float((features @ self.text(p.text).T).mean()), p.weight) for p in prompts])
 
     def directional(self, image: torch.Tensor, content: torch.Tensor, text: str) -> float:
         """cos(normalise(img - content), normalise(text - source text)): did the image move towards the text?"""
+        return self.weighted_directional(image, content, (Prompt(text),))
+
+    def weighted_directional(self, image: torch.Tensor, content: torch.Tensor, prompts: Sequence[Prompt]) -> float:
+        """Weight-averaged ``directional`` over ``prompts`` (positive weights); NaN when image == content."""
         features = clip_image_features(self.clip, torch.cat([image, _resize_like(content, image)]))
         delta = features[:1] - features[1:]
         if float(delta.norm()) < 1e-8:  # the image is the content: no edit, no direction
             return float("nan")
         image_dir = normalize(delta)
-        text_dir = normalize(self.text(text) - self.text(self.source_text))
-        return float((image_dir @ text_dir.T).squeeze())
+        source = self.text(self.source_text)
+        return _weighted_mean([(float((image_dir @ normalize(self.text(p.text) - source).T).squeeze()), p.weight)
+                               for p in prompts])
+
+
+def _weighted_mean(values: list[tuple[float, float]]) -> float:
+    total = sum(w for _, w in values)
+    if not values or total <= 0:
+        raise ValueError("a weighted CLIP score needs at least one prompt with a positive weight")
+    return sum(v * w for v, w in values) / total
 
 
 def clip_score(clip_model: Any, image: torch.Tensor, text: str) -> float:
@@ -249,6 +312,20 @@ def vgg_content_distance(vgg: VGGContent, image: torch.Tensor, content: torch.Te
 
 
 # --- evaluating a set of outputs --------------------------------------------------------------------
+EVALUATE_OUTPUTS = ("bands.png", "clip_vs_text_area.png")
+"""The plots ``evaluate`` writes into its --out folder (beside report.html and metrics.csv)."""
+ANALYZE_OUTPUTS = ("spectrum.png", "band_scores.png")
+"""The plots ``analyze`` writes into its --out folder."""
+PLOT_KIND = "evaluation-plot"
+"""``kind`` in the settings embedded in the plots of evaluate and analyze: never taken as an input."""
+SKIPPED_KINDS = ("comparison", PLOT_KIND)
+SKIPPED_STATUSES = ("snapshot", "interrupted")
+
+
+class SidecarError(SpectralStyleError):
+    """A sidecar (``<stem>.json``, or the settings embedded in a PNG) that cannot be used."""
+
+
 @dataclass
 class EvalInput:
     """An image to evaluate and what its sidecar says about it."""
@@ -257,6 +334,38 @@ class EvalInput:
     text: str
     band: str = UNKNOWN_BAND
     content: Path | None = None
+    prompts: tuple[Prompt, ...] = ()
+    """The parsed prompts of a weighted multi-prompt (``generate "a|b:0.5|c:-1"``); empty for a plain text."""
+    text_from: str = "sidecar"
+    """Where ``text`` came from: "sidecar" or "--text"."""
+
+    @property
+    def scored_prompts(self) -> tuple[Prompt, ...]:
+        """What the CLIP scores measure: the prompts with a positive weight, else the text itself."""
+        positive = tuple(p for p in self.prompts if p.weight > 0)
+        return positive or (Prompt(self.text),)
+
+    @property
+    def weighted(self) -> bool:
+        """True when the scores are a weighted average over prompts rather than of ``text`` as written."""
+        return self.scored_prompts != (Prompt(self.text),)
+
+    @property
+    def scored_text(self) -> str:
+        """The scored prompts in prompt syntax ('a lighthouse|dark clouds:0.5'), or the text."""
+        if not self.weighted:
+            return self.text
+        return SEPARATOR.join(p.text if p.weight == 1 else f"{p.text}:{p.weight:g}" for p in self.scored_prompts)
+
+    @property
+    def scoring_note(self) -> str:
+        """How a weighted multi-prompt is scored ('' for a plain text)."""
+        if not self.weighted:
+            return ""
+        negative = [f"{p.text}:{p.weight:g}" for p in self.prompts if p.weight <= 0]
+        return ("weighted multi-prompt: CLIP and directional scores are the weight-averaged scores of its "
+                f"positive prompts ({self.scored_text})"
+                + (f"; prompts with weight <= 0 are not scored ({SEPARATOR.join(negative)})" if negative else ""))
 
 
 @dataclass
@@ -275,6 +384,7 @@ class ImageMetrics:
         """A flat record for CSV files."""
         return {
             "image": str(self.item.image), "band": self.item.band, "text": self.item.text,
+            "scored_text": self.item.scored_text,
             "content": str(self.item.content) if self.item.content else "", "text_boxes": self.text.count,
             "text_area_fraction": round(self.text.area_fraction, 6), "ocr_strings": " | ".join(self.text.strings),
             "ocr_max_confidence": round(max((b.confidence for b in self.text.boxes), default=0.0), 4),
@@ -287,88 +397,271 @@ def _rounded(value: float | None) -> float | str:
     return "" if value is None or math.isnan(value) else round(value, 6)
 
 
-def read_sidecar(image: Path) -> dict[str, Any] | None:
-    """``<stem>.json`` beside the image, else the settings embedded in the PNG, else None."""
+def _sidecar(image: Path) -> tuple[dict[str, Any], str] | None:
+    """(settings, where they come from) of ``image``: ``<stem>.json`` beside it, else the settings
+    embedded in the PNG, else None. A sidecar JSON that is unreadable or not an object is a SidecarError."""
     sidecar = image.with_suffix(".json")
     if sidecar.is_file():
         try:
             data = json.loads(sidecar.read_text())
-        except (OSError, ValueError) as exc:
-            raise SpectralStyleError(f"sidecar {sidecar} is not valid JSON ({exc.__class__.__name__})") from None
-        return data if isinstance(data, dict) else None
+        except OSError as exc:
+            raise SidecarError(f"sidecar {sidecar} is not readable ({exc.__class__.__name__})") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise SidecarError(f"sidecar {sidecar} is not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise SidecarError(f"sidecar {sidecar} is not a JSON object (it is {_json_type(data)})")
+        return data, f"sidecar {sidecar}"
     if image.suffix.lower() == ".png":
         try:
-            return read_png_metadata(image)
-        except (OSError, ValueError):
+            data = read_png_metadata(image)
+        except (OSError, ValueError, SyntaxError):
             return None
+        return (data, f"settings embedded in {image}") if isinstance(data, dict) else None
     return None
 
 
-def collect_inputs(paths: list[Path], text: str | None = None, skipped: list[str] | None = None) -> list[EvalInput]:
+def read_sidecar(image: Path) -> dict[str, Any] | None:
+    """``<stem>.json`` beside the image, else the settings embedded in the PNG, else None."""
+    found = _sidecar(image)
+    return found[0] if found else None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _string_field(meta: dict[str, Any], key: str, source: str) -> str | None:
+    """``meta[key]`` when it is a non-empty string, None when absent, null or empty; a SidecarError otherwise."""
+    value = meta.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SidecarError(f"{source}: \"{key}\" must be a string, not {_json_type(value)}")
+    return value
+
+
+def _prompts_field(meta: dict[str, Any], source: str) -> tuple[Prompt, ...]:
+    """The ``prompts`` list of a generate sidecar ([{"text": ..., "weight": ...}, ...]), validated."""
+    raw = meta.get("prompts")
+    if raw is None:
+        return ()
+    bad = f"{source}: \"prompts\" must be a list of {{\"text\": string, \"weight\": number}}"
+    if not isinstance(raw, list):
+        raise SidecarError(f"{bad}, not {_json_type(raw)}")
+    prompts = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise SidecarError(f"{bad}; found {_json_type(entry)}")
+        text, weight = entry.get("text"), entry.get("weight", 1.0)
+        if not isinstance(text, str) or not text.strip():
+            raise SidecarError(f"{bad}; a prompt's text is {_json_type(text) if text != '' else 'empty'}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise SidecarError(f"{bad}; the weight of {text!r} is {_json_type(weight) if not isinstance(weight, float) else weight}")
+        prompts.append(Prompt(text.strip(), float(weight)))
+    if prompts and not any(p.weight > 0 for p in prompts):
+        raise SidecarError(f"{source}: no prompt has a positive weight, so there is nothing to score against")
+    return tuple(prompts)
+
+
+@lru_cache(maxsize=1024)
+def _text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be embedded with CLIP's templates (empty, too long), or None."""
+    try:
+        tokenize_templated(text)
+    except SpectralStyleError as exc:
+        return str(exc)
+    return None
+
+
+def _input_for(image: Path, text: str | None, in_folder: bool) -> EvalInput | None:
+    """What to evaluate for ``image``; None for comparison images, snapshots and our own plots found in
+    folders. A bad sidecar is a SidecarError; an image with no text anywhere a SpectralStyleError."""
+    found = _sidecar(image)
+    meta, source = found if found else ({}, "")
+    kind, status = _string_field(meta, "kind", source), _string_field(meta, "status", source)
+    if kind == PLOT_KIND or (in_folder and (kind in SKIPPED_KINDS or status in SKIPPED_STATUSES)):
+        return None
+    own_text = _string_field(meta, "text", source)
+    band = _string_field(meta, "band", source) or UNKNOWN_BAND
+    content = _string_field(meta, "content", source)
+    prompts = _prompts_field(meta, source) if own_text else ()
+    if not own_text and not text:
+        raise SpectralStyleError(f"{image} has no sidecar JSON naming its text; pass --text")
+    item = EvalInput(image, own_text or str(text), band, Path(content) if content else None, prompts,
+                     "sidecar" if own_text else "--text")
+    if own_text:
+        for p in item.scored_prompts:
+            problem = _text_problem(p.text)
+            if problem:
+                raise SidecarError(f"{source}: {problem}")
+    return item
+
+
+def _own_output(image: Path, out_dir: Path | None) -> bool:
+    """A file that evaluate or analyze wrote: a plot in the current --out folder, or any PNG whose
+    embedded settings say it is one of their plots."""
+    if out_dir is not None and image.name in EVALUATE_OUTPUTS + ANALYZE_OUTPUTS:
+        try:
+            if image.parent.resolve() == out_dir.resolve():
+                return True
+        except OSError:
+            pass
+    if image.suffix.lower() != ".png" or image.with_suffix(".json").is_file():
+        return False
+    try:
+        meta = read_png_metadata(image)
+    except (OSError, ValueError, SyntaxError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == PLOT_KIND
+
+
+def collect_inputs(paths: list[Path], text: str | None = None, skipped: list[str] | None = None,
+                   out_dir: Path | None = None) -> list[EvalInput]:
     """Images named directly or found in folders (not their snapshots/), with their text, band and content.
 
-    Folders contribute their image files; comparison images and snapshots are skipped. An image with
-    no sidecar needs ``text``. Missing paths, empty folders and non-images are user errors; with a
-    ``skipped`` list, unreadable images found in folders are named there instead, so one corrupt file
-    does not stop the report on the others.
+    Folders contribute their image files; comparison images and snapshots are skipped, and so are the
+    plots evaluate and analyze write (into ``out_dir``, or marked as theirs in their PNG settings). An
+    image with no sidecar text needs ``text``; a sidecar text wins over ``text`` (``text_from`` says
+    which was used). Missing paths, empty folders, non-images, bad sidecars and a bad ``text`` are user
+    errors; with a ``skipped`` list, unreadable images and bad sidecars found in folders are named there
+    instead (one line each), so one corrupt file does not stop the report on the others.
     """
     if not paths:
         raise SpectralStyleError("give at least one image or folder to evaluate")
-    items: list[EvalInput] = []
+    if text is not None and _text_problem(text):
+        raise SpectralStyleError(f"--text: {_text_problem(text)}")
+    return _discover(paths, skipped, out_dir, lambda image, in_folder: _input_for(image, text, in_folder))
+
+
+def collect_images(paths: list[Path], skipped: list[str] | None = None, out_dir: Path | None = None) -> list[Path]:
+    """The images ``analyze`` reads: as ``collect_inputs`` finds them, but sidecar texts are not needed
+    (analyze scores every image against its --text) and only a sidecar's kind and status are used."""
+
+    def image_only(image: Path, in_folder: bool) -> Path | None:
+        found = _sidecar(image)
+        meta, source = found if found else ({}, "")
+        kind, status = _string_field(meta, "kind", source), _string_field(meta, "status", source)
+        if kind == PLOT_KIND or (in_folder and (kind in SKIPPED_KINDS or status in SKIPPED_STATUSES)):
+            return None
+        return image
+
+    return _discover(paths, skipped, out_dir, image_only)
+
+
+def _discover(paths: list[Path], skipped: list[str] | None, out_dir: Path | None,
+              make: Callable[[Path, bool], Any]) -> list[Any]:
+    """``make(image, in_folder)`` for every image named or found in a folder; see ``collect_inputs``."""
+    if not paths:
+        raise SpectralStyleError("give at least one image or folder")
+    items: list[Any] = []
+    own: list[Path] = []
     for path in paths:
         if not path.exists():
             raise SpectralStyleError(f"{path} does not exist")
-        if path.is_dir():
-            found = [p for p in list_images(path) if _is_result(p) and _readable(p, skipped)]
-            if not found:
-                raise SpectralStyleError(f"no result images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
-            items.extend(_input_for(p, text) for p in found)
-        else:
+        if not path.is_dir():
+            if _own_output(path, out_dir):
+                own.append(path)
+                continue
             open_rgb(path)  # a clear error for a non-image
-            items.append(_input_for(path, text))
+            item = make(path, False)  # a bad sidecar of a file named directly is an error
+            if item is not None:
+                items.append(item)
+            continue
+        found, reasons, own_here = [], [], []
+        for image in list_images(path):
+            if _own_output(image, out_dir):
+                own_here.append(image)
+                continue
+            try:
+                open_rgb(image)
+            except SpectralStyleError as exc:  # an unreadable image: skipped
+                if skipped is None:
+                    raise
+                reasons.append(str(exc))
+                continue
+            try:
+                item = make(image, True)  # no text at all is not caught: it needs --text, not a skip
+            except SidecarError as exc:  # a bad sidecar: skipped
+                if skipped is None:
+                    raise
+                reasons.append(str(exc))
+                continue
+            if item is not None:
+                found.append(item)
+        own.extend(own_here)
+        if skipped is not None:
+            skipped.extend(reasons)
+        if not found:
+            if own_here and not reasons:
+                continue  # a folder of evaluate's own outputs (e.g. --out inside a globbed results folder)
+            why = f"; skipped: {'; '.join(reasons[:3])}{' ...' if len(reasons) > 3 else ''}" if reasons else ""
+            raise SpectralStyleError(f"no result images in folder {path} (looked for {', '.join(IMAGE_SUFFIXES)}){why}")
+        items.extend(found)
+    if own and skipped is not None:
+        names = ", ".join(str(p) for p in own[:4]) + (" ..." if len(own) > 4 else "")
+        skipped.append(f"{len(own)} plot{'s' if len(own) != 1 else ''} written by evaluate/analyze, not results: {names}")
+    if not items:
+        raise SpectralStyleError(f"no result images in {', '.join(str(p) for p in paths)}"
+                                 + (" (only plots written by evaluate/analyze)" if own else ""))
     return items
-
-
-def _readable(image: Path, skipped: list[str] | None) -> bool:
-    try:
-        open_rgb(image)
-    except SpectralStyleError as exc:
-        if skipped is None:
-            raise
-        skipped.append(str(exc))
-        return False
-    return True
-
-
-def _is_result(image: Path) -> bool:
-    meta = read_sidecar(image) or {}
-    return meta.get("kind") != "comparison" and meta.get("status") not in ("snapshot", "interrupted")
-
-
-def _input_for(image: Path, text: str | None) -> EvalInput:
-    meta = read_sidecar(image) or {}
-    style_text = meta.get("text") or text
-    if not style_text:
-        raise SpectralStyleError(f"{image} has no sidecar JSON naming its text; pass --text")
-    content = meta.get("content")
-    return EvalInput(image, str(style_text), str(meta.get("band") or UNKNOWN_BAND), Path(content) if content else None)
 
 
 @torch.no_grad()
 def evaluate_image(item: EvalInput, scorer: ClipScorer, vgg: VGGContent | None = None,
                    min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> ImageMetrics:
-    """OCR, CLIP score and (when the content image is available) directional CLIP, SSIM and VGG distance."""
+    """OCR, CLIP score and (when the content image is available) directional CLIP, SSIM and VGG distance.
+
+    A weighted multi-prompt is scored against its positive prompts, weight-averaged (``scoring_note``).
+    Raises OcrError when the OCR engine fails on the image.
+    """
     pil = open_rgb(item.image)
     image = TF.to_tensor(pil).unsqueeze(0)
-    metrics = ImageMetrics(item, text_summary(pil, min_confidence), scorer.score(image, item.text))
+    prompts = item.scored_prompts
+    metrics = ImageMetrics(item, text_summary(pil, min_confidence), scorer.weighted_score(image, prompts))
+    notes = [item.scoring_note] if item.scoring_note else []
+    content = None
     if item.content is None:
-        metrics.note = "no content image recorded: content metrics skipped"
+        notes.append("no content image recorded: content metrics skipped")
     elif not item.content.is_file():
-        metrics.note = f"content image {item.content} not found: content metrics skipped"
+        notes.append(f"content image {item.content} not found: content metrics skipped")
     else:
-        content = load_image(item.content, (pil.width, pil.height))
-        metrics.directional = scorer.directional(image, content, item.text)
+        try:
+            content = load_image(item.content, (pil.width, pil.height))
+        except SpectralStyleError as exc:
+            notes.append(f"{exc}: content metrics skipped")
+    if content is not None:
+        metrics.directional = scorer.weighted_directional(image, content, prompts)
         metrics.ssim = ssim(image, content)
         if vgg is not None:
             metrics.vgg_distance = vgg_content_distance(vgg, image, content)
+    metrics.note = "; ".join(notes)
     return metrics
+
+
+def evaluate_images(items: list[EvalInput], scorer: ClipScorer, vgg: VGGContent | None = None,
+                    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                    on_skip: Callable[[str], None] | None = None,
+                    on_start: Callable[[int, EvalInput], None] | None = None) -> list[ImageMetrics]:
+    """``evaluate_image`` for each item; with ``on_skip``, an image that cannot be measured (the OCR
+    engine fails on it, it became unreadable) is reported there and left out instead of stopping the run."""
+    results = []
+    for n, item in enumerate(items, 1):
+        if on_start is not None:
+            on_start(n, item)
+        try:
+            results.append(evaluate_image(item, scorer, vgg, min_confidence))
+        except SpectralStyleError as exc:
+            if on_skip is None:
+                raise
+            on_skip(f"{item.image}: {exc}")
+    return results

@@ -10,6 +10,7 @@ import base64
 import csv
 import html
 import io
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_io import atomic_path, open_rgb
-from .metrics import ImageMetrics, TextSummary
+from .image_io import METADATA_KEY, atomic_path, open_rgb
+from .metrics import PLOT_KIND, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256
 """Images are shown (and their OCR boxes drawn) at least this large; small outputs are upscaled."""
+THUMB_MAX_SIDE = 4096
+"""...but never upscaled beyond this long side (a 4000x20 strip stays 4000x20, not 51200x256)."""
 
 
 @dataclass
@@ -85,7 +88,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def annotated_image(path: Path, summary: TextSummary, min_side: int = THUMB_SIDE) -> Image.Image:
     """The image, upscaled (nearest) to at least ``min_side``, with its OCR boxes and strings drawn in red."""
     img = open_rgb(path)
-    scale = max(1.0, min_side / min(img.size))
+    scale = max(1.0, min(min_side / min(img.size), THUMB_MAX_SIDE / max(img.size)))
     if scale > 1:
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.NEAREST)
     draw = ImageDraw.Draw(img)
@@ -119,10 +122,12 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def save_figure(fig: Any, path: Path) -> Path:
+    """Save a plot as PNG, marked in its settings chunk as a plot (so evaluate never takes it as a result)."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight",
+                    metadata={METADATA_KEY: json.dumps({"kind": PLOT_KIND})})
     plt.close(fig)
     return path
 
@@ -181,6 +186,16 @@ th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
 """
 
 
+SCORE_NOTE = (
+    "CLIP: cosine similarity of the plain CLIP image embedding and the text (averaged over 79 templates); "
+    "directional: how far the edit content -> image points along 'a Photo' -> text. An image made by generate "
+    "with a weighted multi-prompt ('a lighthouse|dark clouds:0.5|written text:-1') is scored against its "
+    "prompts with a positive weight, weight-averaged ((1 x a lighthouse + 0.5 x dark clouds) / 1.5); prompts "
+    "with weight <= 0 are not scored. The metrics.csv column scored_text says what each image was scored against."
+)
+"""How the CLIP columns are computed (shown under the per-band table of the report)."""
+
+
 def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list[Path]) -> str:
     """The whole report as one HTML string (images and plots inline)."""
     e = html.escape
@@ -195,7 +210,8 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
             f'<div class="card{" text" if r.text.has_text else ""}"><img alt="{e(r.item.image.name)}" '
             f'src="{png_data_uri(annotated_image(r.item.image, r.text))}">'
             f'<div class="name">{e(r.item.image.name)}</div>'
-            f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”</div>'
+            f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”'
+            + (f' · scored against “{e(r.item.scored_text)}”' if r.item.weighted else "") + "</div>"
             f'<div class="ocr{"" if r.text.has_text else " none"}">{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
             f'{fmt(r.text.area_fraction, 4)} · {strings}</div>'
             f'<div class="meta">CLIP {fmt(r.clip_score)} · directional {fmt(r.directional)} · SSIM {fmt(r.ssim)} '
@@ -210,6 +226,7 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
 <h2>Per band</h2>
 <table><tr><th>band</th><th>images</th><th>with text</th><th>text-box rate</th><th>mean text area</th>
 <th>mean CLIP</th><th>mean directional</th><th>mean SSIM</th><th>mean VGG dist</th></tr>{rows}</table>
+<p class="note">{e(SCORE_NOTE)}</p>
 <h2>Images</h2><div class="grid">{"".join(cards)}</div>
 <h2>Plots</h2><div class="plots">{plot_tags}</div>
 </body></html>
