@@ -69,3 +69,34 @@ def test_analyze_cli_bad_flags_exit_2_and_write_nothing(tmp_path, flags):
     output = result.output + (getattr(result, "stderr", "") or "")
     assert result.exit_code == 2 and "error:" in output and "Traceback" not in output
     assert not out.exists()
+
+
+def test_analyze_cli_skips_an_image_ocr_fails_on_and_measures_wide_images(tmp_path, monkeypatch, random_clip):
+    import numpy as np
+    from PIL import Image
+
+    import spectralstyle.metrics as metrics
+
+    monkeypatch.setattr("spectralstyle.cli_evaluate._load_clip", lambda *args: random_clip)
+    real = metrics.ocr_engine()
+
+    def engine(img):  # the real engine, failing on 120-pixel-wide images
+        if np.asarray(img).shape[1] == 120:
+            raise RuntimeError("engine broke")
+        return real(img)
+
+    monkeypatch.setattr(metrics, "ocr_engine", lambda: engine)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    gradient(folder / "a_fails.png", size=120)
+    gradient(folder / "b.png", size=64)
+    Image.new("RGB", (4000, 20), (200, 100, 50)).save(folder / "c_wide.png")
+    out = tmp_path / "analysis"
+    result = CliRunner().invoke(app, ["analyze", str(folder), "--text", "ink wash", "--weights", "random",
+                                      "--device", "cpu", "--out", str(out)])
+    output = result.output + (getattr(result, "stderr", "") or "")
+    assert result.exit_code == 0, output
+    assert "skipped:" in output and "a_fails.png" in output and "OCR failed" in output
+    assert "0 of 2 images with text" in output
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert sorted(r["image"].rsplit("/", 1)[-1] for r in rows) == ["b.png", "c_wide.png"]

@@ -134,3 +134,70 @@ def test_collect_inputs_errors(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(SpectralStyleError, match="not a readable image"):
         collect_inputs([tmp_path / "notes.png"], text="x")
+
+
+def strip_with_word(path: Path, size: tuple[int, int], word: str = "POP", font_size: int = 30) -> Path:
+    """A long pale strip with one dark word near its left end."""
+    img = Image.new("RGB", size, (200, 220, 240))
+    font = ImageFont.truetype(str(DEJAVU), font_size) if DEJAVU.is_file() else ImageFont.load_default(size=font_size)
+    ImageDraw.Draw(img).text((100, (size[1] - font_size) // 2 - font_size // 8), word, fill=(10, 10, 10), font=font)
+    img.save(path)
+    return path
+
+
+@pytest.mark.parametrize("size", [(4000, 20), (20, 4000), (3000, 1)])
+def test_extreme_aspect_ratios_are_measured(size):
+    """rapidocr alone raises ResizeImgError on these (its 2000 px cap rounds the short side to 0)."""
+    image = Image.new("RGB", size, (200, 100, 50))
+    assert detect_text(image) == []
+    summary = text_summary(image)
+    assert (summary.width, summary.height) == size and summary.area_fraction == 0.0
+
+
+def test_word_in_a_wide_strip_is_read(tmp_path):
+    """Padded to a sane aspect ratio, a word in a 1000x40 strip is read (unpadded, OCR finds nothing)."""
+    boxes = detect_text(strip_with_word(tmp_path / "strip.png", (1000, 40)))
+    assert [b.text.strip().upper() for b in boxes] == ["POP"]
+    xs, ys = [p[0] for p in boxes[0].box], [p[1] for p in boxes[0].box]
+    assert 80 < min(xs) < 110 and 140 < max(xs) < 200  # in the strip's own coordinates
+    assert 0 <= min(ys) and max(ys) <= 40
+
+
+def test_ocr_engine_failure_is_a_one_image_error(monkeypatch):
+    import spectralstyle.metrics as metrics
+
+    def broken(_image):
+        raise RuntimeError("engine broke")
+
+    monkeypatch.setattr(metrics, "ocr_engine", lambda: broken)
+    with pytest.raises(metrics.OcrError, match="OCR failed.*RuntimeError: engine broke"):
+        detect_text(Image.new("RGB", (64, 64)))
+    assert issubclass(metrics.OcrError, SpectralStyleError)  # one line and exit 2 if it ever escapes
+
+
+def test_long_strip_is_shrunk_before_padding(monkeypatch):
+    """A 4000x60 strip is read at rapidocr's own 2000 px cap, on a 2000x500 canvas (not 4000x1000), and
+    the boxes the engine finds on that canvas come back in the strip's own coordinates."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import spectralstyle.metrics as metrics
+
+    strip = Image.new("RGB", (4000, 60), (200, 220, 240))
+    canvas = metrics.ocr_canvas(strip)
+    assert canvas.image.size == (2000, 500) and (canvas.left, canvas.top) == (0, 235)
+    assert canvas.scale_x == 0.5 and canvas.scale_y == 0.5
+    seen = []
+
+    def engine(image):
+        seen.append(image.size)
+        box = np.array([[50, 240], [100, 240], [100, 260], [50, 260]], dtype=float)  # inside the strip
+        pad = np.array([[50, 10], [100, 10], [100, 30], [50, 30]], dtype=float)  # wholly in the padding
+        return SimpleNamespace(boxes=[box, pad], txts=("POP", "X"), scores=(0.99, 0.99))
+
+    monkeypatch.setattr(metrics, "ocr_engine", lambda: engine)
+    [box] = detect_text(strip)
+    assert seen == [(2000, 500)]
+    assert box.text == "POP" and box.box == ((100.0, 10.0), (200.0, 10.0), (200.0, 50.0), (100.0, 50.0))
+    assert Image.new("RGB", (300, 200)).size == metrics.ocr_canvas(Image.new("RGB", (300, 200))).image.size  # no padding

@@ -130,36 +130,59 @@ rapidocr first shrinks the long side to 2000 px and rounds both sides to multipl
 like 4000x20 becomes 0 px high and the engine raises ``ResizeImgError``; its detector also scales the
 *short* side up to 736 px, which makes very long strips slow. Padded, such images are measured, and a
 word in a 1000x40 strip is read where the unpadded strip gives nothing."""
+OCR_MAX_SIDE = 2000
+"""rapidocr's own cap on the long side; an elongated image is shrunk to it before padding, so the padded
+canvas stays small (at most 2000x500) however long the strip."""
 
 
 class OcrError(SpectralStyleError):
     """The OCR engine failed on one image (evaluate and analyze skip that image)."""
 
 
-def pad_for_ocr(image: Image.Image, max_aspect: float = MAX_OCR_ASPECT) -> tuple[Image.Image, int, int]:
-    """``image`` centred on a canvas of its mean colour with aspect ratio at most ``max_aspect``,
-    and the (left, top) offset of the image in it (0, 0 when no padding is needed)."""
+@dataclass(frozen=True)
+class OcrCanvas:
+    """What OCR reads for an image: the image, maybe shrunk (``scale_x``, ``scale_y``) and padded
+    (placed at ``left``, ``top``); ``to_image`` maps a point back to the image's own pixels."""
+
+    image: Image.Image
+    left: int = 0
+    top: int = 0
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+
+    def to_image(self, x: float, y: float) -> tuple[float, float]:
+        return (x - self.left) / self.scale_x, (y - self.top) / self.scale_y
+
+
+def ocr_canvas(image: Image.Image, max_aspect: float = MAX_OCR_ASPECT, max_side: int = OCR_MAX_SIDE) -> OcrCanvas:
+    """``image`` as it is when its aspect ratio is at most ``max_aspect``; else shrunk to ``max_side`` if
+    longer, and centred on a canvas of its mean colour with aspect ratio ``max_aspect``."""
     w, h = image.size
-    new_w, new_h = max(w, math.ceil(h / max_aspect)), max(h, math.ceil(w / max_aspect))
-    if (new_w, new_h) == (w, h):
-        return image, 0, 0
-    mean = tuple(int(round(v)) for v in np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0))
+    if max(w, h) <= max_aspect * min(w, h):
+        return OcrCanvas(image)
+    small = image
+    if max(w, h) > max_side:
+        factor = max_side / max(w, h)
+        small = image.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.BILINEAR)
+    sw, sh = small.size
+    new_w, new_h = max(sw, math.ceil(sh / max_aspect)), max(sh, math.ceil(sw / max_aspect))
+    mean = tuple(int(round(v)) for v in np.asarray(small, dtype=np.float64).reshape(-1, 3).mean(axis=0))
     canvas = Image.new("RGB", (new_w, new_h), mean)
-    left, top = (new_w - w) // 2, (new_h - h) // 2
-    canvas.paste(image, (left, top))
-    return canvas, left, top
+    left, top = (new_w - sw) // 2, (new_h - sh) // 2
+    canvas.paste(small, (left, top))
+    return OcrCanvas(canvas, left, top, sw / w, sh / h)
 
 
 def detect_text(image: Image.Image | torch.Tensor | str | Path, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[TextBox]:
     """Text lines that OCR reads in ``image`` with at least ``min_confidence``, in reading order.
 
-    Boxes are in the image's own pixel coordinates (clipped to it). Raises ``OcrError`` when the OCR
-    engine itself fails on the image.
+    Very elongated images are padded first (``ocr_canvas``); boxes are in the image's own pixel
+    coordinates (clipped to it). Raises ``OcrError`` when the OCR engine itself fails on the image.
     """
     pil = _as_pil(image)
-    padded, left, top = pad_for_ocr(pil)
+    canvas = ocr_canvas(pil)
     try:
-        result = ocr_engine()(np.asarray(padded))
+        result = ocr_engine()(canvas.image)  # a PIL image: rapidocr converts RGB to its BGR itself
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - any engine failure concerns this image only
@@ -171,8 +194,8 @@ def detect_text(image: Image.Image | torch.Tensor | str | Path, min_confidence: 
     boxes = []
     for box, text, score in zip(result.boxes, result.txts, result.scores):
         if float(score) >= min_confidence and text.strip():
-            corners = tuple((min(max(float(x) - left, 0.0), float(pil.width)), min(max(float(y) - top, 0.0), float(pil.height)))
-                            for x, y in np.asarray(box))
+            corners = tuple((min(max(x, 0.0), float(pil.width)), min(max(y, 0.0), float(pil.height)))
+                            for x, y in (canvas.to_image(float(px), float(py)) for px, py in np.asarray(box)))
             found = TextBox(corners, text, float(score))
             if found.area > 0:  # not wholly in the padding
                 boxes.append(found)
