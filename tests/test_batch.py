@@ -125,6 +125,7 @@ def test_bands_and_prompts(tmp_path):
     assert split_bands(["c2,none"]) == ["c2", "none"]
     assert split_bands(["c2,4-7,16-49", "none", "C2"]) == ["c2", "4-7,16-49", "none"]
     assert split_bands(["4-7;16-49"]) == ["4-7", "16-49"]
+    assert split_bands(["4-49,c2", "0-49;none"]) == ["4-49", "0-49"]  # same frequencies as c2 / none: once each
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# styles to try\npop art\n\n   \n  watercolor painting  \n#oil\npop art\n")
     assert read_prompts(prompts) == ["pop art", "watercolor painting", "pop art"]

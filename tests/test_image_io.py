@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.image_io import ensure_writable_dir, list_images, load_image, open_rgb
+from spectralstyle.image_io import ensure_writable_dir, list_images, load_image, open_rgb, slugify
 
 
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
@@ -48,3 +48,11 @@ def test_output_folder_checks(tmp_path):
     with pytest.raises(SpectralStyleError, match="not a folder"):
         ensure_writable_dir(afile / "sub")
     assert ensure_writable_dir(tmp_path / "new" / "deep").is_dir()
+
+
+def test_slugs_keep_different_prompts_apart():
+    assert slugify("Pop Art!") == "pop-art" and slugify("Café crème") == "cafe-creme"  # accents fold, no hash
+    lossy = [slugify(t) for t in ("Ukiyo-e 浮世絵", "Ukiyo-e", "🎨🔥", "🌊", "!!!", "???")]
+    assert len(set(lossy)) == len(lossy)
+    assert lossy[0].startswith("ukiyo-e-") and lossy[1] == "ukiyo-e" and lossy[2].startswith("text-")
+    assert slugify("🎨🔥") == slugify("🎨🔥")  # stable

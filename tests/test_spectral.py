@@ -77,4 +77,6 @@ def test_filter_rejects_wrong_token_count():
 
 def test_band_label():
     assert band_label("C2") == "c2"
-    assert band_label("4-7, 16-49") == "4-7_16-49"
+    assert band_label("4-9, 16-49") == "4-9_16-49"
+    assert band_label("4-7, 16-49") == "c1"  # the same frequencies as a preset get its name
+    assert band_label("0-49") == "none" and band_label("2-49") == "c3"

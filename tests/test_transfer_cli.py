@@ -85,15 +85,15 @@ def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
 def test_yaml_config_and_flag_override(tmp_path, content_image):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("band: c3\nsize: 48x40\nsteps: 1\ncrops: 2\ncrop_size: 32\ncontrast: 1.0\nweights: random\ndevice: cpu\n")
-    res = invoke("transfer", content_image, "neon art", "--config", cfg, "--band", "4-7,16-49",
+    res = invoke("transfer", content_image, "neon art", "--config", cfg, "--band", "4-9,16-49",
                  "--save-every", "1", "--steps", "2", "--out", tmp_path / "o")
     assert res.exit_code == 0, res.output
-    record = json.loads((tmp_path / "o" / "photo_neon-art_4-7_16-49.json").read_text())
-    assert record["config"]["band"] == "4-7,16-49"  # flag beats YAML
+    record = json.loads((tmp_path / "o" / "photo_neon-art_4-9_16-49.json").read_text())
+    assert record["config"]["band"] == "4-9,16-49"  # flag beats YAML
     assert (record["config"]["width"], record["config"]["height"]) == (48, 40)  # YAML beats default
     assert record["config"]["contrast"] == 1.0 and record["steps_done"] == 2
-    assert Image.open(tmp_path / "o" / "photo_neon-art_4-7_16-49.png").size == (48, 40)
-    assert (tmp_path / "o" / "snapshots" / "photo_neon-art_4-7_16-49_step0001.png").is_file()
+    assert Image.open(tmp_path / "o" / "photo_neon-art_4-9_16-49.png").size == (48, 40)
+    assert (tmp_path / "o" / "snapshots" / "photo_neon-art_4-9_16-49_step0001.png").is_file()
 
 
 def test_compare_and_saved_model_apply(tmp_path, content_image):

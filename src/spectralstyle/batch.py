@@ -121,7 +121,10 @@ def split_bands(values: list[str]) -> list[str]:
                     custom.append(piece)
             if custom:
                 bands.append(",".join(custom))
-    unique = list(dict.fromkeys(bands))
+    by_label: dict[str, str] = {}
+    for band in bands:  # "4-49" and "c2" keep the same frequencies: one job, not two
+        by_label.setdefault(band_label(band), band)
+    unique = list(by_label.values())
     if not unique:
         raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
     return unique

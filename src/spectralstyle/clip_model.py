@@ -59,9 +59,13 @@ def _random_clip(name: str) -> CLIP:
 
 def _load_checkpoint(path: Path) -> CLIP:
     try:
-        model, _ = clip.load(str(path), device="cpu", jit=False)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise WeightsMissingError(f"{path} is not a readable OpenAI CLIP checkpoint ({exc.__class__.__name__}: {exc})") from None
+        with warnings.catch_warnings():  # clip.load falls back to torch.jit.load, which warns of its deprecation
+            warnings.simplefilter("ignore", FutureWarning)
+            model, _ = clip.load(str(path), device="cpu", jit=False)
+    except Exception as exc:  # a truncated or foreign file; torch's own text suggests unsafe loading, so not shown
+        raise WeightsMissingError(f"{path} is not a readable OpenAI CLIP checkpoint (damaged or another kind of "
+                                  f"file: {exc.__class__.__name__}); delete it to download it again, or give "
+                                  "the right file") from None
     return model.float()
 
 

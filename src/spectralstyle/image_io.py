@@ -6,6 +6,7 @@ Ctrl-C never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -132,10 +133,18 @@ def read_png_metadata(path: str | Path) -> dict[str, Any] | None:
 
 
 def slugify(text: str, max_len: int = 60) -> str:
-    """'Pop Art!' -> 'pop-art': ASCII, lower case, safe in file names."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:max_len].rstrip("-") or "text"
+    """'Pop Art!' -> 'pop-art': ASCII, lower case, safe in file names.
+
+    Texts that lose letters, digits or symbols on the way ('Ukiyo-e 浮世絵', emoji) or have none
+    ('!!!') get a short hash of the text, so that two such prompts never share a file name.
+    """
+    folded = unicodedata.normalize("NFKD", text)
+    ascii_text = folded.encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:max_len].rstrip("-")
+    lossy = any(ord(ch) > 127 and unicodedata.category(ch)[0] in "LNS" for ch in folded)
+    if lossy or not slug:
+        slug = f"{slug or 'text'}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    return slug
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -74,10 +74,18 @@ def parse_bands(spec: str, num_tokens: int = REFERENCE_TOKENS) -> torch.Tensor:
 
 
 def band_label(spec: str) -> str:
-    """Filesystem-safe short name of a band spec: the preset name, or e.g. ``4-7_16-49``."""
+    """Filesystem-safe short name of a band spec: the preset name (also for an index list that keeps the
+    same frequencies, so ``0-49`` is ``none``), or e.g. ``4-9_16-49``."""
     key = spec.strip().lower()
     if key in BAND_PRESETS:
         return key
+    try:
+        kept = _parse_reference_indices(spec)
+    except ValueError:
+        kept = None
+    for name in BAND_PRESETS:
+        if kept is not None and torch.equal(kept, _parse_reference_indices(name)):
+            return name
     return re.sub(r"[^0-9-]+", "_", spec.strip()).strip("_")
 
 
