@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape

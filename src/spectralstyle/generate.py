@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,9 +30,10 @@ from .image_io import load_image, slugify
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
 from .spectral import band_label
-from .transfer import JobOutput, RunHistory, RunWriter, check_finite, environment_info, write_comparison
+from .transfer import (
+    JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
+)
 
-StepCallback = Callable[[int, dict[str, float]], None]
 DISTANCES = ("spherical", "cosine")
 DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}
 SIZE_MULTIPLE = {"fourier": 8, "vqgan": 16}
@@ -184,7 +184,7 @@ def optimize_generation(
     config: GenerateConfig,
     models: GenerateModels,
     on_step: StepCallback | None = None,
-    on_snapshot: Callable[[int, torch.Tensor], Any] | None = None,
+    on_snapshot: SnapshotCallback | None = None,
 ) -> GenerationResult:
     """Adam on the generator's parameters against the weighted prompt distances; Ctrl-C stops early."""
     device = models.device
@@ -194,7 +194,7 @@ def optimize_generation(
     gen = make_generator(config, models, init)
     cutouts = Cutouts(config.cutouts, config.cut_min, config.distortion, config.cut_noise, config.seed)
     optimizer = torch.optim.Adam([p for p in gen.parameters() if p.requires_grad], lr=config.lr)
-    history: list[dict[str, float]] = []
+    step_log = StepLog(config.steps, config.save_every, on_step=on_step, on_snapshot=on_snapshot)
     start, interrupted = time.perf_counter(), False
     try:
         for step in range(1, config.steps + 1):
@@ -209,17 +209,12 @@ def optimize_generation(
             gen.after_step()
             values = torch.stack([total, prompt_loss, init_loss]).detach().float().tolist()  # one device sync
             record = {"step": step, "lr": config.lr, **dict(zip(("total", "prompt", "init"), values))}
-            check_finite(record["total"], step, "fp32")
-            history.append(record)
-            if on_step:
-                on_step(step, record)
-            if on_snapshot and config.save_every and step % config.save_every == 0 and step < config.steps:
-                on_snapshot(step, image.detach())
+            step_log.add(record, image)
     except KeyboardInterrupt:
         interrupted = True
     with torch.no_grad():
         final = gen().float()
-    return GenerationResult(history, time.perf_counter() - start, interrupted, image=final)
+    return GenerationResult(step_log.history, time.perf_counter() - start, interrupted, image=final)
 
 
 def prompt_slug(prompt: str) -> str:

@@ -46,8 +46,8 @@ def open_rgb(path: str | Path) -> Image.Image:
 def _as_rgb(img: Image.Image) -> Image.Image:
     """RGB 8 bit. PIL's convert clips 16-bit grey (modes I;16 and I) at 255, which turns it white: scale instead."""
     if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):
-        values = torch.from_numpy(np.asarray(img).astype(np.float32)) * (255 / 65535)
-        img = Image.fromarray(values.round().clamp(0, 255).to(torch.uint8).numpy(), "L")
+        values = np.asarray(img).astype(np.float32) * (255 / 65535)
+        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
     return img.convert("RGB")
 
 

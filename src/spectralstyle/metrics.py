@@ -506,14 +506,25 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def _input_for(image: Path, text: str | None, in_folder: bool) -> EvalInput | None:
-    """What to evaluate for ``image``; None for comparison images, snapshots and our own plots found in
-    folders. A bad sidecar is a SidecarError; an image with no text anywhere a SpectralStyleError."""
+def _listed_sidecar(image: Path, in_folder: bool) -> tuple[dict[str, Any], str] | None:
+    """(sidecar settings, their source) of ``image`` ({} and "" without one); None for our own plots and,
+    in folders, for comparison images, snapshots and interrupted runs. A bad sidecar, or a kind or status
+    that is not a string, is a SidecarError."""
     found = _sidecar(image)
     meta, source = found if found else ({}, "")
     kind, status = _string_field(meta, "kind", source), _string_field(meta, "status", source)
     if kind == PLOT_KIND or (in_folder and (kind in SKIPPED_KINDS or status in SKIPPED_STATUSES)):
         return None
+    return meta, source
+
+
+def _input_for(image: Path, text: str | None, in_folder: bool) -> EvalInput | None:
+    """What to evaluate for ``image``; None for comparison images, snapshots and our own plots found in
+    folders. A bad sidecar is a SidecarError; an image with no text anywhere a SpectralStyleError."""
+    listed = _listed_sidecar(image, in_folder)
+    if listed is None:
+        return None
+    meta, source = listed
     own_text = _string_field(meta, "text", source)
     band = _string_field(meta, "band", source) or UNKNOWN_BAND
     content = _string_field(meta, "content", source)
@@ -571,12 +582,7 @@ def collect_images(paths: list[Path], skipped: list[str] | None = None, out_dir:
     (analyze scores every image against its --text) and only a sidecar's kind and status are used."""
 
     def image_only(image: Path, in_folder: bool) -> Path | None:
-        found = _sidecar(image)
-        meta, source = found if found else ({}, "")
-        kind, status = _string_field(meta, "kind", source), _string_field(meta, "status", source)
-        if kind == PLOT_KIND or (in_folder and (kind in SKIPPED_KINDS or status in SKIPPED_STATUSES)):
-            return None
-        return image
+        return image if _listed_sidecar(image, in_folder) is not None else None
 
     return _discover(paths, skipped, out_dir, image_only)
 

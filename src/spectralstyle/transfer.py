@@ -115,6 +115,28 @@ def check_finite(loss: float, step: int, precision: str) -> None:
                                  "no result was written")
 
 
+@dataclass
+class StepLog:
+    """The end of every optimisation step, shared by transfer and generate: stop on a diverged loss,
+    keep the record, report it, and hand a snapshot over every ``save_every`` steps (not the last)."""
+
+    steps: int
+    save_every: int
+    precision: str = "fp32"
+    on_step: StepCallback | None = None
+    on_snapshot: SnapshotCallback | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def add(self, record: dict[str, float], image: torch.Tensor) -> None:
+        step = int(record["step"])
+        check_finite(record["total"], step, self.precision)
+        self.history.append(record)
+        if self.on_step:
+            self.on_step(step, record)
+        if self.on_snapshot and self.save_every and step % self.save_every == 0 and step < self.steps:
+            self.on_snapshot(step, image.detach())
+
+
 def _is_compile_error(exc: BaseException) -> bool:
     """Errors raised by torch.compile's tracing or code generation (not by the model itself)."""
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
@@ -143,7 +165,7 @@ def optimize(
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    history: list[dict[str, float]] = []
+    step_log = StepLog(config.steps, config.save_every, config.precision, on_step, on_snapshot)
     start = time.perf_counter()
     interrupted = False
     try:
@@ -156,15 +178,10 @@ def optimize(
             scaler.step(optimizer)
             scaler.update()
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **terms.as_floats()}
-            check_finite(record["total"], step, config.precision)
             with warnings.catch_warnings():  # fp16: the scaler skips steps with inf gradients; the schedule still counts them
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
                 scheduler.step()
-            history.append(record)
-            if on_step:
-                on_step(step, record)
-            if on_snapshot and config.save_every and step % config.save_every == 0 and step < config.steps:
-                on_snapshot(step, output.detach())
+            step_log.add(record, output)
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:
@@ -177,7 +194,7 @@ def optimize(
         raise
     with torch.no_grad():
         final = net(content).float()
-    return OptimizationResult(history, time.perf_counter() - start, interrupted, net=net, output=final)
+    return OptimizationResult(step_log.history, time.perf_counter() - start, interrupted, net=net, output=final)
 
 
 def output_stem(content: Path, text: str, band: str) -> str:
