@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from spectralstyle.batch import (
     TEST_CRASH_ENV, TEST_CRASH_EXIT, DistEnv, Shard, collect_prompts, job_action, make_plan, rank_device,
-    read_manifest, read_prompts, read_state, resolve_shard, shard_jobs, split_bands,
+    read_manifest, read_prompts, read_state, resolve_shard, shard_jobs,
 )
+from spectralstyle.bands import split_band_list
 from spectralstyle.cli import app
-from spectralstyle.config import TransferConfig
+from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 
 TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu"]
@@ -122,6 +123,9 @@ def test_rank_device():
 
 
 def test_bands_and_prompts(tmp_path):
+    def split_bands(values):
+        return [band.spec for band in split_band_list(values)]
+
     assert split_bands(["c2,none"]) == ["c2", "none"]
     assert split_bands(["c2,4-7,16-49", "none", "C2"]) == ["c2", "4-7,16-49", "none"]
     assert split_bands(["4-7;16-49"]) == ["4-7", "16-49"]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spectralstyle.bench import BenchReport, PatternResult, synthetic_content
 from spectralstyle.cli import app
-from spectralstyle.config import TransferConfig
+from spectralstyle.settings import TransferConfig
 from spectralstyle.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
 from spectralstyle.spectral import parse_bands
 from spectralstyle.transfer import Models, optimize

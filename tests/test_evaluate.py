@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from spectralstyle.analysis import analyze, token_energy, write_analysis
 from spectralstyle.cli import app
 from spectralstyle.clip_model import SpectralCLIP
-from spectralstyle.config import TransferConfig
+from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.image_io import load_image, write_json
 from spectralstyle.losses import normalize

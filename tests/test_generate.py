@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from spectralstyle.cli import app
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.generate import (
-    Cutouts, GenerateConfig, GenerateModels, make_generator, prompt_distances, prompt_slug, resolve_generate_config, run_generation,
-)
+from spectralstyle.generate import Cutouts, GenerateModels, make_generator, prompt_distances, prompt_slug, run_generation
+from spectralstyle.settings import GenerateConfig, resolve_generate_config
 from spectralstyle.generators import random_vqgan
 from spectralstyle.image_io import load_image, read_png_metadata
 
@@ -171,7 +170,7 @@ BAD_INPUTS = [
     (["   "], "empty"),
     (["very " * 80], "too long for CLIP"),
     (["pop art:lots"], "bad prompt weight"),
-    (["pop art", "--generator", "dalle"], "unknown generator"),
+    (["pop art", "--generator", "dalle"], "'dalle' is not one of 'fourier', 'vqgan'"),
     (["pop art", "--generator", "vqgan", "--size", "72x64"], "multiples of 16"),
     (["pop art", "--size", "60x64"], "multiples of 8"),
     (["pop art", "--init-image", "missing.png", "--init-weight", "1"], "does not exist"),

@@ -1,4 +1,4 @@
-"""The loss module against SPEC.md's formulas, on hand-made tensors."""
+"""The loss module against the formulas of docs/method.md, on hand-made tensors."""
 
 import math
 

@@ -45,7 +45,7 @@ def test_projection_is_orthogonal_projection(spec):
 
 @pytest.mark.parametrize("spec", ["c1", "c2", "c3", "none", "1-5,20-40"])
 def test_filter_matches_torch_dct(spec):
-    """SPEC.md's formulation: unnormalised DCT-II, mask, exact inverse along the token axis."""
+    """The formulation of docs/method.md: unnormalised DCT-II, mask, exact inverse along the token axis."""
     torch.manual_seed(0)
     x = torch.randn(3, 50, 768, dtype=torch.float64)
     mask = parse_bands(spec).to(torch.float64)

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.cli import app
-from spectralstyle.config import TransferConfig
+from spectralstyle.settings import TransferConfig
 from spectralstyle.image_io import read_png_metadata
 from spectralstyle.transfer import Models, run_job
 

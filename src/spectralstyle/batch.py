@@ -48,11 +48,11 @@ from typing import Any
 
 import torch
 
-from .config import TransferConfig
+from .settings import TransferConfig
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
 from .image_io import list_images, write_json
-from .spectral import BAND_PRESETS, band_label
+from .bands import band_label
 from .transfer import Models, output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
@@ -99,35 +99,6 @@ def collect_prompts(prompts_file: str | Path | None, texts: list[str] | None) ->
     if not prompts:
         raise SpectralStyleError("no prompts: give --prompts FILE (one per line) or --text TEXT")
     return prompts
-
-
-def split_bands(values: list[str]) -> list[str]:
-    """``["c2,none"]`` -> ``["c2", "none"]``; index lists stay whole: ``"c2,4-7,16-49"`` -> ``["c2", "4-7,16-49"]``.
-
-    Why: band specs contain commas themselves, so consecutive non-preset pieces form one spec; ``;``
-    separates two index specs (``"4-7;16-49"``).
-    """
-    bands: list[str] = []
-    for value in values:
-        for group in value.split(";"):
-            custom: list[str] = []
-            for piece in (p.strip() for p in group.split(",")):
-                if piece.lower() in BAND_PRESETS:
-                    if custom:
-                        bands.append(",".join(custom))
-                        custom = []
-                    bands.append(piece.lower())
-                elif piece:
-                    custom.append(piece)
-            if custom:
-                bands.append(",".join(custom))
-    by_label: dict[str, str] = {}
-    for band in bands:  # "4-49" and "c2" keep the same frequencies: one job, not two
-        by_label.setdefault(band_label(band), band)
-    unique = list(by_label.values())
-    if not unique:
-        raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
-    return unique
 
 
 # --- plan -----------------------------------------------------------------------------------------

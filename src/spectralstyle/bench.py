@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .config import TransferConfig
+from .settings import TransferConfig
 from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
 

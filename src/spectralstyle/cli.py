@@ -1,45 +1,66 @@
-"""The ``spectralstyle`` command line: transfer and apply here; other commands register themselves."""
+"""The ``spectralstyle`` command line: the app, every command registered here explicitly, and the
+``transfer`` and ``apply`` commands.
+
+Start-up stays instant: this module and the command modules import no torch; each command imports
+the model code when it runs.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-import torch
-import torchvision.transforms.functional as TF
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from . import __version__
+try:  # Typer >= 0.20 ships its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older Typer on plain click
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
+from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate
 from .cli_common import (
-    BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt, LambdaContentOpt,
-    LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SaveEveryOpt, SeedOpt, SizeOpt,
-    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console, fail, log,
-    setup_log_file, user_errors,
+    INTERRUPTED_EXIT, ConfigOpt, DeviceOpt, OutOpt, compared_configs, console, fail, flag, log, progress_bar,
+    resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
-from .config import TransferConfig
-from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
-from .spectral import band_label
-from .stylenet import StyleNet
-from .transfer import JobOutput, Models, run_job, write_comparison
+from .settings import TransferConfig
+
+class OneLineUsageErrors(TyperGroup):
+    """Bad flags and values (``--precision fp17``, an unknown option) are one line and exit code 2,
+    like every other user mistake, instead of a usage box."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            raise self._one_line(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise self._one_line(exc) from None
+
+    @staticmethod
+    def _one_line(exc: UsageError) -> BaseException:
+        if isinstance(exc, NoArgsIsHelpError):  # the help was printed: not an error
+            return exc
+        where = exc.ctx.command_path if exc.ctx is not None else "spectralstyle"
+        message = exc.format_message().replace("Value error, ", "")
+        return fail(f"{message} (see: {where} --help)", exc.exit_code)
+
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="spectralstyle",
     help="Text-guided style transfer with SpectralCLIP: the style of the text, without its written words.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
-
-# Commands defined in their own modules; each has register(app).
-COMMAND_MODULES = ("cli_batch", "cli_evaluate", "cli_generate", "cli_bench")
 
 
 def _version(value: bool) -> None:
@@ -49,21 +70,17 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False) -> None:
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+                                               help="Print the version and exit.")] = False) -> None:
     """Text-guided style transfer with SpectralCLIP."""
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
-    )
-
-
-def run_with_progress(content: Path, text: str, config: TransferConfig, models: Models, out: Path,
-                      progress: Progress, save_model: bool = False, label: str | None = None) -> JobOutput:
+def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
+                      save_model: bool = False, label: str | None = None) -> Any:
     """One transfer job with a progress bar row showing the current losses."""
-    task = progress.add_task(escape(label or f"{content.name} · {band_label(config.band)}"), total=config.steps, losses="")
+    from .transfer import run_job
+
+    task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=(
@@ -77,55 +94,35 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     return result
 
 
-@app.command()
 @user_errors
+@with_settings(TransferConfig)
 def transfer(
     content: Annotated[Path, typer.Argument(help="Content image (jpg, png, ...).")],
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
     config_file: ConfigOpt = None,
-    band: BandOpt = None,
-    steps: StepsOpt = None,
-    size: SizeOpt = None,
-    crops: CropsOpt = None,
-    crop_size: CropSizeOpt = None,
-    lr: LrOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
     out: OutOpt = Path("outputs"),
-    weights: WeightsOpt = None,
-    clip_weights: ClipWeightsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-    save_every: SaveEveryOpt = None,
-    contrast: ContrastOpt = None,
-    lambda_patch: LambdaPatchOpt = None,
-    lambda_global: LambdaGlobalOpt = None,
-    lambda_content: LambdaContentOpt = None,
-    lambda_tv: LambdaTvOpt = None,
-    threshold: ThresholdOpt = None,
-    source_encoder: SourceEncoderOpt = None,
-    precision: PrecisionOpt = None,
-    compile: CompileOpt = None,
-    save_model: Annotated[bool, typer.Option("--save-model", help="Also save the trained StyleNet (for `apply`).")] = False,
-    compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+    save_model: flag("save-model", "Also save the trained StyleNet (for `apply`).") = False,
+    compare: flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.") = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Stylise CONTENT to match TEXT, without painting the text's words into it."""
-    config = config_from_flags(config_file, size, locals())
-    load_image(content)  # fail on a bad image before loading any model
+    config = resolve_from_flags(TransferConfig, config_file, settings)
     from .clip_model import tokenize_templated
+    from .image_io import load_image
+    from .transfer import Models
 
+    load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
     models = Models.load(config)
-    configs = [config.replace(band="none"), config] if compare and band_label(config.band) != "none" else [config]
-    if compare and len(configs) == 1:
-        console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
-                      "nothing to compare", highlight=False)
     results = []
     with progress_bar() as progress:
-        for cfg in configs:
+        for cfg in compared_configs(config, compare):
             result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model)
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
+                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}",
+                           INTERRUPTED_EXIT)
             results.append(result)
     if len(results) == 2:
         results.append(write_transfer_comparison(results, out))
@@ -133,8 +130,11 @@ def transfer(
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
 
 
-def write_transfer_comparison(results: list[JobOutput], out: Path) -> JobOutput:
+def write_transfer_comparison(results: list[Any], out: Path) -> Any:
     """Side-by-side image of transfers that differ only in band."""
+    from .image_io import slugify
+    from .transfer import write_comparison
+
     first = results[0].record
     return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")
 
@@ -151,17 +151,26 @@ def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
     return names
 
 
-@app.command()
 @user_errors
 def apply(
     model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model`.")],
     images: Annotated[list[Path], typer.Argument(help="Images to stylise, at their own resolution.")],
     out: OutOpt = Path("outputs"),
-    contrast: ContrastOpt = None,
+    contrast: Annotated[Optional[float], typer.Option(
+        "--contrast", help="Contrast factor of the saved image (default: the model's, 1 = unchanged).")] = None,
     device: DeviceOpt = "auto",
     max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images whose longer side exceeds this.")] = None,
 ) -> None:
     """Apply a trained StyleNet to other images, at any resolution (the network is fully convolutional)."""
+    import json
+
+    import torch
+    import torchvision.transforms.functional as TF
+
+    from .device import resolve_device
+    from .image_io import ensure_writable_dir, finish_image, open_rgb, save_png
+    from .stylenet import StyleNet
+
     dev = resolve_device(device or "auto")
     if max_side is not None and max_side < 8:
         raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
@@ -192,19 +201,15 @@ def apply(
         console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
 
 
-def _register_command_modules() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue
-            raise
-        module.register(app)
-
-
-_register_command_modules()
+# --- every command, registered explicitly (an import error in a command is an error, not a missing command)
+app.command()(transfer)
+app.command()(apply)
+app.command("batch")(cli_batch.batch)
+app.command("evaluate")(cli_evaluate.evaluate)
+app.command("analyze")(cli_evaluate.analyze)
+app.command("generate")(cli_generate.generate)
+app.command("bench")(cli_bench.bench)
 
 
 def main() -> None:
-    app()
+    app(prog_name="spectralstyle")  # also under `python -m spectralstyle` and torchrun (usage, completion)

@@ -8,25 +8,21 @@ error, 130 interrupted).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .batch import (
-    FAILED, FINISHED, INTERRUPTED, SKIPPED, BatchHooks, BatchRunner, DistEnv, Job, JobResult, Shard,
-    collect_prompts, crash_after_from_env, gather_results, job_action, make_plan, plan_digest, rank_device, read_state,
-    resolve_shard, shard_jobs, split_bands, write_manifest,
-)
 from .cli_common import (
-    INTERRUPTED_EXIT, BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
-    LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, PrecisionOpt, SaveEveryOpt,
-    SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
-    fail, log, make_console, setup_log_file, user_errors,
+    INTERRUPTED_EXIT, ConfigOpt, console, fail, flag, log, make_console, progress_bar, resolve_from_flags,
+    setup_log_file, user_errors, with_settings,
 )
 from .errors import SpectralStyleError
-from .spectral import band_label
+from .settings import TransferConfig
+
+if TYPE_CHECKING:
+    from .batch import BatchRunner, DistEnv, Job, JobResult, Shard
 
 JOB_FAILED_EXIT = 1
 
@@ -34,15 +30,11 @@ PromptsOpt = Annotated[Optional[Path], typer.Option("--prompts", "-p", help="Tex
 TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
 BandsOpt = Annotated[Optional[list[str]], typer.Option("--bands", metavar="BANDS", help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List the plan and what a run would do; load no model.")]
 BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
-def register(app: typer.Typer) -> None:
-    app.command("batch")(batch)
-
-
 @user_errors
+@with_settings(TransferConfig)
 def batch(
     content_dir: Annotated[Path, typer.Argument(help="Folder of content images (jpg, png, ...).")],
     out: BatchOutOpt,
@@ -50,39 +42,31 @@ def batch(
     text: TextOpt = None,
     bands: BandsOpt = None,
     shard: ShardOpt = None,
-    dry_run: DryRunOpt = False,
+    dry_run: flag("dry-run", "List the plan and what a run would do; load no model.") = False,
     config_file: ConfigOpt = None,
-    band: BandOpt = None,
-    steps: StepsOpt = None,
-    size: SizeOpt = None,
-    crops: CropsOpt = None,
-    crop_size: CropSizeOpt = None,
-    lr: LrOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
-    weights: WeightsOpt = None,
-    clip_weights: ClipWeightsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-    save_every: SaveEveryOpt = None,
-    contrast: ContrastOpt = None,
-    lambda_patch: LambdaPatchOpt = None,
-    lambda_global: LambdaGlobalOpt = None,
-    lambda_content: LambdaContentOpt = None,
-    lambda_tv: LambdaTvOpt = None,
-    threshold: ThresholdOpt = None,
-    source_encoder: SourceEncoderOpt = None,
-    precision: PrecisionOpt = None,
-    compile: CompileOpt = None,
-    save_model: Annotated[bool, typer.Option("--save-model", help="Also save each trained StyleNet (for `apply`).")] = False,
+    save_model: flag("save-model", "Also save each trained StyleNet (for `apply`).") = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
     """
-    config = config_from_flags(config_file, size, locals())
-    if band is not None and bands:
+    from .bands import split_band_list
+    from .batch import (
+        INTERRUPTED, BatchRunner, DistEnv, collect_prompts, crash_after_from_env, gather_results, job_action,
+        make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
+    )
+
+    config = resolve_from_flags(TransferConfig, config_file, settings)
+    if settings.get("band") is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")
-    band_list = split_bands(bands) if bands else [config.band]
+    try:
+        band_list = [b.spec for b in split_band_list(bands)] if bands else [config.band]
+    except ValueError as exc:
+        raise SpectralStyleError(str(exc)) from None
+    if not band_list:
+        raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
     prompt_list = collect_prompts(prompts, text)
     plan = make_plan(content_dir, prompt_list, band_list, config, out)
     subfolders = [p for p in Path(content_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -129,20 +113,22 @@ def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistE
                       highlight=False)
     if merged is None:  # this process's jobs only
         return print_summary(results, prefix, manifest)
+    from .batch import Shard
+
     task = Shard(my_shard.index // dist.world_size, my_shard.count // dist.world_size)  # all ranks of this launch
     return print_summary(merged, escape(f"[shard {task}] ") if task.count > 1 else "", manifest)
 
 
 def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefix: str, live: bool) -> list[JobResult]:
     """Run with a live progress display on a terminal (one process), else one line per job."""
+    from .batch import BatchHooks
+
     if not live:
         runner.hooks = BatchHooks(
             on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
             on_job_end=lambda job, r: console.print(f"{prefix}{result_line(r)}", highlight=False, soft_wrap=True),
         )
         return runner.run(jobs)
-    from .cli import progress_bar
-
     with progress_bar() as progress:
         overall = progress.add_task("jobs", total=todo, losses="")
         current = progress.add_task("", total=steps, losses="", visible=False)
@@ -164,6 +150,8 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
 
 
 def result_line(result: JobResult) -> str:
+    from .batch import FINISHED
+
     if result.status == FINISHED:
         return f"[green]done[/] {escape(result.describe)} in {result.wall_time_s:.1f}s  [dim]{escape(result.image)}[/]"
     return f"[red]{result.status}[/] {escape(result.describe)}: {escape(result.error)}"
@@ -171,6 +159,8 @@ def result_line(result: JobResult) -> str:
 
 def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
     """Counts, then one line per failed job; returns the number of failures."""
+    from .batch import FAILED, FINISHED, SKIPPED
+
     counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, FAILED)}
     failed = [r for r in results if r.status == FAILED]
     colour = "red" if failed else "green"
@@ -184,6 +174,8 @@ def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
 
 def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands: int) -> None:
     """The dry run: a table of every job, its shard and what a run would do with it (on stdout)."""
+    from .batch import job_action, read_state
+
     table = Table(title=f"{len(plan)} jobs = {len({j.name for j in plan})} images x {n_prompts} prompts x {n_bands} bands",
                   title_justify="left")
     for column in ("#", "job", "content", "prompt", "band", *(["shard"] if shards > 1 else []), "action", "output"):
@@ -193,7 +185,7 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
         action, why = job_action(job, out, read_state(out, job.job_id))
         actions[why] = actions.get(why, 0) + 1
         style = "dim" if action == "skip" else ""
-        table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), band_label(job.band),
+        table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), job.config.band_value.label,
                       *([str(k % shards)] if shards > 1 else []), f"{action} ({why})", escape(job.image_path(out).name),
                       style=style)
     stdout = make_console()

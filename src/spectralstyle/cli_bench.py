@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from .cli_common import (
-    BandOpt, CompileOpt, CropSizeOpt, CropsOpt, DeviceOpt, PrecisionOpt, SizeOpt, build_config, console, make_console,
-    user_errors,
-)
+from .cli_common import console, flag, make_console, resolve_from_flags, user_errors, with_settings
 from .errors import SpectralStyleError
+from .settings import TransferConfig
+
+BENCH_SETTINGS = ("band", "size", "crops", "crop_size", "device", "weights", "precision", "compile")
+"""The transfer settings a benchmark varies; every other setting is the reference default."""
 
 
 def report_table(report) -> Table:  # report: bench.BenchReport
@@ -34,23 +35,18 @@ def report_table(report) -> Table:  # report: bench.BenchReport
     return table
 
 
+@user_errors
+@with_settings(TransferConfig, include=BENCH_SETTINGS, defaults={"weights": "random", "size": "512x512"})
 def bench(
-    size: SizeOpt = "512x512",
-    crops: CropsOpt = 64,
-    crop_size: CropSizeOpt = 128,
     steps: Annotated[int, typer.Option("--steps", help="Timed steps per pattern (one more runs first as warm-up).")] = 5,
     rounds: Annotated[int, typer.Option("--rounds", help="Processes per pattern, run alternately; their timed steps "
                                         "are pooled (steadier ratios on a shared machine).")] = 1,
-    device: DeviceOpt = "auto",
-    weights: Annotated[str, typer.Option("--weights", help="random (same architectures and FLOPs, no download) or pretrained.")] = "random",
-    precision: PrecisionOpt = "fp32",
-    compile: CompileOpt = False,
-    band: BandOpt = "c2",
     text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
     content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
-    check_target: Annotated[bool, typer.Option("--check-target", help="Exit with code 1 when this configuration has a "
-                                                "speed target and the run misses it.")] = False,
+    check_target: flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.") = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
     from .bench import run_benchmark
@@ -58,8 +54,7 @@ def bench(
 
     if steps < 1 or rounds < 1:
         raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")
-    config = build_config(None, size=size, crops=crops, crop_size=crop_size, device=device, weights=weights,
-                          precision=precision, compile=compile, band=band)
+    config = resolve_from_flags(TransferConfig, None, settings)
     if content is not None:
         load_image(content)  # a bad image fails before any model is loaded
     if json_out is not None:  # before the benchmark, not after its minutes of work
@@ -83,7 +78,3 @@ def bench(
     typer.echo(f"speedup: {report.speedup:.2f}x")
     if check_target and report.target_met() is False:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("bench")(user_errors(bench))

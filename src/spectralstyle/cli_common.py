@@ -1,26 +1,27 @@
-"""What every command shares: the console, one-line user errors, log files and transfer options.
+"""What every command shares: the console, one-line user errors, log files, progress bars, and the
+command-line options built from the settings declarations (``settings.py``).
 
-Options are defined once here as annotated types, so ``transfer``, ``batch`` and ``generate`` list
-them with the same flags and help text.
+Nothing here imports torch: ``spectralstyle --help`` and ``COMMAND --help`` stay instant. Commands
+import the model code inside their function bodies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .config import FIELD_NAMES, TransferConfig, resolve_config
-from .device import is_out_of_memory, out_of_memory_message
 from .errors import SpectralStyleError
-from .image_io import ensure_writable_dir
-
+from .settings import Settings, declared_types, describe_type, info_of, preset_names
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -54,6 +55,8 @@ def user_errors(func: F) -> F:
         except SpectralStyleError as exc:
             raise fail(str(exc)) from None
         except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            from .device import is_out_of_memory, out_of_memory_message
+
             if not is_out_of_memory(exc):
                 raise
             raise fail(out_of_memory_message(exc)) from None
@@ -68,6 +71,8 @@ def user_errors(func: F) -> F:
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
+    from .image_io import ensure_writable_dir
+
     ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
     if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in log.handlers):
@@ -78,37 +83,133 @@ def setup_log_file(out_dir: Path) -> Path:
     return path
 
 
-# --- options shared by transfer, batch and generate -------------------------------------------------
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML file of settings; flags override it.")]
-BandOpt = Annotated[Optional[str], typer.Option("--band", "-b", help="Kept frequencies: c1, c2, c3, none, or indices like '4-7,16-49'.")]
-StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps (reference 200).")]
-SizeOpt = Annotated[Optional[str], typer.Option("--size", help="Working size WIDTHxHEIGHT, multiples of 8 (reference 512x512).")]
-CropsOpt = Annotated[Optional[int], typer.Option("--crops", help="Random crops per step (reference 64).")]
-CropSizeOpt = Annotated[Optional[int], typer.Option("--crop-size", help="Crop side in pixels (reference 128).")]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (reference 5e-4).")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed repeats a run on the same device.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+def progress_bar() -> Progress:
+    """A progress display with a free ``losses`` column (every task needs ``losses=...``)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=console, transient=False,
+    )
+
+
+# --- options that are not settings ------------------------------------------------------------------
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", metavar="FILE|PRESET",
+    help=f"YAML file of settings, or a shipped preset ({', '.join(preset_names()) or 'none found'}); flags override it.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="pretrained (download once, then cached) or random (no download; for tests).")]
-ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help="Local OpenAI CLIP checkpoint (.pt) instead of the download.")]
-VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help="Local torchvision VGG19 state dict instead of the download.")]
-SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Write a snapshot every N steps (0 = never).")]
-ContrastOpt = Annotated[Optional[float], typer.Option("--contrast", help="Contrast factor of the saved image (reference 1.5, 1 = none).")]
-LambdaPatchOpt = Annotated[Optional[float], typer.Option("--lambda-patch", help="Weight of the patch directional loss (9000).")]
-LambdaGlobalOpt = Annotated[Optional[float], typer.Option("--lambda-global", help="Weight of the global directional loss (500).")]
-LambdaContentOpt = Annotated[Optional[float], typer.Option("--lambda-content", help="Weight of the VGG content loss (150).")]
-LambdaTvOpt = Annotated[Optional[float], typer.Option("--lambda-tv", help="Weight of the total-variation loss (0.002).")]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Patch losses below this are ignored (0.7).")]
-SourceEncoderOpt = Annotated[Optional[str], typer.Option("--source-encoder", help="Embed the content image with plain CLIP (reference) or the filtered encoder.")]
-PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32 (reference), bf16 or fp16 autocast.")]
-CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks (faster on GPU after warm-up).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+ClipWeightsOpt = Annotated[Optional[str], typer.Option(
+    "--clip-weights", help="CLIP weights file or folder of your own (OpenAI .pt, open_clip or transformers formats).")]
+VggWeightsOpt = Annotated[Optional[str], typer.Option(
+    "--vgg-weights", help="VGG19 weights file of your own (torchvision state dict).")]
 
 
-def config_from_flags(config_file: Optional[Path], size: Optional[str], flags: dict[str, Any]) -> TransferConfig:
-    """Settings from a command's parameters (its ``locals()``): those named like a TransferConfig field."""
-    return build_config(config_file, size=size, **{k: v for k, v in flags.items() if k in FIELD_NAMES})
+def flag(name: str, help: str) -> Any:
+    """The type of a plain on/off option ``--name`` (shown without a value type in help)."""
+    return Annotated[bool, typer.Option(f"--{name}", help=help, metavar="", show_default=False)]
 
 
-def build_config(config_file: Optional[Path], size: Optional[str] = None, **flags: Any) -> TransferConfig:
-    """Defaults < YAML < flags, with ``--size WxH`` split into width and height."""
-    return resolve_config(config_file, size, **flags)
+# --- options built from the settings declarations ----------------------------------------------------
+SETTINGS_PARAMETER = "settings"
+"""The parameter through which a command built with ``with_settings`` receives the flags given."""
+
+
+def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
+                       defaults: dict[str, Any] | None = None) -> list[inspect.Parameter]:
+    """One keyword-only Typer option per declared setting of ``cls`` (plus ``--size`` for width/height).
+
+    Every option defaults to None, meaning "not given", so the YAML file's value (or the declared
+    default) stays; help shows the declared default. ``defaults`` overrides shown and used defaults
+    for one command (bench runs random weights by default).
+    """
+    hints = declared_types(cls)
+    wanted = set(include) if include is not None else None
+    skipped = set(exclude)
+    defaults = defaults or {}
+    params = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        info = info_of(f)
+        if not info.cli or f.name in skipped or (wanted is not None and f.name not in wanted):
+            continue
+        kind, _, choices = describe_type(hints[f.name])
+        default = defaults.get(f.name, f.default)
+        names = [f"--{f.name.replace('_', '-')}" + (f"/--no-{f.name.replace('_', '-')}" if kind is bool else "")]
+        if info.short:
+            names.append(info.short)
+        option = typer.Option(*names, help=info.help, show_default=_shown(default),
+                              metavar="" if kind is bool else None)
+        annotation = Optional[typing_literal(choices)] if choices else Optional[kind]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(f.name),
+                                        annotation=Annotated[annotation, option]))
+    if {"width", "height"} <= {f.name for f in dataclasses.fields(cls)} and "size" not in skipped \
+            and (wanted is None or "size" in wanted):  # type: ignore[arg-type]
+        size_default = defaults.get("size")
+        after = next((k for k, p in enumerate(params) if p.name in ("crops", "cutouts")), len(params))
+        params.insert(after, inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=size_default, annotation=Annotated[
+            Optional[str], typer.Option("--size", metavar="WxH", help=cls.SIZE_HELP,
+                                        show_default=size_default or f"{cls.width}x{cls.height}")]))  # type: ignore[attr-defined]
+    return params
+
+
+def typing_literal(choices: tuple[Any, ...]) -> Any:
+    from typing import Literal
+
+    return Literal[choices]  # type: ignore[valid-type]
+
+
+def _shown(default: Any) -> str | bool:
+    if default is None:
+        return False
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def with_settings(cls: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
+                  defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
+    """Give a command one option per setting of ``cls``; the function receives the given ones as
+    ``settings`` (a dict, None for "not given", ``size`` as 'WxH').
+
+    This is how every setting declared in ``settings.py`` reaches ``transfer``, ``batch``, ``train``,
+    ``video`` and ``generate`` without being listed again.
+    """
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)  # real annotations, not strings, for Typer
+        own = [p for p in signature.parameters.values() if p.name != SETTINGS_PARAMETER]
+        generated = setting_parameters(cls, include, exclude, defaults)
+        clash = {p.name for p in own} & {p.name for p in generated}
+        if clash:
+            raise TypeError(f"{func.__name__}: parameters {sorted(clash)} are settings of {cls.__name__}")
+        names = [p.name for p in generated]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name, None) for name in names}
+            return func(*args, **kwargs, **{SETTINGS_PARAMETER: given})
+
+        positional = [p for p in own if p.kind != inspect.Parameter.KEYWORD_ONLY]
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.kind == inspect.Parameter.KEYWORD_ONLY]
+        wrapper.__signature__ = signature.replace(parameters=positional + keyword + generated)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def resolve_from_flags(cls: type[Settings], config_file: Optional[Path], flags: dict[str, Any], **fixed: Any) -> Any:
+    """Defaults < YAML (or preset) < the flags given < ``fixed`` values of the command."""
+    from .settings import resolve_settings
+
+    values = {**flags, **{k: v for k, v in fixed.items() if v is not None}}
+    size = values.pop("size", None)
+    return resolve_settings(cls, config_file, size, **values)
+
+
+def compared_configs(config: Any, compare: bool) -> list[Any]:
+    """The runs of ``--compare``: plain CLIP (band none) first, then the chosen band, with the same seed;
+    a note and one run when the band already is none."""
+    if not compare:
+        return [config]
+    if config.band_value.keeps_everything:
+        console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
+                      "nothing to compare", highlight=False)
+        return [config]
+    return [config.replace(band="none"), config]

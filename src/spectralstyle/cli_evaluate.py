@@ -12,9 +12,10 @@ from rich.table import Table
 
 from .cli_common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
 from .errors import SpectralStyleError
+from .settings import WEIGHT_MODES, WeightMode
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
-EvalWeightsOpt = Annotated[str, typer.Option("--weights", help="pretrained (download once, then cached) or random (no download; for tests).")]
+EvalWeightsOpt = Annotated[WeightMode, typer.Option("--weights", help="pretrained (found or downloaded once, then cached) or random (no files; for tests).")]
 MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
 
 
@@ -28,8 +29,6 @@ def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str])
 
 def _check_options(weights: str, value: float) -> None:
     """Fail on bad flags before any file is written or model loaded."""
-    from .clip_model import WEIGHT_MODES
-
     if weights not in WEIGHT_MODES:
         raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
     if not 0 <= value <= 1:
@@ -157,8 +156,3 @@ def analyze(
             console.print(f"[yellow]{caution}[/]", highlight=False)
     log.info("analysed %d images into %s", len(results), out)
     console.print(f"[green]wrote[/] {escape(', '.join(str(f) for f in files))}", highlight=False, soft_wrap=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
-    app.command("analyze")(analyze)

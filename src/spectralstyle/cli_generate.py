@@ -3,63 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from .cli_common import (
-    BandOpt, ClipWeightsOpt, ConfigOpt, DeviceOpt, OutOpt, SaveEveryOpt, SeedOpt, WeightsOpt, console, fail, log,
-    setup_log_file, user_errors,
+    INTERRUPTED_EXIT, ConfigOpt, OutOpt, compared_configs, console, fail, flag, log, progress_bar,
+    resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
-from .device import resolve_device
-from .generate import GenerateModels, resolve_generate_config, run_generation, write_generation_comparison
-from .generators import resolve_vqgan_file
-from .image_io import load_image
-from .prompts import parse_prompts
-from .spectral import band_label
-
-GenSizeOpt = Annotated[Optional[str], typer.Option("--size", help="Image size WIDTHxHEIGHT: multiples of 16 for vqgan, 8 for fourier (default 256x256).")]
-GenStepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps (default 300).")]
-CutoutsOpt = Annotated[Optional[int], typer.Option("--cutouts", help="Random cutouts per step (default 32).")]
-GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", "-g", help="fourier (no weights needed, default) or vqgan (taming VQGAN decoder).")]
-VqganCheckpointOpt = Annotated[Optional[str], typer.Option("--vqgan-checkpoint", help="Local taming VQGAN checkpoint (.ckpt) instead of the download of vqgan_imagenet_f16_16384.")]
-GenLrOpt = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 0.05 fourier, 0.1 vqgan).")]
-InitImageOpt = Annotated[Optional[Path], typer.Option("--init-image", help="Start image (fourier: initial spectrum; both: target of --init-weight).")]
-InitWeightOpt = Annotated[Optional[float], typer.Option("--init-weight", help="Weight of the MSE to --init-image (default 0).")]
-DistanceOpt = Annotated[Optional[str], typer.Option("--distance", help="spherical (VQGAN+CLIP, default) or cosine (1 - cos).")]
+from .settings import GenerateConfig
 
 
+@user_errors
+@with_settings(GenerateConfig)
 def generate(
     prompt: Annotated[str, typer.Argument(help="Prompt; several as 'a|b:0.5|c:-1' (weight after ':', negative pushes away).")],
     config_file: ConfigOpt = None,
-    band: BandOpt = None,
-    size: GenSizeOpt = None,
-    steps: GenStepsOpt = None,
-    cutouts: CutoutsOpt = None,
-    generator: GeneratorOpt = None,
-    vqgan_checkpoint: VqganCheckpointOpt = None,
-    init_image: InitImageOpt = None,
-    init_weight: InitWeightOpt = None,
-    distance: DistanceOpt = None,
-    lr: GenLrOpt = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
-    weights: WeightsOpt = None,
-    clip_weights: ClipWeightsOpt = None,
-    save_every: SaveEveryOpt = None,
     out: OutOpt = Path("outputs"),
-    compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+    compare: flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.") = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words."""
-    from .cli import progress_bar  # here: cli imports this module while it is being set up
+    from .device import resolve_device
+    from .generate import GenerateModels, run_generation, write_generation_comparison
+    from .generators import resolve_vqgan_file
+    from .image_io import load_image
+    from .prompts import parse_prompts
 
-    config = resolve_generate_config(
-        config_file, size=size, band=band, steps=steps, cutouts=cutouts, generator=generator,
-        vqgan_checkpoint=vqgan_checkpoint, init_image=str(init_image) if init_image else None,
-        init_weight=init_weight, distance=distance, lr=lr, seed=seed, device=device, weights=weights,
-        clip_weights=clip_weights, save_every=save_every,
-    )
+    config = resolve_from_flags(GenerateConfig, config_file, settings)
     parse_prompts(prompt)  # empty, too long or badly weighted prompts fail before any model loads
     if config.init_image:
         load_image(config.init_image)
@@ -68,11 +41,10 @@ def generate(
         resolve_vqgan_file(config.vqgan_checkpoint, config.weights)
     models = GenerateModels.load(config)
     setup_log_file(out)
-    configs = [config.replace(band="none"), config] if compare and band_label(config.band) != "none" else [config]
     results = []
     with progress_bar() as progress:
-        for cfg in configs:
-            task = progress.add_task(f"{cfg.generator} · {band_label(cfg.band)}", total=cfg.steps, losses="")
+        for cfg in compared_configs(config, compare):
+            task = progress.add_task(f"{cfg.generator} · {cfg.band_value.label}", total=cfg.steps, losses="")
 
             def on_step(step: int, losses: dict[str, float], task: int = task) -> None:
                 progress.update(task, completed=step, losses=f"total {losses['total']:.4f} prompt {losses['prompt']:.4f}")
@@ -81,14 +53,11 @@ def generate(
                      cfg.band, cfg.steps, cfg.width, cfg.height, models.device)
             result = run_generation(prompt, cfg, models, out, on_step=on_step)
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
+                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}",
+                           INTERRUPTED_EXIT)
             log.info("wrote %s in %.1fs", result.image, result.record["wall_time_s"])
             results.append(result)
     if len(results) == 2:
         results.append(write_generation_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("generate")(user_errors(generate))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import SpectralStyleError, WeightsMissingError
+from .seeding import repeatable_init
 from .spectral import DEFAULT_BAND, SpectralFilter
 from .weights import WeightsFile, fetch, local_file
 
@@ -41,7 +42,6 @@ _ARCHITECTURES: dict[str, dict[str, int]] = {
     "ViT-L/14": dict(embed_dim=768, vision_layers=24, vision_width=1024, vision_patch_size=14,
                      transformer_width=768, transformer_heads=12, transformer_layers=12),
 }
-RANDOM_INIT_SEED = 0
 
 
 def clip_weights_file(name: str) -> WeightsFile:
@@ -52,8 +52,7 @@ def clip_weights_file(name: str) -> WeightsFile:
 def _random_clip(name: str) -> CLIP:
     if name not in _ARCHITECTURES:
         raise SpectralStyleError(f"random weights are available for {', '.join(_ARCHITECTURES)}, not {name!r}")
-    with torch.random.fork_rng(devices=[]):  # same random model every time, global RNG untouched
-        torch.manual_seed(RANDOM_INIT_SEED)
+    with repeatable_init():
         return CLIP(image_resolution=224, context_length=CONTEXT_LENGTH, vocab_size=49408, **_ARCHITECTURES[name])
 
 
@@ -231,3 +230,18 @@ class SpectralCLIP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode_image(x)
+
+
+def encode_source(encoder: SpectralCLIP, pixels: torch.Tensor, source_encoder: str = "plain") -> torch.Tensor:
+    """The embedding of the content (source) image that style directions start from.
+
+    ``"plain"``: unfiltered CLIP, as the authors' code does, although it mixes the filtered and the
+    unfiltered embedding spaces (docs/method.md, section 2); ``"filtered"``: the SpectralCLIP encoder
+    itself. This is the one place where that rule is written.
+    """
+    if source_encoder == "filtered":
+        return encoder.encode_image(pixels)
+    if source_encoder != "plain":
+        raise ValueError(f"unknown source encoder {source_encoder!r}")
+    return encoder.clip.encode_image(pixels)
+

@@ -22,82 +22,18 @@ import torch.nn.functional as F
 
 from .augment import apply_batched, sample_crop_params, to_device
 from .clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
-from .config import Settings, resolve_settings
+from .settings import GenerateConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .generators import GENERATORS, FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
+from .generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
 from .image_io import load_image, slugify
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
-from .spectral import band_label
 from .transfer import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
 )
 
-DISTANCES = ("spherical", "cosine")
-DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}
-SIZE_MULTIPLE = {"fourier": 8, "vqgan": 16}
 CUTOUT_GROUPS = 4  # cutouts share a size within a group, so each group is one batched crop call
-
-
-@dataclass
-class GenerateConfig(Settings):
-    """All settings of one text-to-image run; ``lr=None`` resolves to the generator's default."""
-
-    band: str = "c2"
-    generator: str = "fourier"
-    steps: int = 300
-    width: int = 256
-    height: int = 256
-    cutouts: int = 32
-    cut_min: float = 0.25
-    distortion: float = 0.5
-    cut_noise: float = 0.1
-    distance: str = "spherical"
-    lr: float | None = None
-    seed: int = 1234
-    init_image: str | None = None
-    init_weight: float = 0.0
-    decay_power: float = 1.0
-    clip_model: str = "ViT-B/32"
-    weights: str = "pretrained"
-    clip_weights: str | None = None
-    vqgan_checkpoint: str | None = None
-    device: str = "auto"
-    save_every: int = 0
-
-    def __post_init__(self) -> None:
-        if self.generator in DEFAULT_LR and self.lr is None:
-            self.lr = DEFAULT_LR[self.generator]
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise SpectralStyleError with one clear line for the first bad setting."""
-        super().validate()
-        if self.generator not in GENERATORS:
-            raise SpectralStyleError(f"unknown generator {self.generator!r}; use one of {', '.join(GENERATORS)}")
-        self.require_positive("steps", "width", "height", "cutouts")
-        multiple = SIZE_MULTIPLE[self.generator]
-        if self.width % multiple or self.height % multiple:
-            raise SpectralStyleError(
-                f"size {self.width}x{self.height}: the {self.generator} generator needs multiples of {multiple}")
-        self.require(0 < self.cut_min <= 1, "cut_min", "in (0, 1]")
-        self.require(0 <= self.distortion <= 1, "distortion", "in [0, 1]")
-        if self.distance not in DISTANCES:
-            raise SpectralStyleError(f"unknown distance {self.distance!r}; use one of {', '.join(DISTANCES)}")
-        self.require(self.lr is not None and 0 < self.lr <= 10, "lr", "in (0, 10]")
-        for name in ("cut_noise", "init_weight", "save_every", "decay_power"):
-            self.require(getattr(self, name) >= 0, name, "non-negative")
-        if self.init_weight > 0 and not self.init_image:
-            raise SpectralStyleError("--init-weight needs --init-image")
-        if self.generator == "vqgan" and self.init_image and self.init_weight == 0:
-            raise SpectralStyleError(
-                "the vqgan generator uses --init-image only through the loss: give --init-weight > 0 (for example 1)")
-
-
-def resolve_generate_config(config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> GenerateConfig:
-    """The generation settings: defaults < YAML file < explicit overrides."""
-    return resolve_settings(GenerateConfig, config_file, size, **overrides)
 
 
 @dataclass
@@ -226,7 +162,7 @@ def prompt_slug(prompt: str) -> str:
 
 
 def generation_stem(prompt: str, config: GenerateConfig) -> str:
-    return f"{prompt_slug(prompt)}_{config.generator}_{band_label(config.band)}"
+    return f"{prompt_slug(prompt)}_{config.generator}_{config.band_value.label}"
 
 
 def run_generation(

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import read_yaml_mapping
+from .settings import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
+from .seeding import repeatable_init
 from .weights import WeightsFile, fetch, local_file
 
-GENERATORS = ("fourier", "vqgan")
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
 VQGAN_FILES: dict[str, WeightsFile] = {
     VQGAN_DEFAULT_NAME: WeightsFile(
@@ -36,7 +36,6 @@ VQGAN_FILES: dict[str, WeightsFile] = {
     ),
 }
 VQGAN_PREFIXES = ("decoder.", "quantize.", "post_quant_conv.")
-RANDOM_INIT_SEED = 0
 
 # Square root of ImageNet's colour covariance (from its SVD), as published with Lucid.
 COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
@@ -327,8 +326,7 @@ class VQGANGenerator(Generator):
 
 def random_vqgan(cfg: VQGANConfig | None = None) -> VQGANDecoderModel:
     """The real architecture, randomly but repeatably initialised (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
+    with repeatable_init():
         return VQGANDecoderModel(cfg or VQGANConfig())
 
 

@@ -1,4 +1,4 @@
-"""CLIPstyler's loss as one module: cached text directions and the four weighted terms (SPEC.md section 2).
+"""CLIPstyler's loss as one module: cached text directions and the four weighted terms (docs/method.md, section 2).
 
 total = patch * 9000 + global * 500 + content * 150 + tv * 0.002, where
 - patch: per crop, d = normalise(normalise(f(crop)) - source), 1 - cos(d, text direction), entries below
@@ -7,7 +7,7 @@ total = patch * 9000 + global * 500 + content * 150 + tv * 0.002, where
 - content: MSE of VGG19 relu4_2 and relu5_2 features of output and content, summed;
 - tv: sum of the L2 norms of horizontal, vertical and both diagonal pixel differences.
 f is the SpectralCLIP image encoder; source is the unfiltered CLIP embedding of the content image
-(the reference's choice; ``filtered_source=True`` embeds it with f instead).
+(the reference's choice; ``source_encoder="filtered"`` embeds it with f instead, see ``clip_model.encode_source``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip_model import SpectralCLIP, clip_input, encode_templated_text
+from .clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
 from .vgg import VGGContent
 
 
@@ -87,7 +87,7 @@ class CLIPStyleLoss(nn.Module):
         weights: LossWeights | None = None,
         threshold: float = 0.7,
         source_text: str = "a Photo",
-        filtered_source: bool = False,
+        source_encoder: str = "plain",
         text_cache: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
@@ -96,7 +96,7 @@ class CLIPStyleLoss(nn.Module):
         self.weights = weights or LossWeights()
         self.threshold = threshold
         self.source_text = source_text
-        self.filtered_source = filtered_source
+        self.source_encoder = source_encoder
         self._text_cache = text_cache if text_cache is not None else {}
         self.text_direction: torch.Tensor | None = None
         self.source_features: torch.Tensor | None = None
@@ -113,7 +113,7 @@ class CLIPStyleLoss(nn.Module):
         """Fix the target text direction and the content image's CLIP and VGG features."""
         self.text_direction = normalize(self.text_features(text) - self.text_features(self.source_text))
         pixels = clip_input(content)
-        source = self.encoder.encode_image(pixels) if self.filtered_source else self.encoder.clip.encode_image(pixels)
+        source = encode_source(self.encoder, pixels, self.source_encoder)
         self.source_features = normalize(source.float())
         self.content_features = [f.detach() for f in self.vgg(content)]
 

@@ -1,7 +1,7 @@
 """The reference computation pattern of one CLIPstyler + SpectralCLIP step, written out literally.
 
 This is the yardstick of ``spectralstyle bench`` and of the equivalence test of the fast pipeline.
-It repeats what SPEC.md and the original code do, including their costs, on purpose:
+It repeats what docs/method.md and the original code do, including their costs, on purpose:
 
 - 64 (``config.crops``) crops augmented one at a time in a Python loop (``augment.apply_per_crop``);
 - the spectral filter as DCT -> mask -> IDCT of the whole [B, 50, 768] token sequence at every call,
@@ -35,7 +35,7 @@ from torch import nn
 
 from .augment import PatchAugmenter, apply_per_crop
 from .clip_model import CLIP_MEAN, CLIP_STD, encode_templated_text, load_clip
-from .config import TransferConfig
+from .settings import TransferConfig
 from .device import resolve_device
 from .spectral import parse_bands
 from .stylenet import StyleNet

@@ -57,7 +57,7 @@ class UpBlock(nn.Module):
 
 
 class StyleNet(nn.Module):
-    """U-Net with ngf base channels and a sigmoid output in [0, 1] (SPEC.md section 2)."""
+    """U-Net with ngf base channels and a sigmoid output in [0, 1] (docs/method.md, section 2)."""
 
     SIZE_MULTIPLE = 8
     MIN_SIDE = 16  # the 1/8 bottleneck needs 2x2 pixels for InstanceNorm

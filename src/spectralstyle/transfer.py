@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .clip_model import SpectralCLIP, load_clip
-from .config import TransferConfig
+from .settings import TransferConfig
 from .augment import PatchAugmenter
 from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
@@ -76,7 +76,7 @@ class Models:
             LossWeights(config.lambda_patch, config.lambda_global, config.lambda_content, config.lambda_tv),
             threshold=config.threshold,
             source_text=config.source_text,
-            filtered_source=config.source_encoder == "filtered",
+            source_encoder=config.source_encoder,
             text_cache=self.text_cache,
         )
         return loss.to(self.device)

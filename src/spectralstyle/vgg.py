@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models import vgg19
 
 from .errors import WeightsMissingError
+from .seeding import repeatable_init
 from .weights import WeightsFile, fetch, local_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -19,8 +20,7 @@ VGG19_WEIGHTS = WeightsFile(
 )
 CONTENT_LAYERS = {22: "relu4_2", 31: "relu5_2"}
 """Index in ``vgg19().features`` -> name. The reference keys them conv4_2/conv5_2 but reads them after
-the in-place ReLU, so they are the ReLU outputs (SPEC.md section 2)."""
-RANDOM_INIT_SEED = 0
+the in-place ReLU, so they are the ReLU outputs (docs/method.md, section 2)."""
 
 
 class VGGContent(nn.Module):
@@ -59,8 +59,7 @@ def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
 def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Module:
     """Full torchvision VGG19 with pretrained (cached download or ``path``) or random weights."""
     if weights == "random" and path is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
+        with repeatable_init():
             return vgg19(weights=None)
     model = vgg19(weights=None)
     file = local_file(path, "VGG19") if path else fetch(VGG19_WEIGHTS, flag="--vgg-weights")
