@@ -24,17 +24,11 @@ from torch import nn
 
 from .config import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
-from .weights import WeightsFile, fetch, local_file
+from .weights import fetch_model, local_file
 
 GENERATORS = ("fourier", "vqgan")
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
-VQGAN_FILES: dict[str, WeightsFile] = {
-    VQGAN_DEFAULT_NAME: WeightsFile(
-        "VQGAN imagenet_f16_16384",
-        f"{VQGAN_DEFAULT_NAME}.ckpt",
-        "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/?p=%2Fckpts%2Flast.ckpt&dl=1",
-    ),
-}
+VQGAN_FILES = {VQGAN_DEFAULT_NAME: "vqgan-f16-16384"}  # names --vqgan-checkpoint accepts -> weights.py keys
 VQGAN_PREFIXES = ("decoder.", "quantize.", "post_quant_conv.")
 RANDOM_INIT_SEED = 0
 
@@ -397,4 +391,4 @@ def resolve_vqgan_file(checkpoint: str | None, weights: str) -> Path | None:
         return local_file(checkpoint, "VQGAN")
     if weights == "random":
         return None
-    return fetch(VQGAN_FILES[checkpoint or VQGAN_DEFAULT_NAME], flag="--vqgan-checkpoint")
+    return fetch_model(VQGAN_FILES[checkpoint or VQGAN_DEFAULT_NAME])
