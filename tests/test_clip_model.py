@@ -122,8 +122,13 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     """With the offline switch off, the real download attempt fails here and must say so in one line."""
     monkeypatch.delenv("SPECTRALSTYLE_OFFLINE")
     monkeypatch.setenv("SPECTRALSTYLE_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the Hub is tried first: a closed local port
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def hub_unreachable(**kwargs):  # the Hub is tried first; the real client retries for ~25 s before this
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.setattr("spectralstyle.weights.hf_hub_download", hub_unreachable)
     monkeypatch.setattr("spectralstyle.weights.DOWNLOAD_TIMEOUT_S", 5)
     monkeypatch.setattr(
         "spectralstyle.clip_model._clip_impl._MODELS",

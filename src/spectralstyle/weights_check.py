@@ -76,12 +76,18 @@ def check_clip(path: Path, key: str | None = None) -> Check:
 
 
 def check_vgg(path: Path) -> Check:
-    from .vgg import build_vgg19
+    """VGG19's feature layers (all a run uses) loaded strictly; the classifier is neither built nor needed."""
+    from torchvision.models.vgg import cfgs, make_layers
 
+    from .vgg import _state_dict_from
+
+    if path.is_dir():
+        raise WeightsMissingError(f"{path} is a folder, not a VGG19 state dict file")
+    state = {k.removeprefix("features."): v for k, v in _state_dict_from(path).items()}
     try:
-        build_vgg19("pretrained", str(path))
-    except RuntimeError as exc:  # load_state_dict's size mismatches
-        raise WeightsMissingError(f"{path} does not match VGG19's shapes ({' '.join(str(exc).split())[:160]})") from None
+        make_layers(cfgs["E"]).load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing keys or size mismatches
+        raise WeightsMissingError(f"{path} does not match VGG19's feature layers ({' '.join(str(exc).split())[:160]})") from None
     if not _matches_published("vgg19", path):
         raise WeightsMissingError(f"{path} loads as VGG19 but its SHA-256 {sha256_of(path)} does not start with "
                                   f"torchvision's {VGG19_SHA256_PREFIX}: not the published file")
@@ -107,7 +113,7 @@ def identify(path: Path) -> Check:
     """Which model a file is, by loading it as each kind in turn (a folder can only be a CLIP)."""
     reasons = []
     for kind in ("clip", "vgg19", "vqgan-f16-16384"):
-        if kind != "clip" and path.is_dir():
+        if kind == "vqgan-f16-16384" and path.is_dir():
             break
         try:
             return check_clip(path) if kind == "clip" else check(kind, path)
