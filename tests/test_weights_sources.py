@@ -151,3 +151,14 @@ def test_vqgan_record_names_a_damaged_file(roots):
     with pytest.raises(WeightsMissingError) as err:
         weights.fetch_model("vqgan-f16-16384")
     assert str(ckpt) in str(err.value) and "damaged" in str(err.value) and "weights download vqgan" in str(err.value)
+
+
+def test_transfer_models_report_a_missing_clip_path_and_vgg_together(roots, tmp_path):
+    from spectralstyle.config import TransferConfig
+    from spectralstyle.transfer import Models
+
+    absent = tmp_path / "absent.pt"
+    with pytest.raises(WeightsMissingError) as err:
+        Models.load(TransferConfig(clip_weights=str(absent), device="cpu"))
+    msg = str(err.value)
+    assert f"--clip-weights {absent} does not exist" in msg and "VGG19 was looked for in" in msg and "\n" not in msg

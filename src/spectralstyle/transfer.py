@@ -56,7 +56,8 @@ class Models:
         clip_source = config.clip_weights or config.clip_model
         clip_mode = "pretrained" if config.clip_weights else config.weights
         # both found (or one message listing every missing one) before either is loaded
-        clip_file, vgg_file = resolve_model_files(clip_source, clip_mode, config.vgg_weights, config.weights)
+        clip_file, vgg_file = resolve_model_files(clip_source, clip_mode, config.vgg_weights, config.weights,
+                                                  config.clip_model)
         clip_model = load_clip(clip_file or clip_source, device=device, weights=clip_mode)
         vgg = load_vgg_content(config.weights, vgg_file or config.vgg_weights, device=device)
         if device.type == "cpu":  # oneDNN convolutions avoid layout reorders: measured 5-20% faster VGG on CPU

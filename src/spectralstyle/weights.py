@@ -475,18 +475,28 @@ def local_file(path: str | os.PathLike, what: str, folder_ok: bool = False) -> P
     return p
 
 
-def resolve_model_files(clip_source: str, clip_mode: str, vgg_path: str | None, vgg_mode: str) -> tuple[str | None, str | None]:
-    """Paths of the CLIP and VGG19 weights a run loads (None where random or a path is loaded as given).
+def resolve_model_files(clip_source: str, clip_mode: str, vgg_path: str | None, vgg_mode: str,
+                        clip_name: str = "ViT-B/32") -> tuple[str | None, str | None]:
+    """Paths of the CLIP and VGG19 weights a run loads (None where random or a given path is loaded as is).
 
     A CLIP model name in pretrained mode and VGG19 without ``--vgg-weights`` are looked for together,
-    so a machine missing both gets one message naming both.
+    and a given path that does not exist is reported with them, so a machine missing both gets one
+    message naming both. ``clip_name`` labels a missing ``--clip-weights`` path.
     """
     requests, slots = [], []
-    if clip_mode == "pretrained" and clip_source.lower() in ALIASES:
-        requests.append(Request(clip_key(clip_source)))
-        slots.append("clip")
-    if vgg_mode == "pretrained" and not vgg_path:
-        requests.append(Request("vgg19"))
-        slots.append("vgg")
+    if clip_mode == "pretrained":
+        if clip_source.lower() in ALIASES:
+            requests.append(Request(clip_key(clip_source)))
+            slots.append("clip")
+        elif not Path(clip_source).expanduser().exists():
+            requests.append(Request(clip_key(clip_name) if clip_name.lower() in ALIASES else "clip-vit-b-32", clip_source))
+            slots.append("clip")
+    if vgg_mode == "pretrained" or vgg_path:
+        if not vgg_path:
+            requests.append(Request("vgg19"))
+            slots.append("vgg")
+        elif not Path(vgg_path).expanduser().is_file():
+            requests.append(Request("vgg19", vgg_path))
+            slots.append("vgg")
     found = dict(zip(slots, (str(f.path) for f in require(*requests)))) if requests else {}
     return found.get("clip"), found.get("vgg")
