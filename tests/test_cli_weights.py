@@ -49,7 +49,7 @@ def test_acceptance_offline_without_weights(roots, content_image, tmp_path):
     downloaded = invoke("weights", "download")
     assert downloaded.exit_code == 1 and "SPECTRALSTYLE_OFFLINE is set" in downloaded.stderr
     for result in (listed, table, verified, downloaded):
-        assert "Traceback" not in result.output and not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
 
 
 def test_user_errors_exit_2(roots, tmp_path):

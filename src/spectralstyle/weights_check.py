@@ -17,7 +17,7 @@ from .download import sha256_of
 from .errors import SpectralStyleError, WeightsMissingError
 from .image_io import atomic_path, default_file_mode
 from .weights import (
-    CLIP_REPOS, MODEL_KEYS, TITLES, VGG19_FILE, cache_target, check_record, openai_sha256, write_record,
+    CLIP_REPOS, TITLES, VGG19_FILE, cache_target, check_record, openai_sha256, write_record,
 )
 
 VGG19_SHA256_PREFIX = VGG19_FILE.split("-")[1].split(".")[0]
@@ -156,6 +156,3 @@ def _copy_folder(source: Path, target: Path) -> None:
         os.replace(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-__all__ = ["Check", "MODEL_KEYS", "check", "identify", "place", "published_digests"]
