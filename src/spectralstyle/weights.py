@@ -21,6 +21,7 @@ place it was looked for, with how to fill each.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.error
 import warnings
@@ -348,9 +349,16 @@ def redownload_vqgan() -> Found:
 
 
 def hf_hub_download(**kwargs):  # the single call into huggingface_hub, so tests can stand in for it
+    """huggingface_hub's download, its per-retry log lines held back: a failure ends in our one message."""
     from huggingface_hub import hf_hub_download as download_from_hub
 
-    return download_from_hub(**kwargs)
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        return download_from_hub(**kwargs)
+    finally:
+        hub_log.setLevel(level)
 
 
 def _hub_download(place: Place, key: str, repos: ClipRepos) -> Found:
