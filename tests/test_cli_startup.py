@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "bench")
+COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "bench", "weights")
 HEAVY = ("torch", "torchvision", "clip", "rapidocr", "matplotlib", "av", "transformers")
 
 

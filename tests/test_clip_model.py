@@ -122,6 +122,13 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     """With the offline switch off, the real download attempt fails here and must say so in one line."""
     monkeypatch.delenv("SPECTRALSTYLE_OFFLINE")
     monkeypatch.setenv("SPECTRALSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def hub_unreachable(**kwargs):  # the Hub is tried first; the real client retries for ~25 s before this
+        raise LocalEntryNotFoundError("cannot reach the Hub")
+
+    monkeypatch.setattr("spectralstyle.weights.hf_hub_download", hub_unreachable)
     monkeypatch.setattr("spectralstyle.weights.DOWNLOAD_TIMEOUT_S", 5)
     monkeypatch.setattr(
         "spectralstyle.clip_model._clip_impl._MODELS",
@@ -129,7 +136,7 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     )
     with pytest.raises(WeightsMissingError, match="could not be downloaded"):
         load_clip("ViT-B/32", weights="pretrained")
-    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name not in ("hf", "ViT-B-32.pt.lock")] == []  # no partial file
 
 
 def test_local_checkpoint_path(tmp_path, random_clip):

@@ -20,7 +20,8 @@ from spectralstyle.cli import app
 from spectralstyle.clip_model import SpectralCLIP
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.image_io import load_image, write_json
+from spectralstyle.files import write_json
+from spectralstyle.image_io import load_image
 from spectralstyle.losses import normalize
 from spectralstyle.metrics import (
     ClipScorer, EvalInput, ImageMetrics, TextBox, TextSummary, clip_input, collect_inputs, evaluate_image,

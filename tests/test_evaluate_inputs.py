@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 import spectralstyle.metrics as metrics
 from spectralstyle.cli import app
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.image_io import load_image, write_json
+from spectralstyle.files import write_json
+from spectralstyle.image_io import load_image
 from spectralstyle.metrics import ClipScorer, SidecarError, collect_inputs, evaluate_image
 from spectralstyle.prompts import parse_prompts
 from spectralstyle.report import write_report

@@ -51,7 +51,8 @@ import torch
 from .settings import TransferConfig
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
-from .image_io import list_images, write_json
+from .files import write_json
+from .image_io import list_images
 from .bands import band_label
 from .transfer import Models, output_stem, run_job
 

@@ -342,7 +342,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     except SpectralStyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .image_io import write_json
+    from .files import write_json
 
     write_json(result.to_dict(), Path(args.out))
     return 0

@@ -21,7 +21,7 @@ try:  # Typer >= 0.20 ships its own copy of click
 except ImportError:  # pragma: no cover - older Typer on plain click
     from click.exceptions import NoArgsIsHelpError, UsageError
 
-from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate
+from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate, cli_weights
 from .cli_common import (
     INTERRUPTED_EXIT, ConfigOpt, DeviceOpt, OutOpt, compared_configs, console, fail, flag, log, progress_bar,
     resolve_from_flags, setup_log_file, user_errors, with_settings,
@@ -94,6 +94,10 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     return result
 
 
+
+SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
+CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
+
 @user_errors
 @with_settings(TransferConfig)
 def transfer(
@@ -101,8 +105,8 @@ def transfer(
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
-    save_model: flag("save-model", "Also save the trained StyleNet (for `apply`).") = False,
-    compare: flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.") = False,
+    save_model: SaveModelFlag = False,
+    compare: CompareFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -168,7 +172,8 @@ def apply(
     import torchvision.transforms.functional as TF
 
     from .device import resolve_device
-    from .image_io import ensure_writable_dir, finish_image, open_rgb, save_png
+    from .files import ensure_writable_dir
+    from .image_io import finish_image, open_rgb, save_png
     from .stylenet import StyleNet
 
     dev = resolve_device(device or "auto")
@@ -209,6 +214,7 @@ app.command("evaluate")(cli_evaluate.evaluate)
 app.command("analyze")(cli_evaluate.analyze)
 app.command("generate")(cli_generate.generate)
 app.command("bench")(cli_bench.bench)
+app.add_typer(cli_weights.weights_app, name="weights")
 
 
 def main() -> None:

@@ -33,6 +33,10 @@ ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help=
 BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
+
+DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no model.")
+SaveModelFlag = flag("save-model", "Also save each trained StyleNet (for `apply`).")
+
 @user_errors
 @with_settings(TransferConfig)
 def batch(
@@ -42,9 +46,9 @@ def batch(
     text: TextOpt = None,
     bands: BandsOpt = None,
     shard: ShardOpt = None,
-    dry_run: flag("dry-run", "List the plan and what a run would do; load no model.") = False,
+    dry_run: DryRunFlag = False,
     config_file: ConfigOpt = None,
-    save_model: flag("save-model", "Also save each trained StyleNet (for `apply`).") = False,
+    save_model: SaveModelFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:

@@ -35,6 +35,9 @@ def report_table(report) -> Table:  # report: bench.BenchReport
     return table
 
 
+
+CheckTargetFlag = flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.")
+
 @user_errors
 @with_settings(TransferConfig, include=BENCH_SETTINGS, defaults={"weights": "random", "size": "512x512"})
 def bench(
@@ -44,13 +47,14 @@ def bench(
     text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
     content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
-    check_target: flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.") = False,
+    check_target: CheckTargetFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
     from .bench import run_benchmark
-    from .image_io import ensure_writable_dir, load_image, write_json
+    from .files import ensure_writable_dir, write_json
+    from .image_io import load_image
 
     if steps < 1 or rounds < 1:
         raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")

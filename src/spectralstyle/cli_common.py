@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .errors import SpectralStyleError
-from .settings import Settings, declared_types, describe_type, info_of, preset_names
+from .settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -71,7 +71,7 @@ def user_errors(func: F) -> F:
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
-    from .image_io import ensure_writable_dir
+    from .files import ensure_writable_dir
 
     ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
@@ -97,10 +97,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
     help=f"YAML file of settings, or a shipped preset ({', '.join(preset_names()) or 'none found'}); flags override it.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-ClipWeightsOpt = Annotated[Optional[str], typer.Option(
-    "--clip-weights", help="CLIP weights file or folder of your own (OpenAI .pt, open_clip or transformers formats).")]
-VggWeightsOpt = Annotated[Optional[str], typer.Option(
-    "--vgg-weights", help="VGG19 weights file of your own (torchvision state dict).")]
+ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
+VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
 
 
 def flag(name: str, help: str) -> Any:

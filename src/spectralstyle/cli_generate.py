@@ -15,13 +15,16 @@ from .cli_common import (
 from .settings import GenerateConfig
 
 
+
+CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
+
 @user_errors
 @with_settings(GenerateConfig)
 def generate(
     prompt: Annotated[str, typer.Argument(help="Prompt; several as 'a|b:0.5|c:-1' (weight after ':', negative pushes away).")],
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
-    compare: flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.") = False,
+    compare: CompareFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 from .errors import SpectralStyleError, WeightsMissingError
 from .seeding import repeatable_init
 from .spectral import DEFAULT_BAND, SpectralFilter
-from .weights import WeightsFile, fetch, local_file
+from .weights import clip_key, fetch_model, local_file
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -44,11 +44,6 @@ _ARCHITECTURES: dict[str, dict[str, int]] = {
 }
 
 
-def clip_weights_file(name: str) -> WeightsFile:
-    url = _clip_impl._MODELS[name]
-    return WeightsFile(f"CLIP {name}", os.path.basename(url), url, sha256_prefix=url.split("/")[-2])
-
-
 def _random_clip(name: str) -> CLIP:
     if name not in _ARCHITECTURES:
         raise SpectralStyleError(f"random weights are available for {', '.join(_ARCHITECTURES)}, not {name!r}")
@@ -71,8 +66,8 @@ def _load_checkpoint(path: Path) -> CLIP:
 def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", weights: str = "pretrained") -> CLIP:
     """A frozen CLIP model in eval mode and float32 on ``device``.
 
-    ``weights="pretrained"``: ``name_or_path`` is a local checkpoint file, or a model name downloaded
-    once into the cache. ``weights="random"``: the named architecture, randomly (but repeatably)
+    ``weights="pretrained"``: ``name_or_path`` is a local checkpoint file or folder, or a model name
+    looked for in every known place (``weights.py``) and downloaded once when none has it. ``weights="random"``: the named architecture, randomly (but repeatably)
     initialised, with no file or network access.
     """
     if weights not in WEIGHT_MODES:
@@ -80,9 +75,9 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
     if weights == "random":
         model = _random_clip(name_or_path)
     elif name_or_path in _clip_impl._MODELS:
-        model = _load_checkpoint(fetch(clip_weights_file(name_or_path), flag="--clip-weights"))
+        model = _load_checkpoint(fetch_model(clip_key(name_or_path)))
     elif Path(name_or_path).expanduser().exists() or os.sep in name_or_path or name_or_path.endswith(".pt"):
-        model = _load_checkpoint(local_file(name_or_path, "CLIP"))
+        model = _load_checkpoint(local_file(name_or_path, "CLIP", folder_ok=True))
     else:
         raise SpectralStyleError(
             f"unknown CLIP model {name_or_path!r}; use a checkpoint path or one of {', '.join(clip.available_models())}"

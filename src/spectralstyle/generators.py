@@ -25,16 +25,10 @@ from torch import nn
 from .settings import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
 from .seeding import repeatable_init
-from .weights import WeightsFile, fetch, local_file
+from .weights import fetch_model, local_file
 
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
-VQGAN_FILES: dict[str, WeightsFile] = {
-    VQGAN_DEFAULT_NAME: WeightsFile(
-        "VQGAN imagenet_f16_16384",
-        f"{VQGAN_DEFAULT_NAME}.ckpt",
-        "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/?p=%2Fckpts%2Flast.ckpt&dl=1",
-    ),
-}
+VQGAN_FILES = {VQGAN_DEFAULT_NAME: "vqgan-f16-16384"}  # names --vqgan-checkpoint accepts -> weights.py keys
 VQGAN_PREFIXES = ("decoder.", "quantize.", "post_quant_conv.")
 
 # Square root of ImageNet's colour covariance (from its SVD), as published with Lucid.
@@ -395,4 +389,4 @@ def resolve_vqgan_file(checkpoint: str | None, weights: str) -> Path | None:
         return local_file(checkpoint, "VQGAN")
     if weights == "random":
         return None
-    return fetch(VQGAN_FILES[checkpoint or VQGAN_DEFAULT_NAME], flag="--vqgan-checkpoint")
+    return fetch_model(VQGAN_FILES[checkpoint or VQGAN_DEFAULT_NAME])

@@ -1,19 +1,12 @@
-"""Reading images, and writing results atomically with their settings embedded.
-
-A result is written to a temporary file in the same folder and renamed into place, so a crash or
-Ctrl-C never leaves a half-written file under the final name.
-"""
+"""Reading images as users have them, and writing results with their settings embedded (atomically,
+through ``files.atomic_path``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +16,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import SpectralStyleError
+from .files import atomic_path
 
 METADATA_KEY = "spectralstyle"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -69,46 +63,6 @@ def finish_image(image: torch.Tensor, contrast: float) -> torch.Tensor:
     return TF.adjust_contrast(image, contrast) if contrast != 1.0 else image
 
 
-def default_file_mode() -> int:
-    """0666 less the process umask: what ``open()`` would give a new file (mkstemp gives 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def ensure_writable_dir(path: str | Path, what: str = "output folder") -> Path:
-    """Create ``path`` if needed and check that files can be written there, before any long computation."""
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise SpectralStyleError(f"{what} {folder} is not a folder (a file is in the way)") from None
-    except OSError as exc:
-        raise SpectralStyleError(f"cannot create {what} {folder}: {exc.strerror or exc}") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spectralstyle-probe-"):
-            pass
-    except OSError as exc:
-        raise SpectralStyleError(f"cannot write in {what} {folder}: {exc.strerror or exc}") from None
-    return folder
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, default_file_mode())  # readable by others as usual, e.g. on a shared results folder
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_png(image: torch.Tensor | Image.Image, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Atomically write a PNG, with ``metadata`` as JSON in its ``spectralstyle`` text chunk."""
     pil = image if isinstance(image, Image.Image) else to_pil(image)
@@ -117,12 +71,6 @@ def save_png(image: torch.Tensor | Image.Image, path: str | Path, metadata: dict
         info.add_text(METADATA_KEY, json.dumps(metadata, sort_keys=True, default=str))
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG", pnginfo=info)
-    return Path(path)
-
-
-def write_json(data: Any, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     return Path(path)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .image_io import METADATA_KEY, atomic_path, open_rgb
+from .files import atomic_path
+from .image_io import METADATA_KEY, open_rgb
 from .metrics import PLOT_KIND, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256

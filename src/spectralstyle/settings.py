@@ -114,8 +114,14 @@ def clip_model_setting() -> Any:
     return setting("ViT-B/32", "CLIP architecture: ViT-B/32 (the method's), ViT-B/16 or ViT-L/14.")
 
 
+CLIP_WEIGHTS_HELP = ("CLIP weights file or folder (OpenAI .pt, open_clip/OpenAI state dict, transformers folder); "
+                     "default: the first place that has them, see `spectralstyle weights list`.")
+VGG_WEIGHTS_HELP = ("torchvision VGG19 state dict file; default: the first place that has it, "
+                    "see `spectralstyle weights list`.")
+
+
 def clip_weights_setting() -> Any:
-    return setting(None, "CLIP weights file or folder of your own (OpenAI .pt, open_clip or transformers formats).")
+    return setting(None, CLIP_WEIGHTS_HELP)
 
 
 def device_setting() -> Any:
@@ -260,7 +266,7 @@ class TransferConfig(Settings):
     clip_model: str = clip_model_setting()
     weights: WeightMode = weights_setting()
     clip_weights: str | None = clip_weights_setting()
-    vgg_weights: str | None = setting(None, "VGG19 weights file of your own (torchvision state dict).")
+    vgg_weights: str | None = setting(None, VGG_WEIGHTS_HELP)
     device: str = device_setting()
     precision: Precision = setting("fp32", "fp32 (reference), or bf16 / fp16 autocast (fp16 on GPUs only).")
     compile: bool = setting(False, "torch.compile the networks (faster on GPU after a warm-up).")

@@ -27,11 +27,13 @@ from .settings import TransferConfig
 from .augment import PatchAugmenter
 from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
-from .image_io import atomic_path, finish_image, load_image, open_rgb, save_png, side_by_side, slugify, write_json
+from .files import atomic_path, write_json
+from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify
 from .losses import CLIPStyleLoss, LossWeights
 from .spectral import band_label
 from .stylenet import StyleNet
 from .vgg import VGGContent, load_vgg_content
+from .weights import resolve_model_files
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -53,8 +55,12 @@ class Models:
         device = resolve_device(config.device)
         check_precision(device, config.precision)
         clip_source = config.clip_weights or config.clip_model
-        clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
-        vgg = load_vgg_content(config.weights, config.vgg_weights, device=device)
+        clip_mode = "pretrained" if config.clip_weights else config.weights
+        # both found (or one message listing every missing one) before either is loaded
+        clip_file, vgg_file = resolve_model_files(clip_source, clip_mode, config.vgg_weights, config.weights,
+                                                  config.clip_model)
+        clip_model = load_clip(clip_file or clip_source, device=device, weights=clip_mode)
+        vgg = load_vgg_content(config.weights, vgg_file or config.vgg_weights, device=device)
         if device.type == "cpu":  # oneDNN convolutions avoid layout reorders: measured 5-20% faster VGG on CPU
             vgg = vgg.to(memory_format=torch.channels_last)
         return cls(clip_model, vgg, device, config.weights)

@@ -10,14 +10,10 @@ from torchvision.models import vgg19
 
 from .errors import WeightsMissingError
 from .seeding import repeatable_init
-from .weights import WeightsFile, fetch, local_file
+from .weights import fetch_model, local_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-VGG19_WEIGHTS = WeightsFile(
-    "VGG19 (ImageNet, torchvision)", "vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-    sha256_prefix="dcbb9e9d",
-)
 CONTENT_LAYERS = {22: "relu4_2", 31: "relu5_2"}
 """Index in ``vgg19().features`` -> name. The reference keys them conv4_2/conv5_2 but reads them after
 the in-place ReLU, so they are the ReLU outputs (docs/method.md, section 2)."""
@@ -57,12 +53,12 @@ def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Module:
-    """Full torchvision VGG19 with pretrained (cached download or ``path``) or random weights."""
+    """Full torchvision VGG19 with pretrained (``path``, or the first place that has it) or random weights."""
     if weights == "random" and path is None:
         with repeatable_init():
             return vgg19(weights=None)
     model = vgg19(weights=None)
-    file = local_file(path, "VGG19") if path else fetch(VGG19_WEIGHTS, flag="--vgg-weights")
+    file = local_file(path, "VGG19") if path else fetch_model("vgg19")
     missing, _ = model.load_state_dict(_state_dict_from(file), strict=False)
     if any(k.startswith("features.") for k in missing):
         raise WeightsMissingError(f"{file} does not hold VGG19 feature weights (missing {missing[0]})")
