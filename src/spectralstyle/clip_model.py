@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SpectralStyleError, WeightsMissingError
+from .errors import SpectralStyleError
 from .spectral import DEFAULT_BAND, SpectralFilter
-from .weights import WeightsFile, fetch, local_file
+from .weights import WeightsFile, fetch
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -58,15 +58,10 @@ def _random_clip(name: str) -> CLIP:
 
 
 def _load_checkpoint(path: Path) -> CLIP:
-    try:
-        with warnings.catch_warnings():  # clip.load falls back to torch.jit.load, which warns of its deprecation
-            warnings.simplefilter("ignore", FutureWarning)
-            model, _ = clip.load(str(path), device="cpu", jit=False)
-    except Exception as exc:  # a truncated or foreign file; torch's own text suggests unsafe loading, so not shown
-        raise WeightsMissingError(f"{path} is not a readable OpenAI CLIP checkpoint (damaged or another kind of "
-                                  f"file: {exc.__class__.__name__}); delete it to download it again, or give "
-                                  "the right file") from None
-    return model.float()
+    """THE loader of a user's or a cached CLIP file or folder, in any format of ``clip_formats``, without running code."""
+    from .clip_formats import load_clip_weights
+
+    return load_clip_weights(path)
 
 
 def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", weights: str = "pretrained") -> CLIP:
@@ -83,7 +78,7 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
     elif name_or_path in _clip_impl._MODELS:
         model = _load_checkpoint(fetch(clip_weights_file(name_or_path), flag="--clip-weights"))
     elif Path(name_or_path).expanduser().exists() or os.sep in name_or_path or name_or_path.endswith(".pt"):
-        model = _load_checkpoint(local_file(name_or_path, "CLIP"))
+        model = _load_checkpoint(Path(name_or_path).expanduser())  # a file or a model folder
     else:
         raise SpectralStyleError(
             f"unknown CLIP model {name_or_path!r}; use a checkpoint path or one of {', '.join(clip.available_models())}"
