@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import torchvision.transforms.functional as TF
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -26,6 +25,7 @@ from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
 from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
+from .safeload import read_weights
 from .spectral import band_label
 from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job, write_comparison
@@ -169,14 +169,14 @@ def apply(
         raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
+    saved = read_weights(model, "StyleNet saved by spectralstyle")  # runs no code from the file
     try:
-        saved = torch.load(model, map_location="cpu", weights_only=True)
         net = StyleNet(ngf=saved["ngf"])
         net.load_state_dict(saved["state_dict"])
+        record = json.loads(saved.get("record_json", "{}"))
     except Exception as exc:
         raise SpectralStyleError(f"{model} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
     net = net.eval().to(dev)
-    record = json.loads(saved.get("record_json", "{}"))
     factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
     ensure_writable_dir(out)
     names = output_names(images, model.name.removesuffix(".stylenet.pt"))

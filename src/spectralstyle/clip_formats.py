@@ -71,11 +71,9 @@ def _weights_file_in(folder: Path) -> Path:
 
 def _unwrap(data: object, path: Path) -> dict[str, torch.Tensor]:
     """The flat tensor dict of what a file held: a TorchScript module tree, a wrapped or a bare state dict."""
-    if isinstance(data, Placeholder):
-        return flatten_module_tree(data)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
-    state = tensors_only(data)
+    state = flatten_module_tree(data) if isinstance(data, Placeholder) else tensors_only(data)
     if not state:
         raise WeightsMissingError(f"{path} holds no tensors by name (expected a CLIP state dict or OpenAI's "
                                   "TorchScript checkpoint)")
