@@ -4,6 +4,7 @@ independent implementations that wrote them (transformers, open_clip, TorchScrip
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,18 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
     empty.mkdir()
     with pytest.raises(WeightsMissingError, match="holds no CLIP weights"):
         load_clip(str(empty))
+
+
+@pytest.mark.parametrize("name,patch,width,layers,text_width", [("ViT-B/16", 16, 768, 12, 512), ("ViT-L/14", 14, 1024, 24, 768)])
+def test_architecture_inferred_for_b16_and_l14(name, patch, width, layers, text_width):
+    """Shapes alone (meta tensors, nothing allocated) give ViT-B/16's and ViT-L/14's architecture."""
+    from spectralstyle.clip_formats import build_clip
+    from spectralstyle.clip_model import _ARCHITECTURES
+
+    with torch.device("meta"):
+        state = CLIP(image_resolution=224, context_length=77, vocab_size=49408, **_ARCHITECTURES[name]).state_dict()
+    model = build_clip(dict(state), Path(name))
+    assert model.visual.conv1.kernel_size == (patch, patch) and model.visual.input_resolution == 224
+    assert model.visual.conv1.out_channels == width and len(model.visual.transformer.resblocks) == layers
+    assert model.visual.transformer.resblocks[0].attn.num_heads == width // 64
+    assert model.ln_final.weight.shape == (text_width,) and model.transformer.resblocks[0].attn.num_heads == text_width // 64
