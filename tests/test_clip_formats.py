@@ -163,6 +163,11 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
     torch.save(state, partial)
     with pytest.raises(WeightsMissingError, match=r"keys 1 missing \(first: visual\.ln_post\.weight\)"):
         load_clip(str(partial))
+    gelu = tmp_path / "laion"
+    gelu.mkdir()
+    (gelu / "config.json").write_text('{"vision_config": {"hidden_act": "gelu"}, "text_config": {"hidden_act": "gelu"}}')
+    with pytest.raises(WeightsMissingError, match="activation 'gelu'"):
+        load_clip(str(gelu))
     empty = tmp_path / "empty_folder"
     empty.mkdir()
     with pytest.raises(WeightsMissingError, match="holds no CLIP weights"):

@@ -16,6 +16,7 @@ stay in float32 (``build_model`` rounds them to float16).
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ WHAT = "CLIP checkpoint"
 FOLDER_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
 # Non-tensor entries OpenAI's TorchScript archives keep beside the weights (build_model drops them too).
 OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+QUICK_GELU = "quick_gelu"
 
 _HF_LAYER = re.compile(r"^(vision|text)_model\.encoder\.layers\.(\d+)\.(.+)$")
 _HF_LAYER_PARTS = {
@@ -164,10 +166,29 @@ def build_clip(state: dict[str, torch.Tensor], path: Path) -> CLIP:
     return model.float()
 
 
-def read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """OpenAI-named CLIP tensors from a file or model folder of any accepted format."""
+def check_activation(folder: Path) -> None:
+    """Refuse a transformers folder whose config.json says GELU: our CLIP has OpenAI's QuickGELU, and
+    weights trained with GELU (LAION's, for example) would load without error but give wrong features."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return
+    try:
+        config = json.loads(config_file.read_text())
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise WeightsMissingError(f"{config_file} is not readable JSON ({exc.__class__.__name__})") from None
+    for tower in ("vision_config", "text_config"):
+        act = config.get(tower, {}).get("hidden_act", QUICK_GELU) if isinstance(config.get(tower), dict) else QUICK_GELU
+        if act != QUICK_GELU:
+            raise WeightsMissingError(f"{folder} is a CLIP with {tower.split('_')[0]} activation {act!r}; this tool's "
+                                      f"CLIP uses {QUICK_GELU!r} as OpenAI's weights do")
+
+
+def read_clip_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """OpenAI-named CLIP tensors from a file or model folder of any accepted format, and the file read."""
+    if path.is_dir():
+        check_activation(path)
     file = _weights_file_in(path) if path.is_dir() else path
-    return to_openai_names(_unwrap(read_weights(file, WHAT), file), file)
+    return to_openai_names(_unwrap(read_weights(file, WHAT), file), file), file
 
 
 def load_clip_weights(path: str | Path) -> CLIP:
@@ -175,5 +196,4 @@ def load_clip_weights(path: str | Path) -> CLIP:
     path = Path(path).expanduser()
     if not path.exists():
         raise WeightsMissingError(f"CLIP weights file {path} does not exist")
-    file = _weights_file_in(path) if path.is_dir() else path
-    return build_clip(read_clip_state_dict(path), file)
+    return build_clip(*read_clip_state_dict(path))
