@@ -28,7 +28,6 @@ import sys
 import tarfile
 import types
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from .errors import WeightsMissingError
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCHSCRIPT_MARKER = "constants.pkl"  # torch.serialization._is_torchscript_zip tests the same record
+ZIP_MAGIC = b"PK\x03\x04"  # torch.serialization._is_zipfile tests these bytes
 
 
 class Placeholder:
@@ -176,14 +176,14 @@ def _read_zip_as_data(path: Path) -> Any:
 
 
 def is_torchscript_archive(path: Path) -> bool:
-    """True for a ``torch.jit.save`` archive (which ``torch.load(weights_only=False)`` hands to ``torch.jit.load``)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        names = zipfile.ZipFile(path).namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.rpartition("/")[2] == TORCHSCRIPT_MARKER or "/code/" in n for n in names)
+    """True for a ``torch.jit.save`` archive, by the test ``torch.load`` uses before it hands one to ``torch.jit.load``."""
+    return TORCHSCRIPT_MARKER in torch._C.PyTorchFileReader(str(path)).get_all_records()
+
+
+def _is_zip(path: Path) -> bool:
+    """A zip by torch's own test (the first four bytes), so torch.load never treats as a zip a file we did not."""
+    with open(path, "rb") as f:
+        return f.read(4) == ZIP_MAGIC
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -200,7 +200,7 @@ def _read(path: Path) -> Any:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    if zipfile.is_zipfile(path):
+    if _is_zip(path):
         if is_torchscript_archive(path):
             return _read_zip_as_data(path)
         try:
