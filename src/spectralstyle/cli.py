@@ -168,12 +168,12 @@ def apply(
     """Apply a trained StyleNet to other images, at any resolution (the network is fully convolutional)."""
     import json
 
-    import torch
     import torchvision.transforms.functional as TF
 
     from .device import resolve_device
     from .files import ensure_writable_dir
     from .image_io import finish_image, open_rgb, save_png
+    from .safeload import read_weights
     from .stylenet import StyleNet
 
     dev = resolve_device(device or "auto")
@@ -183,14 +183,14 @@ def apply(
         raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
+    saved = read_weights(model, "StyleNet saved by spectralstyle")  # runs no code from the file
     try:
-        saved = torch.load(model, map_location="cpu", weights_only=True)
         net = StyleNet(ngf=saved["ngf"])
         net.load_state_dict(saved["state_dict"])
+        record = json.loads(saved.get("record_json", "{}"))
     except Exception as exc:
         raise SpectralStyleError(f"{model} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
     net = net.eval().to(dev)
-    record = json.loads(saved.get("record_json", "{}"))
     factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
     ensure_writable_dir(out)
     names = output_names(images, model.name.removesuffix(".stylenet.pt"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SpectralStyleError, WeightsMissingError
+from .errors import SpectralStyleError
 from .seeding import repeatable_init
 from .spectral import DEFAULT_BAND, SpectralFilter
 from .weights import clip_key, fetch_model, local_file
@@ -31,7 +31,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_SIZE = 224
 CONTEXT_LENGTH = 77
-WEIGHT_MODES = ("pretrained", "random")
+from .settings import WEIGHT_MODES  # noqa: E402  (one list of weight modes)
 
 # Architecture hyper-parameters of OpenAI's ViT checkpoints, for random initialisation without files.
 _ARCHITECTURES: dict[str, dict[str, int]] = {
@@ -52,15 +52,10 @@ def _random_clip(name: str) -> CLIP:
 
 
 def _load_checkpoint(path: Path) -> CLIP:
-    try:
-        with warnings.catch_warnings():  # clip.load falls back to torch.jit.load, which warns of its deprecation
-            warnings.simplefilter("ignore", FutureWarning)
-            model, _ = clip.load(str(path), device="cpu", jit=False)
-    except Exception as exc:  # a truncated or foreign file; torch's own text suggests unsafe loading, so not shown
-        raise WeightsMissingError(f"{path} is not a readable OpenAI CLIP checkpoint (damaged or another kind of "
-                                  f"file: {exc.__class__.__name__}); delete it to download it again, or give "
-                                  "the right file") from None
-    return model.float()
+    """THE loader of a user's or a cached CLIP file or folder, in any format of ``clip_formats``, without running code."""
+    from .clip_formats import load_clip_weights
+
+    return load_clip_weights(path)
 
 
 def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", weights: str = "pretrained") -> CLIP:

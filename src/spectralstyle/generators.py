@@ -24,6 +24,7 @@ from torch import nn
 
 from .settings import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
+from .safeload import read_weights, tensors_only
 from .seeding import repeatable_init
 from .weights import fetch_model, local_file
 
@@ -333,16 +334,14 @@ def config_beside(checkpoint: Path) -> VQGANConfig:
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a taming checkpoint ({"state_dict": ...}) or of a bare state dict file."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:  # Lightning checkpoints may pickle training objects beside the weights
-            data = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise WeightsMissingError(f"{path} is not a readable VQGAN checkpoint ({exc.__class__.__name__})") from None
-    state = data.get("state_dict", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    """The state dict of a taming checkpoint ({"state_dict": ...}) or of a bare state dict file.
+
+    Lightning checkpoints pickle training objects (callbacks, configs) beside the weights; ``safeload``
+    keeps those as inert placeholders instead of importing and running their classes.
+    """
+    data = read_weights(path, "VQGAN checkpoint")
+    state = tensors_only(data.get("state_dict", data)) if isinstance(data, dict) else {}
+    if not state:
         raise WeightsMissingError(f"{path} holds no VQGAN state dict (expected a taming-transformers checkpoint)")
     return state
 

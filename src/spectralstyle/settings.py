@@ -114,10 +114,11 @@ def clip_model_setting() -> Any:
     return setting("ViT-B/32", "CLIP architecture: ViT-B/32 (the method's), ViT-B/16 or ViT-L/14.")
 
 
-CLIP_WEIGHTS_HELP = ("CLIP weights file or folder (OpenAI .pt, open_clip/OpenAI state dict, transformers folder); "
-                     "default: the first place that has them, see `spectralstyle weights list`.")
-VGG_WEIGHTS_HELP = ("torchvision VGG19 state dict file; default: the first place that has it, "
-                    "see `spectralstyle weights list`.")
+CLIP_WEIGHTS_HELP = ("CLIP weights of your own: OpenAI's .pt, an OpenAI/open_clip/transformers state dict (.pt, .bin, "
+                     ".safetensors) or a transformers/open_clip model folder; default: the first place that has "
+                     "them (see `spectralstyle weights list`).")
+VGG_WEIGHTS_HELP = ("torchvision VGG19 state dict of your own (.pth or .safetensors); default: the first place that "
+                    "has it (see `spectralstyle weights list`).")
 
 
 def clip_weights_setting() -> Any:

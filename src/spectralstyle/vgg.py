@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models import vgg19
 
 from .errors import WeightsMissingError
+from .safeload import read_weights, tensors_only
 from .seeding import repeatable_init
 from .weights import fetch_model, local_file
 
@@ -43,12 +44,11 @@ class VGGContent(nn.Module):
 
 
 def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsMissingError(f"{path} is not a readable VGG19 state dict ({exc.__class__.__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state:
+    """The ``features.*`` tensors of a VGG19 file (torch or safetensors), read without running code from it."""
+    state = read_weights(path, "VGG19 state dict")
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    state = tensors_only(state)
     return {k: v for k, v in state.items() if k.startswith("features.")} or {f"features.{k}": v for k, v in state.items()}
 
 
