@@ -19,13 +19,16 @@ from . import __version__
 from .cli_common import (
     BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt, LambdaContentOpt,
     LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SaveEveryOpt, SeedOpt, SizeOpt,
-    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console, fail, log,
+    SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console, log,
     setup_log_file, user_errors,
 )
+from .cli_common import CheckpointEveryOpt, ResumeOpt, interrupted_exit
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
 from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
+from .interrupts import stops_at_step_boundary
+from .resume import DEFAULT_CHECKPOINT_EVERY, RunControl, interruption_message
 from .spectral import band_label
 from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job, write_comparison
@@ -61,8 +64,9 @@ def progress_bar() -> Progress:
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Models, out: Path,
-                      progress: Progress, save_model: bool = False, label: str | None = None) -> JobOutput:
-    """One transfer job with a progress bar row showing the current losses."""
+                      progress: Progress, save_model: bool = False, label: str | None = None,
+                      control: RunControl | None = None) -> JobOutput:
+    """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
     task = progress.add_task(escape(label or f"{content.name} · {band_label(config.band)}"), total=config.steps, losses="")
 
     def on_step(step: int, losses: dict[str, float]) -> None:
@@ -72,13 +76,19 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
 
     log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
              config.width, config.height, models.device)
-    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model)
+
+    def on_note(message: str) -> None:
+        progress.console.print(escape(message), highlight=False, soft_wrap=True)
+
+    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
+                     on_note=on_note)
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
     return result
 
 
 @app.command()
 @user_errors
+@stops_at_step_boundary
 def transfer(
     content: Annotated[Path, typer.Argument(help="Content image (jpg, png, ...).")],
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
@@ -107,9 +117,16 @@ def transfer(
     compile: CompileOpt = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also save the trained StyleNet (for `apply`).")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
 ) -> None:
-    """Stylise CONTENT to match TEXT, without painting the text's words into it."""
+    """Stylise CONTENT to match TEXT, without painting the text's words into it.
+
+    Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
+    the same command then resumes.
+    """
     config = config_from_flags(config_file, size, locals())
+    control = RunControl(checkpoint_every, resume)
     load_image(content)  # fail on a bad image before loading any model
     from .clip_model import tokenize_templated
 
@@ -123,9 +140,9 @@ def transfer(
     results = []
     with progress_bar() as progress:
         for cfg in configs:
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model)
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control)
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
+                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             results.append(result)
     if len(results) == 2:
         results.append(write_transfer_comparison(results, out))

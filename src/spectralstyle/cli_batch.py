@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,12 +21,15 @@ from .batch import (
     resolve_shard, shard_jobs, split_bands, write_manifest,
 )
 from .cli_common import (
-    INTERRUPTED_EXIT, BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
+    BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
     LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, PrecisionOpt, SaveEveryOpt,
     SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
-    fail, log, make_console, setup_log_file, user_errors,
+    log, make_console, setup_log_file, user_errors,
 )
+from .cli_common import CheckpointEveryOpt, ResumeOpt, interrupted_exit
 from .errors import SpectralStyleError
+from .interrupts import stops_at_step_boundary
+from .resume import DEFAULT_CHECKPOINT_EVERY, RunControl
 from .spectral import band_label
 
 JOB_FAILED_EXIT = 1
@@ -43,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
 
 @user_errors
+@stops_at_step_boundary
 def batch(
     content_dir: Annotated[Path, typer.Argument(help="Folder of content images (jpg, png, ...).")],
     out: BatchOutOpt,
@@ -74,12 +79,15 @@ def batch(
     precision: PrecisionOpt = None,
     compile: CompileOpt = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also save each trained StyleNet (for `apply`).")] = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
     """
     config = config_from_flags(config_file, size, locals())
+    control = RunControl(checkpoint_every, resume)
     if band is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")
     band_list = split_bands(bands) if bands else [config.band]
@@ -104,15 +112,15 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env())
+    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control)
     live = my_shard.count == 1 and console.is_terminal
     results = run_shard(runner, mine, todo, config.steps, prefix, live)
 
     interrupted = [r for r in results if r.status == INTERRUPTED]
     if interrupted:
         write_manifest(out, plan, config)
-        raise fail(f"{prefix}interrupted: {escape(interrupted[0].error)}; run the same command again to resume",
-                   INTERRUPTED_EXIT)
+        shard_label = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # plain text: interrupted_exit escapes
+        raise interrupted_exit(f"{shard_label}{interrupted[0].describe}: {interrupted[0].error}")
     failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
                     write_manifest(out, plan, config))
     if failed:
@@ -138,7 +146,8 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
     if not live:
         runner.hooks = BatchHooks(
             on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
-            on_job_end=lambda job, r: console.print(f"{prefix}{result_line(r)}", highlight=False, soft_wrap=True),
+            on_job_end=lambda job, r: print_job_end(console, r, prefix),
+            on_note=lambda message: console.print(f"{prefix}{escape(message)}", highlight=False, soft_wrap=True),
         )
         return runner.run(jobs)
     from .cli import progress_bar
@@ -155,12 +164,19 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
 
         def end(job: Job, result: JobResult) -> None:
             progress.advance(overall)
-            progress.console.print(result_line(result), highlight=False, soft_wrap=True)
+            print_job_end(progress.console, result)
 
-        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"))
+        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
+                                  lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         results = runner.run(jobs)
         progress.update(current, visible=False)
     return results
+
+
+def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
+    """One line per job; none for an interrupted one, whose line ends the command."""
+    if result.status != INTERRUPTED:
+        out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
 
 
 def result_line(result: JobResult) -> str:

@@ -20,6 +20,8 @@ from .config import FIELD_NAMES, TransferConfig, resolve_config
 from .device import is_out_of_memory, out_of_memory_message
 from .errors import SpectralStyleError
 from .image_io import ensure_writable_dir
+from .interrupts import INTERRUPTED_EXIT
+from .resume import DEFAULT_CHECKPOINT_EVERY
 
 
 
@@ -35,13 +37,19 @@ log.addHandler(logging.NullHandler())  # log lines go to OUT/spectralstyle.log o
 F = TypeVar("F", bound=Callable[..., Any])
 
 USER_ERROR_EXIT = 2
-INTERRUPTED_EXIT = 130
 
 
 def fail(message: str, code: int = USER_ERROR_EXIT) -> typer.Exit:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     log.error(message)
     return typer.Exit(code)
+
+
+def interrupted_exit(message: str) -> typer.Exit:
+    """The one console line of a command stopped by Ctrl-C or SIGTERM, logged, and exit code 130."""
+    console.print(f"[bold yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
+    log.warning(message)
+    return typer.Exit(INTERRUPTED_EXIT)
 
 
 def user_errors(func: F) -> F:
@@ -102,6 +110,9 @@ ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Patc
 SourceEncoderOpt = Annotated[Optional[str], typer.Option("--source-encoder", help="Embed the content image with plain CLIP (reference) or the filtered encoder.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32 (reference), bf16 or fp16 autocast.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks (faster on GPU after warm-up).")]
+# run control: how a run is checkpointed and resumed; not settings (they do not change the result or its hash)
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="N", help=f"Save a checkpoint every N steps in OUT/.checkpoints, to resume an interrupted run (0 = never; default {DEFAULT_CHECKPOINT_EVERY}).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue an interrupted run from its checkpoint (default), or start over.")]
 
 
 def config_from_flags(config_file: Optional[Path], size: Optional[str], flags: dict[str, Any]) -> TransferConfig:

@@ -9,14 +9,17 @@ import typer
 from rich.markup import escape
 
 from .cli_common import (
-    BandOpt, ClipWeightsOpt, ConfigOpt, DeviceOpt, OutOpt, SaveEveryOpt, SeedOpt, WeightsOpt, console, fail, log,
+    BandOpt, ClipWeightsOpt, ConfigOpt, DeviceOpt, OutOpt, SaveEveryOpt, SeedOpt, WeightsOpt, console, log,
     setup_log_file, user_errors,
 )
+from .cli_common import CheckpointEveryOpt, ResumeOpt, interrupted_exit
 from .device import resolve_device
 from .generate import GenerateModels, resolve_generate_config, run_generation, write_generation_comparison
 from .generators import resolve_vqgan_file
 from .image_io import load_image
+from .interrupts import stops_at_step_boundary
 from .prompts import parse_prompts
+from .resume import DEFAULT_CHECKPOINT_EVERY, RunControl, interruption_message
 from .spectral import band_label
 
 GenSizeOpt = Annotated[Optional[str], typer.Option("--size", help="Image size WIDTHxHEIGHT: multiples of 16 for vqgan, 8 for fourier (default 256x256).")]
@@ -50,8 +53,14 @@ def generate(
     save_every: SaveEveryOpt = None,
     out: OutOpt = Path("outputs"),
     compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
 ) -> None:
-    """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words."""
+    """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words.
+
+    Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
+    the same command then resumes.
+    """
     from .cli import progress_bar  # here: cli imports this module while it is being set up
 
     config = resolve_generate_config(
@@ -60,6 +69,7 @@ def generate(
         init_weight=init_weight, distance=distance, lr=lr, seed=seed, device=device, weights=weights,
         clip_weights=clip_weights, save_every=save_every,
     )
+    control = RunControl(checkpoint_every, resume)
     parse_prompts(prompt)  # empty, too long or badly weighted prompts fail before any model loads
     if config.init_image:
         load_image(config.init_image)
@@ -79,9 +89,10 @@ def generate(
 
             log.info("generate %r generator=%s band=%s steps=%d size=%dx%d device=%s", prompt, cfg.generator,
                      cfg.band, cfg.steps, cfg.width, cfg.height, models.device)
-            result = run_generation(prompt, cfg, models, out, on_step=on_step)
+            result = run_generation(prompt, cfg, models, out, on_step=on_step, control=control,
+                                    on_note=lambda message: progress.console.print(escape(message), highlight=False))
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
+                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             log.info("wrote %s in %.1fs", result.image, result.record["wall_time_s"])
             results.append(result)
     if len(results) == 2:
@@ -91,4 +102,4 @@ def generate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(user_errors(generate))
+    app.command("generate")(user_errors(stops_at_step_boundary(generate)))
