@@ -227,18 +227,23 @@ def test_sigterm_to_batch_then_the_job_resumes_bit_for_bit(content, reference, c
     out = tmp_path / "o"
     args = ["batch", str(folder), "--out", str(out), "--text", TEXT, *FLAGS]
 
+    ended = threading.Event()
+
     def send_sigterm_at_first_checkpoint() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not checkpoint_path(out).exists():
+        while not ended.is_set() and not checkpoint_path(out).exists():
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not ended.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # a late signal must not end pytest
     try:
         sender = threading.Thread(target=send_sigterm_at_first_checkpoint)
         sender.start()
-        first = runner.invoke(app, args)
-        sender.join()
+        try:
+            first = runner.invoke(app, args)
+        finally:
+            ended.set()
+            sender.join()
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert first.exit_code == 130, first.output

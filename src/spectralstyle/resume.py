@@ -20,6 +20,7 @@ result, so they are not settings and stay out of the config hash.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -69,8 +70,11 @@ class HasRandomState(Protocol):
 
 
 def trainable_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters an optimisation changes (a frozen decoder inside a generator is not saved)."""
-    return {name: p.detach().cpu().clone() for name, p in module.named_parameters() if p.requires_grad}
+    """The parameters an optimisation changes (a frozen decoder inside a generator is not saved).
+
+    Not copied on the CPU: ``torch.save`` writes them before the next step changes them.
+    """
+    return {name: p.detach().cpu() for name, p in module.named_parameters() if p.requires_grad}
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -200,7 +204,7 @@ class Checkpointer:
         if saved.get("run_key") != self.key:
             self.note(f"ignoring checkpoint {self.path}: written for another content image or text; starting from step 0")
             return None
-        snapshot = TrainingState.state_dict(state)  # to put back if the checkpoint does not fit the model
+        snapshot = copy.deepcopy(state.state_dict())  # to put back if the checkpoint does not fit the model
         try:
             state.load_state_dict(saved["state"])
             history = json.loads(saved["history_json"])
