@@ -136,6 +136,13 @@ class PatchAugmenter:
         self.num_crops, self.crop_size, self.distortion, self.out_size = num_crops, crop_size, distortion, out_size
         self.generator = torch.Generator().manual_seed(seed)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generator's state, for checkpoints: a resumed run draws the same crops as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def sample(self, height: int, width: int) -> CropParams:
         return sample_crop_params(self.num_crops, height, width, self.crop_size, self.distortion, self.generator)
 

@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 import traceback
@@ -51,9 +50,11 @@ import torch
 from .settings import TransferConfig
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
+from .bands import band_label
 from .files import write_json
 from .image_io import list_images
-from .bands import band_label
+from .interrupts import stop_at_step_boundary, stop_requested
+from .resume import NoteCallback, RunControl, interruption_message
 from .transfer import Models, output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
@@ -359,6 +360,7 @@ class BatchHooks:
     on_step: Callable[[Job, int, dict[str, float]], None] | None = None
     on_job_end: Callable[[Job, JobResult], None] | None = None
     on_models_loading: Callable[[torch.device], None] | None = None
+    on_note: NoteCallback | None = None  # resuming a job from its checkpoint, ignoring one
 
 
 def crash_after_from_env(env: Mapping[str, str] | None = None) -> int | None:
@@ -369,20 +371,10 @@ def crash_after_from_env(env: Mapping[str, str] | None = None) -> int | None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (Slurm preemption, torchrun teardown) like Ctrl-C, so the running job is recorded."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous, installed = signal.signal(signal.SIGTERM, handler), True
-    except ValueError:  # not the main thread: leave signals alone
-        previous, installed = None, False
-    try:
+    """Treat SIGTERM (Slurm preemption, torchrun teardown) like Ctrl-C: both stop the running job after
+    its current step, which saves its checkpoint, so the next run of the batch continues it."""
+    with stop_at_step_boundary():
         yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -406,6 +398,7 @@ class BatchRunner:
     crash_after: int | None = None
     models: Models | None = None
     finished_here: int = 0
+    control: RunControl = field(default_factory=RunControl)  # checkpoints of each job (not in the config hash)
 
     def _models(self, config: TransferConfig) -> Models:
         if self.models is None:
@@ -436,6 +429,9 @@ class BatchRunner:
         return results
 
     def _run_one(self, job: Job, previous: dict[str, Any] | None, why: str) -> JobResult:
+        if stop_requested() is not None:  # the signal came while the previous job wrote its result
+            return JobResult(job.job_id, job.describe(), INTERRUPTED,
+                             "interrupted before this job started; run the same command to continue")
         history = list((previous or {}).get("attempts", []))
         if previous:  # keep the story of earlier attempts (failed, killed, config changed, ...)
             history.append({k: previous.get(k) for k in ("status", "error", "started", "ended", "host", "pid", "shard")})
@@ -448,8 +444,9 @@ class BatchRunner:
         try:
             models = self._models(job.config)
         except KeyboardInterrupt:
-            wall = self._write_end(base, started, INTERRUPTED, "interrupted while loading the models", {}, t0, job)
-            return JobResult(job.job_id, job.describe(), INTERRUPTED, "interrupted while loading the models", wall)
+            error = "interrupted while loading the models; run the same command to continue"
+            wall = self._write_end(base, started, INTERRUPTED, error, {}, t0, job)
+            return JobResult(job.job_id, job.describe(), INTERRUPTED, error, wall)
         except Exception as exc:  # no job can run without the models: stop the batch (exit 2 for user errors)
             self._write_end(base, started, FAILED, f"could not load the models: {_one_line(exc)}", {}, t0, job)
             raise
@@ -458,15 +455,16 @@ class BatchRunner:
         try:
             on_step = (lambda step, losses: self.hooks.on_step(job, step, losses)) if self.hooks.on_step else None
             output = run_job(job.content, job.text, job.config, models, self.out, on_step=on_step,
-                             save_model=self.save_model, stem=job.stem)
+                             save_model=self.save_model, stem=job.stem, control=self.control, on_note=self.hooks.on_note)
             record = output.record
             metrics = {"final_losses": {k: v for k, v in (record["losses"][-1] if record["losses"] else {}).items() if k != "step"},
-                       "wall_time_s": record["wall_time_s"], "steps_done": record["steps_done"]}
+                       "wall_time_s": record["wall_time_s"], "steps_done": record["steps_done"],
+                       "resumed_from_step": record.get("resumed_from_step", 0)}
             status = INTERRUPTED if output.interrupted else FINISHED
             if output.interrupted:
-                error = f"interrupted after {record['steps_done']} steps; state kept in {output.image}"
+                error = f"{interruption_message(record)} (last state: {output.image})"
         except KeyboardInterrupt:
-            status, error = INTERRUPTED, "interrupted before the optimisation started"
+            status, error = INTERRUPTED, "interrupted before the optimisation started; run the same command to continue"
         except SpectralStyleError as exc:  # a bad image, for example
             error = _one_line(exc)
         except Exception as exc:  # one bad job must not stop the batch

@@ -23,11 +23,12 @@ except ImportError:  # pragma: no cover - older Typer on plain click
 
 from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate, cli_weights
 from .cli_common import (
-    INTERRUPTED_EXIT, ConfigOpt, DeviceOpt, OutOpt, compared_configs, console, fail, flag, log, progress_bar,
-    resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt, ConfigOpt, DeviceOpt, OutOpt, ResumeOpt, compared_configs, console, fail, flag,
+    interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
 from .errors import SpectralStyleError
-from .settings import TransferConfig
+from .interrupts import stops_at_step_boundary
+from .settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 
 class OneLineUsageErrors(TyperGroup):
     """Bad flags and values (``--precision fp17``, an unknown option) are one line and exit code 2,
@@ -76,8 +77,8 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
-                      save_model: bool = False, label: str | None = None) -> Any:
-    """One transfer job with a progress bar row showing the current losses."""
+                      save_model: bool = False, label: str | None = None, control: RunControl | None = None) -> Any:
+    """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
     from .transfer import run_job
 
     task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
@@ -89,16 +90,22 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
 
     log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
              config.width, config.height, models.device)
-    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model)
+
+    def on_note(message: str) -> None:
+        progress.console.print(escape(message), highlight=False, soft_wrap=True)
+
+    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
+                     on_note=on_note)
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
     return result
-
 
 
 SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
 
+
 @user_errors
+@stops_at_step_boundary
 @with_settings(TransferConfig)
 def transfer(
     content: Annotated[Path, typer.Argument(help="Content image (jpg, png, ...).")],
@@ -107,11 +114,18 @@ def transfer(
     out: OutOpt = Path("outputs"),
     save_model: SaveModelFlag = False,
     compare: CompareFlag = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
     *,
     settings: dict[str, Any],
 ) -> None:
-    """Stylise CONTENT to match TEXT, without painting the text's words into it."""
+    """Stylise CONTENT to match TEXT, without painting the text's words into it.
+
+    Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
+    the same command then resumes.
+    """
     config = resolve_from_flags(TransferConfig, config_file, settings)
+    control = RunControl(checkpoint_every, resume)
     from .clip_model import tokenize_templated
     from .image_io import load_image
     from .transfer import Models
@@ -123,10 +137,11 @@ def transfer(
     results = []
     with progress_bar() as progress:
         for cfg in compared_configs(config, compare):
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model)
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control)
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}",
-                           INTERRUPTED_EXIT)
+                from .resume import interruption_message
+
+                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             results.append(result)
     if len(results) == 2:
         results.append(write_transfer_comparison(results, out))

@@ -15,13 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli_common import (
-    INTERRUPTED_EXIT, ConfigOpt, console, fail, flag, log, make_console, progress_bar, resolve_from_flags,
-    setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
+    resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
 from .errors import SpectralStyleError
-from .settings import TransferConfig
+from .interrupts import stops_at_step_boundary
+from .settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from .batch import BatchRunner, DistEnv, Job, JobResult, Shard
 
 JOB_FAILED_EXIT = 1
@@ -33,11 +36,12 @@ ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help=
 BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
-
 DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no model.")
 SaveModelFlag = flag("save-model", "Also save each trained StyleNet (for `apply`).")
 
+
 @user_errors
+@stops_at_step_boundary
 @with_settings(TransferConfig)
 def batch(
     content_dir: Annotated[Path, typer.Argument(help="Folder of content images (jpg, png, ...).")],
@@ -49,6 +53,8 @@ def batch(
     dry_run: DryRunFlag = False,
     config_file: ConfigOpt = None,
     save_model: SaveModelFlag = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -63,6 +69,7 @@ def batch(
     )
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
+    control = RunControl(checkpoint_every, resume)
     if settings.get("band") is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")
     try:
@@ -92,15 +99,15 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env())
+    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control)
     live = my_shard.count == 1 and console.is_terminal
     results = run_shard(runner, mine, todo, config.steps, prefix, live)
 
     interrupted = [r for r in results if r.status == INTERRUPTED]
     if interrupted:
         write_manifest(out, plan, config)
-        raise fail(f"{prefix}interrupted: {escape(interrupted[0].error)}; run the same command again to resume",
-                   INTERRUPTED_EXIT)
+        shard_label = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # plain text: interrupted_exit escapes
+        raise interrupted_exit(f"{shard_label}{interrupted[0].describe}: {interrupted[0].error}")
     failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
                     write_manifest(out, plan, config))
     if failed:
@@ -130,7 +137,8 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
     if not live:
         runner.hooks = BatchHooks(
             on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
-            on_job_end=lambda job, r: console.print(f"{prefix}{result_line(r)}", highlight=False, soft_wrap=True),
+            on_job_end=lambda job, r: print_job_end(console, r, prefix),
+            on_note=lambda message: console.print(f"{prefix}{escape(message)}", highlight=False, soft_wrap=True),
         )
         return runner.run(jobs)
     with progress_bar() as progress:
@@ -145,12 +153,21 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
 
         def end(job: Job, result: JobResult) -> None:
             progress.advance(overall)
-            progress.console.print(result_line(result), highlight=False, soft_wrap=True)
+            print_job_end(progress.console, result)
 
-        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"))
+        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
+                                  lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         results = runner.run(jobs)
         progress.update(current, visible=False)
     return results
+
+
+def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
+    """One line per job; none for an interrupted one, whose line ends the command."""
+    from .batch import INTERRUPTED
+
+    if result.status != INTERRUPTED:
+        out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
 
 
 def result_line(result: JobResult) -> str:

@@ -35,8 +35,8 @@ def report_table(report) -> Table:  # report: bench.BenchReport
     return table
 
 
-
 CheckTargetFlag = flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.")
+
 
 @user_errors
 @with_settings(TransferConfig, include=BENCH_SETTINGS, defaults={"weights": "random", "size": "512x512"})

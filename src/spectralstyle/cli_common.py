@@ -22,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import SpectralStyleError
 from .settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
+from .interrupts import INTERRUPTED_EXIT
+from .settings import DEFAULT_CHECKPOINT_EVERY
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -36,13 +38,19 @@ log.addHandler(logging.NullHandler())  # log lines go to OUT/spectralstyle.log o
 F = TypeVar("F", bound=Callable[..., Any])
 
 USER_ERROR_EXIT = 2
-INTERRUPTED_EXIT = 130
 
 
 def fail(message: str, code: int = USER_ERROR_EXIT) -> typer.Exit:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     log.error(message)
     return typer.Exit(code)
+
+
+def interrupted_exit(message: str) -> typer.Exit:
+    """The one console line of a command stopped by Ctrl-C or SIGTERM, logged, and exit code 130."""
+    console.print(f"[bold yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
+    log.warning(message)
+    return typer.Exit(INTERRUPTED_EXIT)
 
 
 def user_errors(func: F) -> F:
@@ -99,6 +107,9 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
 VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
+# run control: how a run is checkpointed and resumed; not settings (they do not change the result or its hash)
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="N", help=f"Save a checkpoint every N steps in OUT/.checkpoints, to resume an interrupted run (0 = never; default {DEFAULT_CHECKPOINT_EVERY}).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", metavar="", help="Continue an interrupted run from its checkpoint (default), or start over.")]
 
 
 def flag(name: str, help: str) -> Any:

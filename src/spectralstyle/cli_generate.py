@@ -9,26 +9,34 @@ import typer
 from rich.markup import escape
 
 from .cli_common import (
-    INTERRUPTED_EXIT, ConfigOpt, OutOpt, compared_configs, console, fail, flag, log, progress_bar,
-    resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
+    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
-from .settings import GenerateConfig
-
+from .interrupts import stops_at_step_boundary
+from .settings import DEFAULT_CHECKPOINT_EVERY, GenerateConfig, RunControl
 
 
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
 
+
 @user_errors
+@stops_at_step_boundary
 @with_settings(GenerateConfig)
 def generate(
     prompt: Annotated[str, typer.Argument(help="Prompt; several as 'a|b:0.5|c:-1' (weight after ':', negative pushes away).")],
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
     compare: CompareFlag = False,
+    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
+    resume: ResumeOpt = True,
     *,
     settings: dict[str, Any],
 ) -> None:
-    """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words."""
+    """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words.
+
+    Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
+    the same command then resumes.
+    """
     from .device import resolve_device
     from .generate import GenerateModels, run_generation, write_generation_comparison
     from .generators import resolve_vqgan_file
@@ -36,6 +44,7 @@ def generate(
     from .prompts import parse_prompts
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
+    control = RunControl(checkpoint_every, resume)
     parse_prompts(prompt)  # empty, too long or badly weighted prompts fail before any model loads
     if config.init_image:
         load_image(config.init_image)
@@ -54,10 +63,12 @@ def generate(
 
             log.info("generate %r generator=%s band=%s steps=%d size=%dx%d device=%s", prompt, cfg.generator,
                      cfg.band, cfg.steps, cfg.width, cfg.height, models.device)
-            result = run_generation(prompt, cfg, models, out, on_step=on_step)
+            result = run_generation(prompt, cfg, models, out, on_step=on_step, control=control,
+                                    on_note=lambda message: progress.console.print(escape(message), highlight=False))
             if result.interrupted:
-                raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}",
-                           INTERRUPTED_EXIT)
+                from .resume import interruption_message
+
+                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             log.info("wrote %s in %.1fs", result.image, result.record["wall_time_s"])
             results.append(result)
     if len(results) == 2:

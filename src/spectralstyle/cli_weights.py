@@ -72,6 +72,8 @@ def _entry(key: str) -> dict[str, Any]:
 
 
 @weights_app.command("list")
+
+
 @user_errors
 def list_weights(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
@@ -98,6 +100,8 @@ def list_weights(
 
 
 @weights_app.command("download")
+
+
 @user_errors
 def download_weights(
     names: NamesArg = None,
@@ -138,6 +142,8 @@ def download_weights(
 
 
 @weights_app.command("verify")
+
+
 @user_errors
 def verify_weights(names: NamesArg = None) -> None:
     """Load each found file and check its shapes, and its SHA-256 where one is published or recorded.

@@ -27,8 +27,10 @@ from .device import resolve_device
 from .errors import SpectralStyleError
 from .generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
 from .image_io import load_image, slugify
+from .interrupts import raise_if_stop_requested
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
+from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, consistent_step, resume_into, run_key
 from .transfer import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
 )
@@ -61,11 +63,27 @@ class Cutouts:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)  # sizes, windows, flips: small, drawn on the CPU
         self._noise_generator: torch.Generator | None = None  # the noise images: drawn where they are used
+        self._noise_state: torch.Tensor | None = None  # from a checkpoint, for the noise generator when made
 
     def noise_generator(self, device: torch.device) -> torch.Generator:
         if self._noise_generator is None or self._noise_generator.device != device:
             self._noise_generator = torch.Generator(device=device).manual_seed((self.seed + 1) % 2**63)
+            if self._noise_state is not None:
+                self._noise_generator.set_state(self._noise_state)
+                self._noise_state = None
         return self._noise_generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Both generators' states, for checkpoints: a resumed run draws the same cutouts and noise."""
+        state = {"generator": self.generator.get_state()}
+        noise = self._noise_generator.get_state() if self._noise_generator is not None else self._noise_state
+        if noise is not None:
+            state["noise"] = noise
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+        self._noise_generator, self._noise_state = None, state.get("noise")
 
     def sizes(self, side: int) -> list[int]:
         """One cutout side per group, uniform between cut_min * side and side."""
@@ -121,8 +139,12 @@ def optimize_generation(
     models: GenerateModels,
     on_step: StepCallback | None = None,
     on_snapshot: SnapshotCallback | None = None,
+    checkpoints: Checkpointer | None = None,
 ) -> GenerationResult:
-    """Adam on the generator's parameters against the weighted prompt distances; Ctrl-C stops early."""
+    """Adam on the generator's parameters against the weighted prompt distances; Ctrl-C stops early.
+
+    With ``checkpoints`` it continues from a matching checkpoint and saves them as ``transfer.optimize`` does.
+    """
     device = models.device
     init = load_image(config.init_image, config.size).to(device) if config.init_image else None
     encoder = SpectralCLIP(models.clip, config.band).to(device)
@@ -131,9 +153,12 @@ def optimize_generation(
     cutouts = Cutouts(config.cutouts, config.cut_min, config.distortion, config.cut_noise, config.seed)
     optimizer = torch.optim.Adam([p for p in gen.parameters() if p.requires_grad], lr=config.lr)
     step_log = StepLog(config.steps, config.save_every, on_step=on_step, on_snapshot=on_snapshot)
-    start, interrupted = time.perf_counter(), False
+    state = TrainingState(gen, optimizer, samplers={"cutouts": cutouts})
+    first, earlier_seconds = resume_into(checkpoints, state, step_log.history)
+    start, interrupted, stepped = time.perf_counter() - earlier_seconds, False, first - 1
     try:
-        for step in range(1, config.steps + 1):
+        raise_if_stop_requested()
+        for step in range(first, config.steps + 1):
             image = gen()
             features = normalize(encoder.encode_image(clip_input(cutouts(image))).float())
             prompt_loss = (prompt_distances(features, targets, config.distance).mean(0) * weights).sum()
@@ -143,11 +168,19 @@ def optimize_generation(
             total.backward()
             optimizer.step()
             gen.after_step()
+            stepped = step
             values = torch.stack([total, prompt_loss, init_loss]).detach().float().tolist()  # one device sync
             record = {"step": step, "lr": config.lr, **dict(zip(("total", "prompt", "init"), values))}
             step_log.add(record, image)
+            if checkpoints is not None:
+                checkpoints.after_step(step, config.steps, state, step_log.history, time.perf_counter() - start)
+            if step < config.steps:
+                raise_if_stop_requested()
     except KeyboardInterrupt:
         interrupted = True
+        done = consistent_step(step_log.history, stepped)
+        if checkpoints is not None and done is not None:
+            checkpoints.on_interrupt(done, state, step_log.history, time.perf_counter() - start)
     with torch.no_grad():
         final = gen().float()
     return GenerationResult(step_log.history, time.perf_counter() - start, interrupted, image=final)
@@ -172,15 +205,20 @@ def run_generation(
     out_dir: str | Path,
     on_step: StepCallback | None = None,
     stem: str | None = None,
+    control: RunControl | None = None,
+    on_note: NoteCallback | None = None,
 ) -> JobOutput:
     """Generate one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots) in ``out_dir``.
 
     On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names
-    are not written.
+    are not written; the checkpoint ``.checkpoints/<stem>.pt`` lets the same call continue.
     """
     prompts = parse_prompts(prompt)
     out = Path(out_dir)
     stem = stem or generation_stem(prompt, config)
+    control = control or RunControl()
+    init_bytes = Path(config.init_image).read_bytes() if config.init_image else b""
+    checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), prompt, init_bytes), control, on_note)
     record: dict[str, Any] = {
         "kind": "generation",
         "content": None,
@@ -194,11 +232,13 @@ def run_generation(
         "device": str(models.device),
         "seed": config.seed,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
     }
 
     writer = RunWriter(out, stem, record, contrast=1.0)
-    result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=writer.snapshot)
-    return writer.finish(result, result.image)
+    result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=writer.snapshot,
+                                 checkpoints=checkpoints)
+    return writer.finish(result, result.image, checkpoints=checkpoints)
 
 
 def write_generation_comparison(results: list[JobOutput], out: str | Path) -> JobOutput:

@@ -334,6 +334,26 @@ class GenerateConfig(Settings):
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TransferConfig))
 
 
+# --- run control: how a run is saved, resumed and named; never part of its result --------------------
+DEFAULT_CHECKPOINT_EVERY = 20
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a run is checkpointed and resumed: options that never change its result (not in the config hash)."""
+
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise SpectralStyleError(
+                f"--checkpoint-every must be a whole number >= 0 (0: no checkpoints), got {self.checkpoint_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 # --- reading settings -------------------------------------------------------------------------------
 def parse_size(text: str) -> tuple[int, int]:
     """'512x384' -> (512, 384); a single number means a square."""

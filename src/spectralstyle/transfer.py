@@ -29,7 +29,9 @@ from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
 from .files import atomic_path, write_json
 from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify
+from .interrupts import raise_if_stop_requested
 from .losses import CLIPStyleLoss, LossWeights
+from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, consistent_step, resume_into, run_key
 from .spectral import band_label
 from .stylenet import StyleNet
 from .vgg import VGGContent, load_vgg_content
@@ -155,10 +157,13 @@ def optimize(
     models: Models,
     on_step: StepCallback | None = None,
     on_snapshot: SnapshotCallback | None = None,
+    checkpoints: Checkpointer | None = None,
 ) -> OptimizationResult:
     """Train a fresh StyleNet so that ``StyleNet(content)`` moves along the text direction in CLIP space.
 
-    Ctrl-C stops early and returns the current state with ``interrupted=True``.
+    Ctrl-C (or a stop requested by a signal, see ``interrupts``) stops early and returns the current
+    state with ``interrupted=True``. With ``checkpoints`` the run continues from a matching checkpoint
+    and saves one every few steps and when it stops between two steps.
     """
     device = models.device
     torch.manual_seed(config.seed)
@@ -172,10 +177,13 @@ def optimize(
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     step_log = StepLog(config.steps, config.save_every, config.precision, on_step, on_snapshot)
-    start = time.perf_counter()
-    interrupted = False
+    state = TrainingState(net, optimizer, scheduler, scaler, {"crops": augment})
+    first, earlier_seconds = resume_into(checkpoints, state, step_log.history)
+    start = time.perf_counter() - earlier_seconds
+    interrupted, stepped = False, first - 1
     try:
-        for step in range(1, config.steps + 1):
+        raise_if_stop_requested()
+        for step in range(first, config.steps + 1):
             with autocast_context(device, config.precision):
                 output = forward(content)
                 terms = loss_fn(output, augment(output))
@@ -187,9 +195,17 @@ def optimize(
             with warnings.catch_warnings():  # fp16: the scaler skips steps with inf gradients; the schedule still counts them
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
                 scheduler.step()
+            stepped = step
             step_log.add(record, output)
+            if checkpoints is not None:
+                checkpoints.after_step(step, config.steps, state, step_log.history, time.perf_counter() - start)
+            if step < config.steps:
+                raise_if_stop_requested()
     except KeyboardInterrupt:
         interrupted = True
+        done = consistent_step(step_log.history, stepped)
+        if checkpoints is not None and done is not None:
+            checkpoints.on_interrupt(done, state, step_log.history, time.perf_counter() - start)
     except Exception as exc:
         if config.compile and _is_compile_error(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -246,16 +262,22 @@ def run_job(
     on_step: StepCallback | None = None,
     save_model: bool = False,
     stem: str | None = None,
+    control: RunControl | None = None,
+    on_note: NoteCallback | None = None,
 ) -> JobOutput:
     """Stylise one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots, model) in ``out_dir``.
 
     On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names are
-    not written, so nothing half-done is presented as a result.
+    not written, so nothing half-done is presented as a result; the checkpoint in
+    ``.checkpoints/<stem>.pt`` (see ``resume``) lets the same call continue, and is removed once the
+    result is written. ``on_note`` receives the lines about resuming.
     """
     content_path = Path(content_path)
     out = Path(out_dir)
     content = load_image(content_path, config.size)
     stem = stem or output_stem(content_path, text, config.band)
+    control = control or RunControl()
+    checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), content, text), control, on_note)
     record: dict[str, Any] = {
         "content": str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
         "text": text,
@@ -264,10 +286,11 @@ def run_job(
         "config_hash": config.digest(),
         "environment": environment_info(models.device),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
     }
 
     writer = RunWriter(out, stem, record, config.contrast)
-    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot)
+    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot, checkpoints=checkpoints)
     model_path = out / f"{stem}.stylenet.pt" if save_model else None
 
     def save_model_file(finished: dict[str, Any]) -> None:
@@ -275,7 +298,7 @@ def run_job(
             save_stylenet(result.net, model_path, finished)
             finished["model"] = str(model_path)
 
-    output = writer.finish(result, result.output, before_write=save_model_file)
+    output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
     if not output.interrupted:
         output.model = model_path
     return output
@@ -296,12 +319,22 @@ class RunWriter:
         return save_png(finish_image(image, self.contrast), path, {**self.record, "step": step, "status": "snapshot"})
 
     def finish(self, result: RunHistory, image: torch.Tensor,
-               before_write: Callable[[dict[str, Any]], None] | None = None) -> JobOutput:
-        """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys."""
+               before_write: Callable[[dict[str, Any]], None] | None = None,
+               checkpoints: Checkpointer | None = None) -> JobOutput:
+        """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys.
+
+        The checkpoint is removed only after the result is written; an interrupted run's record names
+        it and its step (``checkpoint_step``: None when there is none to resume from).
+        """
         record = self.record
         record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+        if checkpoints is not None:
+            record["resumed_from_step"] = checkpoints.resumed_from
         if result.interrupted:
             record["status"] = "interrupted"
+            if checkpoints is not None:
+                record["checkpoint_step"] = checkpoints.saved_step
+                record["checkpoint"] = str(checkpoints.path) if checkpoints.saved_step is not None else None
             path = self.snapshot(result.steps_done, image)
             return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
         record["status"] = "finished"
@@ -311,6 +344,8 @@ class RunWriter:
             before_write(record)
         save_png(finish_image(image, self.contrast), image_path, record)
         write_json(record, sidecar_path)
+        if checkpoints is not None:
+            checkpoints.remove()
         return JobOutput(image_path, sidecar_path, record)
 
 
