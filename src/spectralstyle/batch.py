@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from .claims import holder, try_claim
 from .config import TransferConfig
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
@@ -67,6 +68,8 @@ GATHER_TIMEOUT = timedelta(hours=48)
 # Job states written to OUT/.jobs/<id>.json
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 SKIPPED = "skipped"  # a result of this run only: already finished earlier
+ELSEWHERE = "elsewhere"  # a result of this run only: another live process owns the job (claims.py)
+MANIFEST_LOCK = "manifest"
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -355,7 +358,25 @@ def _now() -> str:
 
 
 def write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
-    """``OUT/manifest.json``: the merged state of every job of this plan (pending if never started)."""
+    """``OUT/manifest.json``: the merged state of every job of this plan (pending if never started).
+
+    Processes sharing OUT write it one at a time (a lock around read-and-write), so the last one to
+    finish reads every final state and writes the complete manifest, never an older one over it.
+    """
+    claim = None
+    for _ in range(600):  # a write takes milliseconds; a holder that died is taken over (claims.py)
+        claim = try_claim(Path(out) / STATE_DIR, MANIFEST_LOCK, heartbeat=False)
+        if claim is not None:
+            break
+        time.sleep(0.05)
+    try:
+        return _write_manifest(out, plan, config)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
     states = read_manifest(out)
     jobs = [states.get(j.job_id) or {"job_id": j.job_id, "name": j.name, "text": j.text, "band": j.band,
                                       "config_hash": j.config_hash, "status": "pending"} for j in plan]
@@ -447,14 +468,26 @@ class BatchRunner:
         results: list[JobResult] = []
         with sigterm_as_interrupt():
             for position, job in enumerate(jobs, 1):
-                state = read_state(self.out, job.job_id)
-                action, why = job_action(job, self.out, state)
-                if action == "skip":
+                if job_action(job, self.out, read_state(self.out, job.job_id))[0] == "skip":
                     results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))
                     continue
-                if self.hooks.on_job_start:
-                    self.hooks.on_job_start(job, position, len(jobs))
-                result = self._run_one(job, state, why)
+                claim = try_claim(self.out / STATE_DIR, job.job_id)
+                if claim is None:  # a live process owns it (see claims.py): not ours, not a failure
+                    owner = holder(self.out / STATE_DIR, job.job_id) or {}
+                    results.append(JobResult(job.job_id, job.describe(), ELSEWHERE,
+                                             f"running on {owner.get('host', '?')}, pid {owner.get('pid', '?')}"))
+                    if self.hooks.on_job_end:
+                        self.hooks.on_job_end(job, results[-1])
+                    continue
+                with claim:
+                    state = read_state(self.out, job.job_id)  # again: another process may have finished it meanwhile
+                    action, why = job_action(job, self.out, state)
+                    if action == "skip":
+                        results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))
+                        continue
+                    if self.hooks.on_job_start:
+                        self.hooks.on_job_start(job, position, len(jobs))
+                    result = self._run_one(job, state, why)
                 results.append(result)
                 if self.hooks.on_job_end:
                     self.hooks.on_job_end(job, result)

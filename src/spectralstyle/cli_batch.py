@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .batch import (
-    FAILED, FINISHED, INTERRUPTED, SKIPPED, BatchHooks, BatchRunner, DistEnv, Job, JobResult, Shard,
+    ELSEWHERE, FAILED, FINISHED, INTERRUPTED, SKIPPED, STATE_DIR, BatchHooks, BatchRunner, DistEnv, Job, JobResult, Shard,
     collect_prompts, crash_after_from_env, gather_results, job_action, make_plan, plan_digest, rank_device, read_state,
     resolve_shard, shard_jobs, split_bands, write_manifest,
 )
@@ -25,6 +25,7 @@ from .cli_common import (
     SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
     fail, log, make_console, setup_log_file, user_errors,
 )
+from .claims import holder
 from .errors import SpectralStyleError
 from .spectral import band_label
 
@@ -164,6 +165,8 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
 
 
 def result_line(result: JobResult) -> str:
+    if result.status == ELSEWHERE:
+        return f"[yellow]elsewhere[/] {escape(result.describe)}: {escape(result.error)}"
     if result.status == FINISHED:
         return f"[green]done[/] {escape(result.describe)} in {result.wall_time_s:.1f}s  [dim]{escape(result.image)}[/]"
     return f"[red]{result.status}[/] {escape(result.describe)}: {escape(result.error)}"
@@ -171,12 +174,13 @@ def result_line(result: JobResult) -> str:
 
 def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
     """Counts, then one line per failed job; returns the number of failures."""
-    counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, FAILED)}
+    counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, ELSEWHERE, FAILED)}
     failed = [r for r in results if r.status == FAILED]
     colour = "red" if failed else "green"
+    elsewhere = f"{counts[ELSEWHERE]} running elsewhere (another process owns them), " if counts[ELSEWHERE] else ""
     console.print(f"{prefix}[bold {colour}]batch: {len(results)} jobs[/]: {counts[FINISHED]} finished, "
-                  f"{counts[SKIPPED]} skipped (finished before), {counts[FAILED]} failed  [dim]{escape(str(manifest))}[/]",
-                  highlight=False, soft_wrap=True)
+                  f"{counts[SKIPPED]} skipped (finished before), {elsewhere}{counts[FAILED]} failed  "
+                  f"[dim]{escape(str(manifest))}[/]", highlight=False, soft_wrap=True)
     for r in failed:
         console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}", highlight=False, soft_wrap=True)
     return len(failed)
@@ -191,6 +195,9 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
     actions: dict[str, int] = {}
     for k, job in enumerate(plan):
         action, why = job_action(job, out, read_state(out, job.job_id))
+        owner = holder(out / STATE_DIR, job.job_id) if action == "run" else None
+        if owner:
+            why = f"running elsewhere: {owner.get('host')} pid {owner.get('pid')}"
         actions[why] = actions.get(why, 0) + 1
         style = "dim" if action == "skip" else ""
         table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), band_label(job.band),
