@@ -53,6 +53,7 @@ from .config import TransferConfig
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
 from .image_io import list_images, write_json
+from .results import existing_record, free_stem, same_run, split_own_results
 from .spectral import BAND_PRESETS, band_label
 from .transfer import Models, output_stem, run_job
 
@@ -167,19 +168,23 @@ def job_id(name: str, text: str, band: str, config_hash: str) -> str:
 
 
 def make_plan(
-    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None
+    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None,
+    overwrite: bool = False,
 ) -> list[Job]:
     """Every (image, prompt, band) job, sorted deterministically, with collision-free output names.
 
     With ``out``, a job finished there keeps the file names it was written under, even if a prompt
-    added since then now shares its name (and would otherwise move it to a new, id-suffixed name).
+    added since then now shares its name (and would otherwise move it to a new, id-suffixed name), and
+    a job whose name holds another run's result moves to a free name (results.py) unless ``overwrite``.
+    Images this tool wrote are not content (results.py).
     """
     folder = Path(content_dir)
     if not folder.is_dir():
         raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
-    images = list_images(folder)
+    images, own = split_own_results(list_images(folder))
     if not images:
-        raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
+        extra = f" (only {len(own)} result(s) written by spectralstyle, which are not content)" if own else ""
+        raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}{extra}")
     if not prompts:
         raise SpectralStyleError("no prompts")
     configs = {band: config.replace(band=band) for band in bands}  # validates each band
@@ -190,12 +195,21 @@ def make_plan(
     jobs.sort(key=lambda j: (j.name, j.text, band_label(j.band), j.job_id))
     _assign_stems(jobs)
     if out is not None:
-        _keep_finished_stems(jobs, Path(out))
+        finished = _keep_finished_stems(jobs, Path(out))
+        taken = {j.stem for j in jobs}  # unique within the plan
+        for job in jobs:
+            record = None if job.job_id in finished or overwrite else existing_record(Path(out), job.stem)
+            if record is not None and not same_run(record, job.content, job.text, job.config_hash):
+                taken.discard(job.stem)
+                job.stem = free_stem(out, job.stem, job.content, job.text, job.config_hash, taken=taken)
+                taken.add(job.stem)
     return jobs
 
 
-def _keep_finished_stems(jobs: list[Job], out: Path) -> None:
+def _keep_finished_stems(jobs: list[Job], out: Path) -> set[str]:
+    """Give finished jobs their recorded names back; returns their ids."""
     taken = {j.stem for j in jobs}
+    finished = set()
     for job in jobs:
         state = read_state(out, job.job_id)
         recorded = state.get("stem") if state and state.get("status") == FINISHED else None
@@ -203,6 +217,9 @@ def _keep_finished_stems(jobs: list[Job], out: Path) -> None:
             taken.discard(job.stem)
             job.stem = recorded
             taken.add(recorded)
+        if recorded == job.stem:
+            finished.add(job.job_id)
+    return finished
 
 
 def _assign_stems(jobs: list[Job]) -> None:
@@ -379,7 +396,7 @@ def write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
 def _write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
     states = read_manifest(out)
     jobs = [states.get(j.job_id) or {"job_id": j.job_id, "name": j.name, "text": j.text, "band": j.band,
-                                      "config_hash": j.config_hash, "status": "pending"} for j in plan]
+                                      "config_hash": j.config_hash, "stem": j.stem, "status": "pending"} for j in plan]
     counts: dict[str, int] = {}
     for s in jobs:
         counts[s["status"]] = counts.get(s["status"], 0) + 1
@@ -453,6 +470,7 @@ class BatchRunner:
     save_model: bool = False
     hooks: BatchHooks = field(default_factory=BatchHooks)
     crash_after: int | None = None
+    overwrite: bool = False
     models: Models | None = None
     finished_here: int = 0
 
@@ -485,6 +503,7 @@ class BatchRunner:
                     if action == "skip":
                         results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))
                         continue
+                    self._keep_others_results(job)
                     if self.hooks.on_job_start:
                         self.hooks.on_job_start(job, position, len(jobs))
                     result = self._run_one(job, state, why)
@@ -495,6 +514,12 @@ class BatchRunner:
                     break
                 self.finished_here += result.status == FINISHED
         return results
+
+    def _keep_others_results(self, job: Job) -> None:
+        """Another run may have written under this job's name since the plan was made: move aside."""
+        record = existing_record(self.out, job.stem)
+        if not self.overwrite and record is not None and not same_run(record, job.content, job.text, job.config_hash):
+            job.stem = free_stem(self.out, job.stem, job.content, job.text, job.config_hash)
 
     def _run_one(self, job: Job, previous: dict[str, Any] | None, why: str) -> JobResult:
         history = list((previous or {}).get("attempts", []))

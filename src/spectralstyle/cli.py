@@ -28,7 +28,8 @@ from .errors import SpectralStyleError
 from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
 from .spectral import band_label
 from .stylenet import StyleNet
-from .transfer import JobOutput, Models, run_job, write_comparison
+from .results import free_stem
+from .transfer import JobOutput, Models, output_stem, run_job, write_comparison
 
 app = typer.Typer(
     name="spectralstyle",
@@ -61,7 +62,8 @@ def progress_bar() -> Progress:
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Models, out: Path,
-                      progress: Progress, save_model: bool = False, label: str | None = None) -> JobOutput:
+                      progress: Progress, save_model: bool = False, label: str | None = None,
+                      stem: str | None = None) -> JobOutput:
     """One transfer job with a progress bar row showing the current losses."""
     task = progress.add_task(escape(label or f"{content.name} · {band_label(config.band)}"), total=config.steps, losses="")
 
@@ -72,7 +74,7 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
 
     log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
              config.width, config.height, models.device)
-    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model)
+    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, stem=stem)
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
     return result
 
@@ -107,6 +109,7 @@ def transfer(
     compile: CompileOpt = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also save the trained StyleNet (for `apply`).")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Also run plain CLIP (band none) with the same seed; write both side by side.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a result of other settings or content under the same name (default: write beside it, with a short hash).")] = False,
 ) -> None:
     """Stylise CONTENT to match TEXT, without painting the text's words into it."""
     config = config_from_flags(config_file, size, locals())
@@ -121,9 +124,10 @@ def transfer(
         console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
                       "nothing to compare", highlight=False)
     results = []
+    stems = [result_stem(content, text, cfg, out, overwrite) for cfg in configs]
     with progress_bar() as progress:
-        for cfg in configs:
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model)
+        for cfg, stem in zip(configs, stems):
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, stem=stem)
             if result.interrupted:
                 raise fail(f"interrupted after {result.record['steps_done']} steps; last state kept in {result.image}", 130)
             results.append(result)
@@ -131,6 +135,17 @@ def transfer(
         results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+
+
+def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:
+    """The result's name: the plain one unless another run's result is there (then a note; see results.py)."""
+    plain = output_stem(content, text, config.band)
+    stem = free_stem(out, plain, content, text, config.digest(), overwrite)
+    if stem != plain:
+        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png holds the result of other settings or another "
+                      f"image; writing {escape(stem)}.png beside it (--overwrite replaces it)", highlight=False,
+                      soft_wrap=True)
+    return stem
 
 
 def write_transfer_comparison(results: list[JobOutput], out: Path) -> JobOutput:

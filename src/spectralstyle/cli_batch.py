@@ -26,6 +26,8 @@ from .cli_common import (
     fail, log, make_console, setup_log_file, user_errors,
 )
 from .claims import holder
+from .image_io import list_images
+from .results import content_tag, split_own_results
 from .errors import SpectralStyleError
 from .spectral import band_label
 
@@ -75,6 +77,7 @@ def batch(
     precision: PrecisionOpt = None,
     compile: CompileOpt = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also save each trained StyleNet (for `apply`).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace results of other settings or content under the same name (default: write beside them, with a short config hash).")] = False,
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
@@ -85,7 +88,16 @@ def batch(
         raise SpectralStyleError("give --band or --bands, not both")
     band_list = split_bands(bands) if bands else [config.band]
     prompt_list = collect_prompts(prompts, text)
-    plan = make_plan(content_dir, prompt_list, band_list, config, out)
+    plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
+    own = split_own_results(list_images(content_dir))[1]
+    if own:
+        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by spectralstyle "
+                      f"(like {escape(own[0].name)}) and are not used as content", highlight=False, soft_wrap=True)
+    moved = [j for j in plan if j.stem.endswith(j.config_hash[:8]) or j.stem.endswith(content_tag(j.content))]
+    if moved:
+        console.print(f"[yellow]note:[/] {len(moved)} job(s) write beside results of other settings or content that "
+                      f"have their names (like {escape(moved[0].stem)}.png); --overwrite replaces those instead",
+                      highlight=False, soft_wrap=True)
     subfolders = [p for p in Path(content_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]
     if subfolders:
         console.print(f"[yellow]note:[/] {len(subfolders)} subfolder(s) of {escape(str(content_dir))} are not searched "
@@ -105,7 +117,7 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env())
+    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), overwrite=overwrite)
     live = my_shard.count == 1 and console.is_terminal
     results = run_shard(runner, mine, todo, config.steps, prefix, live)
 
