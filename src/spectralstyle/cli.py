@@ -23,11 +23,12 @@ from .cli_common import (
     setup_log_file, user_errors,
 )
 from .config import TransferConfig
-from .device import resolve_device
+from .device import is_out_of_memory, resolve_device
 from .errors import SpectralStyleError
 from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
 from .spectral import band_label
 from .stylenet import StyleNet
+from .preflight import check_free_space, input_notes, needed_bytes
 from .results import free_stem
 from .transfer import JobOutput, Models, output_stem, run_job, write_comparison
 
@@ -118,8 +119,11 @@ def transfer(
 
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
-    models = Models.load(config)
     configs = [config.replace(band="none"), config] if compare and band_label(config.band) != "none" else [config]
+    check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
+    for note in input_notes([content], config.size):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    models = Models.load(config)
     if compare and len(configs) == 1:
         console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
                       "nothing to compare", highlight=False)
@@ -180,8 +184,9 @@ def apply(
     dev = resolve_device(device or "auto")
     if max_side is not None and max_side < 8:
         raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
-    if contrast is not None and not (math.isfinite(contrast) and contrast >= 0):
-        raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
+    if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
+        raise SpectralStyleError(f"--contrast must be a positive number (0 gives a flat grey picture; 1 = unchanged), "
+                                 f"got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
     try:
@@ -200,7 +205,14 @@ def apply(
         if max_side and max(img.size) > max_side:
             img.thumbnail((max_side, max_side))
         tensor = TF.to_tensor(img).unsqueeze(0)
-        result = finish_image(net.stylize(tensor.to(dev)), factor)
+        try:
+            result = finish_image(net.stylize(tensor.to(dev)), factor)
+        except (MemoryError, RuntimeError) as exc:  # here the image's own size is what uses the memory
+            if not is_out_of_memory(exc):
+                raise
+            side = max(img.size)
+            raise SpectralStyleError(f"out of memory stylising {path} at {img.width}x{img.height}: use --max-side "
+                                     f"{max(8, side // 2)} (or smaller) to scale it down") from None
         target = out / names[path]
         save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,
                                   "trained_with": record})

@@ -27,6 +27,7 @@ from .cli_common import (
 )
 from .claims import holder
 from .image_io import list_images
+from .preflight import check_free_space, input_notes, needed_bytes
 from .results import content_tag, split_own_results
 from .errors import SpectralStyleError
 from .spectral import band_label
@@ -117,6 +118,9 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
+    check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
+    for note in input_notes(sorted({j.content for j in plan}), config.size):
+        console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), overwrite=overwrite)
     live = my_shard.count == 1 and console.is_terminal
     results = run_shard(runner, mine, todo, config.steps, prefix, live)
@@ -124,8 +128,8 @@ def batch(
     interrupted = [r for r in results if r.status == INTERRUPTED]
     if interrupted:
         write_manifest(out, plan, config)
-        raise fail(f"{prefix}interrupted: {escape(interrupted[0].error)}; run the same command again to resume",
-                   INTERRUPTED_EXIT)
+        plain_prefix = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # fail() escapes the whole line
+        raise fail(f"{plain_prefix}{interrupted[0].error}; run the same command again to resume", INTERRUPTED_EXIT)
     failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
                     write_manifest(out, plan, config))
     if failed:

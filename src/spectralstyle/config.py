@@ -6,6 +6,7 @@ Every output stores ``TransferConfig.to_dict()`` so that a run can be repeated e
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -147,7 +148,7 @@ class TransferConfig(Settings):
             raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
         self.require(0 <= self.distortion <= 1, "distortion", "in [0, 1]")
         self.require(0 < self.lr <= 1, "lr", "in (0, 1] (the reference uses 5e-4)")
-        self.require(self.contrast >= 0, "contrast", "non-negative")
+        self.require(self.contrast > 0, "contrast", "positive (0 gives a flat grey picture; 1 = unchanged)")
         self.require(self.save_every >= 0, "save_every", "non-negative (0: no snapshots)")
         if self.precision not in PRECISIONS:
             raise SpectralStyleError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -180,6 +181,16 @@ def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
     return data
 
 
+def with_suggestions(unknown: list[str], known: frozenset[str]) -> str:
+    """``crop-size (did you mean crop_size?)``: YAML keys are the flags' names with underscores."""
+    parts = []
+    for key in unknown:
+        text = str(key)
+        close = difflib.get_close_matches(text.replace("-", "_").lower(), sorted(known), n=1, cutoff=0.6)
+        parts.append(f"{text} (did you mean {close[0]}?)" if close else text)
+    return ", ".join(parts)
+
+
 def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIELD_NAMES) -> dict[str, Any]:
     """Settings from a YAML file; keys outside ``field_names`` and unreadable files are user errors."""
     if path is None:
@@ -196,7 +207,7 @@ def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIEL
         data["width"], data["height"] = parse_size(data.pop("size"))
     unknown = sorted(set(data) - field_names)
     if unknown:
-        raise SpectralStyleError(f"unknown setting(s) in {p}: {', '.join(unknown)}")
+        raise SpectralStyleError(f"unknown setting(s) in {p}: {with_suggestions(unknown, field_names)}")
     return data
 
 
@@ -209,7 +220,7 @@ def resolve_settings(cls: type[S], config_file: str | Path | None = None, size: 
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(values) - names)
     if unknown:
-        raise SpectralStyleError(f"unknown setting(s): {', '.join(unknown)}")
+        raise SpectralStyleError(f"unknown setting(s): {with_suggestions(unknown, names)}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
