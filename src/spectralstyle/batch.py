@@ -14,8 +14,10 @@ Manifest: one small JSON state file per job, ``OUT/.jobs/<job_id>.json``, merged
 not SQLite or a shared JSONL file: ranks may sit on several machines that share OUT over NFS, where
 SQLite's POSIX locks are unreliable (its own documentation warns that the database can be corrupted)
 and ``O_APPEND`` writes from several clients may interleave or overwrite each other. A whole-file
-write to a temporary name followed by ``rename`` is atomic on local filesystems and on NFS; since a
-job belongs to exactly one rank, every state file has exactly one writer and needs no lock at all.
+write to a temporary name followed by ``rename`` is atomic on local filesystems and on NFS; a job
+belongs to exactly one rank, and while it runs its owner holds ``OUT/.jobs/<job_id>.lock``
+(:mod:`spectralstyle.claims`), so even two processes started on the same plan by mistake never write
+one state file at the same time, nor run one job twice.
 Readers merge the folder; ``OUT/manifest.json`` is a convenience snapshot of that merge written when
 a run ends (the ``.jobs`` folder is the truth). Images and sidecars are written atomically by
 ``image_io`` too, so a crash never leaves a half-written file under a final name.
