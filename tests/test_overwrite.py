@@ -43,10 +43,10 @@ def test_two_batches_with_other_steps_keep_both_results(tmp_path):
     assert first.exit_code == 0, first.output
     second = invoke(*base, "--steps", "2")
     assert second.exit_code == 0, second.output
-    assert "write beside results of other settings" in second.output
     config2 = tiny_config().replace(steps=2)
     records = sidecars(out)
     assert sorted(records) == ["a_pop-art_c2.json", f"a_pop-art_c2_{config2.digest()[:8]}.json"]
+    assert "write beside results of other settings" in second.output
     assert records["a_pop-art_c2.json"]["config"]["steps"] == 1  # the first result is untouched
     assert records[f"a_pop-art_c2_{config2.digest()[:8]}.json"]["config"]["steps"] == 2
     # the name is recorded in the job state and the manifest, and a rerun finds the result there
@@ -71,9 +71,9 @@ def test_transfer_png_then_jpg_of_the_same_stem_keeps_both(tmp_path, content_ima
     assert invoke("transfer", content_image, *args).exit_code == 0
     second = invoke("transfer", jpg, *args)
     assert second.exit_code == 0, second.output
-    assert "holds the result of other settings or another image" in second.output
     contents = sorted(r["content"] for r in sidecars(out).values())
     assert contents == sorted([str(content_image.resolve()), str(jpg.resolve())])
+    assert "holds the result of other settings or another image" in second.output
     assert read_png_metadata(out / "photo_pop-art_c2.png")["content"] == str(content_image.resolve())
     assert invoke("transfer", jpg, *args, "--overwrite").exit_code == 0
     assert read_png_metadata(out / "photo_pop-art_c2.png")["content"] == str(jpg.resolve())
@@ -87,7 +87,7 @@ def test_batch_into_its_own_content_folder_does_not_eat_its_results(tmp_path):
     assert (photos / "a_pop-art_c2.png").is_file()
     rerun = invoke(*args)
     assert rerun.exit_code == 0, rerun.output
-    assert "1 image(s)" in rerun.output and "written by spectralstyle" in rerun.output
     assert "batch: 1 jobs" in rerun.output and "1 skipped" in rerun.output
+    assert "1 image(s)" in rerun.output and "written by spectralstyle" in rerun.output
     assert not list(photos.glob("a_pop-art_c2_pop-art*"))  # no result of a result
     assert [j.name for j in make_plan(photos, ["pop art"], ["c2"], tiny_config())] == ["a.png"]
