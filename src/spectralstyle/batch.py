@@ -14,8 +14,10 @@ Manifest: one small JSON state file per job, ``OUT/.jobs/<job_id>.json``, merged
 not SQLite or a shared JSONL file: ranks may sit on several machines that share OUT over NFS, where
 SQLite's POSIX locks are unreliable (its own documentation warns that the database can be corrupted)
 and ``O_APPEND`` writes from several clients may interleave or overwrite each other. A whole-file
-write to a temporary name followed by ``rename`` is atomic on local filesystems and on NFS; since a
-job belongs to exactly one rank, every state file has exactly one writer and needs no lock at all.
+write to a temporary name followed by ``rename`` is atomic on local filesystems and on NFS; a job
+belongs to exactly one rank, and while it runs its owner holds ``OUT/.jobs/<job_id>.lock``
+(:mod:`spectralstyle.claims`), so even two processes started on the same plan by mistake never write
+one state file at the same time, nor run one job twice.
 Readers merge the folder; ``OUT/manifest.json`` is a convenience snapshot of that merge written when
 a run ends (the ``.jobs`` folder is the truth). Images and sidecars are written atomically by
 ``image_io`` too, so a crash never leaves a half-written file under a final name.
@@ -47,14 +49,16 @@ from typing import Any
 
 import torch
 
-from .settings import TransferConfig
+from .bands import band_label
+from .claims import holder, try_claim
 from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from .errors import SpectralStyleError
-from .bands import band_label
 from .files import write_json
 from .image_io import list_images
 from .interrupts import stop_at_step_boundary, stop_requested
+from .results import existing_record, free_stem, same_run, split_own_results
 from .resume import NoteCallback, RunControl, interruption_message
+from .settings import TransferConfig
 from .transfer import Models, output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
@@ -69,6 +73,8 @@ GATHER_TIMEOUT = timedelta(hours=48)
 # Job states written to OUT/.jobs/<id>.json
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 SKIPPED = "skipped"  # a result of this run only: already finished earlier
+ELSEWHERE = "elsewhere"  # a result of this run only: another live process owns the job (claims.py)
+MANIFEST_LOCK = "manifest"
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -137,19 +143,23 @@ def job_id(name: str, text: str, band: str, config_hash: str) -> str:
 
 
 def make_plan(
-    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None
+    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None,
+    overwrite: bool = False,
 ) -> list[Job]:
     """Every (image, prompt, band) job, sorted deterministically, with collision-free output names.
 
     With ``out``, a job finished there keeps the file names it was written under, even if a prompt
-    added since then now shares its name (and would otherwise move it to a new, id-suffixed name).
+    added since then now shares its name (and would otherwise move it to a new, id-suffixed name), and
+    a job whose name holds another run's result moves to a free name (results.py) unless ``overwrite``.
+    Images this tool wrote are not content (results.py).
     """
     folder = Path(content_dir)
     if not folder.is_dir():
         raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
-    images = list_images(folder)
+    images, own = split_own_results(list_images(folder))
     if not images:
-        raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
+        extra = f" (only {len(own)} result(s) written by spectralstyle, which are not content)" if own else ""
+        raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}{extra}")
     if not prompts:
         raise SpectralStyleError("no prompts")
     configs = {band: config.replace(band=band) for band in bands}  # validates each band
@@ -160,12 +170,21 @@ def make_plan(
     jobs.sort(key=lambda j: (j.name, j.text, band_label(j.band), j.job_id))
     _assign_stems(jobs)
     if out is not None:
-        _keep_finished_stems(jobs, Path(out))
+        finished = _keep_finished_stems(jobs, Path(out))
+        taken = {j.stem for j in jobs}  # unique within the plan
+        for job in jobs:
+            record = None if job.job_id in finished or overwrite else existing_record(Path(out), job.stem)
+            if record is not None and not same_run(record, job.content, job.text, job.config_hash):
+                taken.discard(job.stem)
+                job.stem = free_stem(out, job.stem, job.content, job.text, job.config_hash, taken=taken)
+                taken.add(job.stem)
     return jobs
 
 
-def _keep_finished_stems(jobs: list[Job], out: Path) -> None:
+def _keep_finished_stems(jobs: list[Job], out: Path) -> set[str]:
+    """Give finished jobs their recorded names back; returns their ids."""
     taken = {j.stem for j in jobs}
+    finished = set()
     for job in jobs:
         state = read_state(out, job.job_id)
         recorded = state.get("stem") if state and state.get("status") == FINISHED else None
@@ -173,6 +192,9 @@ def _keep_finished_stems(jobs: list[Job], out: Path) -> None:
             taken.discard(job.stem)
             job.stem = recorded
             taken.add(recorded)
+        if recorded == job.stem:
+            finished.add(job.job_id)
+    return finished
 
 
 def _assign_stems(jobs: list[Job]) -> None:
@@ -328,10 +350,28 @@ def _now() -> str:
 
 
 def write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
-    """``OUT/manifest.json``: the merged state of every job of this plan (pending if never started)."""
+    """``OUT/manifest.json``: the merged state of every job of this plan (pending if never started).
+
+    Processes sharing OUT write it one at a time (a lock around read-and-write), so the last one to
+    finish reads every final state and writes the complete manifest, never an older one over it.
+    """
+    claim = None
+    for _ in range(600):  # a write takes milliseconds; a holder that died is taken over (claims.py)
+        claim = try_claim(Path(out) / STATE_DIR, MANIFEST_LOCK, heartbeat=False)
+        if claim is not None:
+            break
+        time.sleep(0.05)
+    try:
+        return _write_manifest(out, plan, config)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
     states = read_manifest(out)
     jobs = [states.get(j.job_id) or {"job_id": j.job_id, "name": j.name, "text": j.text, "band": j.band,
-                                      "config_hash": j.config_hash, "status": "pending"} for j in plan]
+                                      "config_hash": j.config_hash, "stem": j.stem, "status": "pending"} for j in plan]
     counts: dict[str, int] = {}
     for s in jobs:
         counts[s["status"]] = counts.get(s["status"], 0) + 1
@@ -396,6 +436,7 @@ class BatchRunner:
     save_model: bool = False
     hooks: BatchHooks = field(default_factory=BatchHooks)
     crash_after: int | None = None
+    overwrite: bool = False
     models: Models | None = None
     finished_here: int = 0
     control: RunControl = field(default_factory=RunControl)  # checkpoints of each job (not in the config hash)
@@ -412,14 +453,27 @@ class BatchRunner:
         results: list[JobResult] = []
         with sigterm_as_interrupt():
             for position, job in enumerate(jobs, 1):
-                state = read_state(self.out, job.job_id)
-                action, why = job_action(job, self.out, state)
-                if action == "skip":
+                if job_action(job, self.out, read_state(self.out, job.job_id))[0] == "skip":
                     results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))
                     continue
-                if self.hooks.on_job_start:
-                    self.hooks.on_job_start(job, position, len(jobs))
-                result = self._run_one(job, state, why)
+                claim = try_claim(self.out / STATE_DIR, job.job_id)
+                if claim is None:  # a live process owns it (see claims.py): not ours, not a failure
+                    owner = holder(self.out / STATE_DIR, job.job_id) or {}
+                    results.append(JobResult(job.job_id, job.describe(), ELSEWHERE,
+                                             f"running on {owner.get('host', '?')}, pid {owner.get('pid', '?')}"))
+                    if self.hooks.on_job_end:
+                        self.hooks.on_job_end(job, results[-1])
+                    continue
+                with claim:
+                    state = read_state(self.out, job.job_id)  # again: another process may have finished it meanwhile
+                    action, why = job_action(job, self.out, state)
+                    if action == "skip":
+                        results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))
+                        continue
+                    self._keep_others_results(job)
+                    if self.hooks.on_job_start:
+                        self.hooks.on_job_start(job, position, len(jobs))
+                    result = self._run_one(job, state, why)
                 results.append(result)
                 if self.hooks.on_job_end:
                     self.hooks.on_job_end(job, result)
@@ -427,6 +481,12 @@ class BatchRunner:
                     break
                 self.finished_here += result.status == FINISHED
         return results
+
+    def _keep_others_results(self, job: Job) -> None:
+        """Another run may have written under this job's name since the plan was made: move aside."""
+        record = existing_record(self.out, job.stem)
+        if not self.overwrite and record is not None and not same_run(record, job.content, job.text, job.config_hash):
+            job.stem = free_stem(self.out, job.stem, job.content, job.text, job.config_hash)
 
     def _run_one(self, job: Job, previous: dict[str, Any] | None, why: str) -> JobResult:
         if stop_requested() is not None:  # the signal came while the previous job wrote its result

@@ -77,7 +77,8 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
-                      save_model: bool = False, label: str | None = None, control: RunControl | None = None) -> Any:
+                      save_model: bool = False, label: str | None = None, control: RunControl | None = None,
+                      stem: str | None = None) -> Any:
     """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
     from .transfer import run_job
 
@@ -95,13 +96,15 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
         progress.console.print(escape(message), highlight=False, soft_wrap=True)
 
     result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
-                     on_note=on_note)
+                     on_note=on_note, stem=stem)
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
     return result
 
 
 SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
+OverwriteFlag = flag("overwrite", "Replace a result of other settings or content under the same name "
+                                  "(default: write beside it, with a short hash).")
 
 
 @user_errors
@@ -114,6 +117,7 @@ def transfer(
     out: OutOpt = Path("outputs"),
     save_model: SaveModelFlag = False,
     compare: CompareFlag = False,
+    overwrite: OverwriteFlag = False,
     checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
     resume: ResumeOpt = True,
     *,
@@ -128,16 +132,23 @@ def transfer(
     control = RunControl(checkpoint_every, resume)
     from .clip_model import tokenize_templated
     from .image_io import load_image
+    from .preflight import check_free_space, input_notes, needed_bytes
     from .transfer import Models
 
     load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
+    configs = compared_configs(config, compare)
+    check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
+    for note in input_notes([content], config.size):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     models = Models.load(config)
+    stems = [result_stem(content, text, cfg, out, overwrite) for cfg in configs]
     results = []
     with progress_bar() as progress:
-        for cfg in compared_configs(config, compare):
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control)
+        for cfg, stem in zip(configs, stems):
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control,
+                                       stem=stem)
             if result.interrupted:
                 from .resume import interruption_message
 
@@ -147,6 +158,20 @@ def transfer(
         results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+
+
+def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:
+    """The result's name: the plain one unless another run's result is there (then a note; see results.py)."""
+    from .results import free_stem
+    from .transfer import output_stem
+
+    plain = output_stem(content, text, config.band)
+    stem = free_stem(out, plain, content, text, config.digest(), overwrite)
+    if stem != plain:
+        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png holds the result of other settings or another "
+                      f"image; writing {escape(stem)}.png beside it (--overwrite replaces it)", highlight=False,
+                      soft_wrap=True)
+    return stem
 
 
 def write_transfer_comparison(results: list[Any], out: Path) -> Any:
@@ -185,7 +210,7 @@ def apply(
 
     import torchvision.transforms.functional as TF
 
-    from .device import resolve_device
+    from .device import is_out_of_memory, resolve_device
     from .files import ensure_writable_dir
     from .image_io import finish_image, open_rgb, save_png
     from .safeload import read_weights
@@ -194,8 +219,9 @@ def apply(
     dev = resolve_device(device or "auto")
     if max_side is not None and max_side < 8:
         raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
-    if contrast is not None and not (math.isfinite(contrast) and contrast >= 0):
-        raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
+    if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
+        raise SpectralStyleError(f"--contrast must be a positive number (0 gives a flat grey picture; 1 = unchanged), "
+                                 f"got {contrast}")
     if not model.is_file():
         raise SpectralStyleError(f"model file {model} does not exist")
     saved = read_weights(model, "StyleNet saved by spectralstyle")  # runs no code from the file
@@ -214,7 +240,14 @@ def apply(
         if max_side and max(img.size) > max_side:
             img.thumbnail((max_side, max_side))
         tensor = TF.to_tensor(img).unsqueeze(0)
-        result = finish_image(net.stylize(tensor.to(dev)), factor)
+        try:
+            result = finish_image(net.stylize(tensor.to(dev)), factor)
+        except (MemoryError, RuntimeError) as exc:  # here the image's own size is what uses the memory
+            if not is_out_of_memory(exc):
+                raise
+            side = max(img.size)
+            raise SpectralStyleError(f"out of memory stylising {path} at {img.width}x{img.height}: use --max-side "
+                                     f"{max(8, side // 2)} (or smaller) to scale it down") from None
         target = out / names[path]
         save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,
                                   "trained_with": record})

@@ -38,6 +38,8 @@ BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; h
 
 DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no model.")
 SaveModelFlag = flag("save-model", "Also save each trained StyleNet (for `apply`).")
+OverwriteFlag = flag("overwrite", "Replace results of other settings or content under the same name "
+                                  "(default: write beside them, with a short config hash).")
 
 
 @user_errors
@@ -53,6 +55,7 @@ def batch(
     dry_run: DryRunFlag = False,
     config_file: ConfigOpt = None,
     save_model: SaveModelFlag = False,
+    overwrite: OverwriteFlag = False,
     checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
     resume: ResumeOpt = True,
     *,
@@ -63,6 +66,9 @@ def batch(
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
     """
     from .bands import split_band_list
+    from .image_io import list_images
+    from .preflight import check_free_space, input_notes, needed_bytes
+    from .results import content_tag, split_own_results
     from .batch import (
         INTERRUPTED, BatchRunner, DistEnv, collect_prompts, crash_after_from_env, gather_results, job_action,
         make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
@@ -79,7 +85,16 @@ def batch(
     if not band_list:
         raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
     prompt_list = collect_prompts(prompts, text)
-    plan = make_plan(content_dir, prompt_list, band_list, config, out)
+    plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
+    own = split_own_results(list_images(content_dir))[1]
+    if own:
+        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by spectralstyle "
+                      f"(like {escape(own[0].name)}) and are not used as content", highlight=False, soft_wrap=True)
+    moved = [j for j in plan if j.stem.endswith(j.config_hash[:8]) or j.stem.endswith(content_tag(j.content))]
+    if moved:
+        console.print(f"[yellow]note:[/] {len(moved)} job(s) write beside results of other settings or content that "
+                      f"have their names (like {escape(moved[0].stem)}.png); --overwrite replaces those instead",
+                      highlight=False, soft_wrap=True)
     subfolders = [p for p in Path(content_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]
     if subfolders:
         console.print(f"[yellow]note:[/] {len(subfolders)} subfolder(s) of {escape(str(content_dir))} are not searched "
@@ -99,7 +114,11 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control)
+    check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
+    for note in input_notes(sorted({j.content for j in plan}), config.size):
+        console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control,
+                         overwrite=overwrite)
     live = my_shard.count == 1 and console.is_terminal
     results = run_shard(runner, mine, todo, config.steps, prefix, live)
 
@@ -171,8 +190,10 @@ def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
 
 
 def result_line(result: JobResult) -> str:
-    from .batch import FINISHED
+    from .batch import ELSEWHERE, FINISHED
 
+    if result.status == ELSEWHERE:
+        return f"[yellow]elsewhere[/] {escape(result.describe)}: {escape(result.error)}"
     if result.status == FINISHED:
         return f"[green]done[/] {escape(result.describe)} in {result.wall_time_s:.1f}s  [dim]{escape(result.image)}[/]"
     return f"[red]{result.status}[/] {escape(result.describe)}: {escape(result.error)}"
@@ -180,14 +201,15 @@ def result_line(result: JobResult) -> str:
 
 def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
     """Counts, then one line per failed job; returns the number of failures."""
-    from .batch import FAILED, FINISHED, SKIPPED
+    from .batch import ELSEWHERE, FAILED, FINISHED, SKIPPED
 
-    counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, FAILED)}
+    counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, ELSEWHERE, FAILED)}
     failed = [r for r in results if r.status == FAILED]
     colour = "red" if failed else "green"
+    elsewhere = f"{counts[ELSEWHERE]} running elsewhere (another process owns them), " if counts[ELSEWHERE] else ""
     console.print(f"{prefix}[bold {colour}]batch: {len(results)} jobs[/]: {counts[FINISHED]} finished, "
-                  f"{counts[SKIPPED]} skipped (finished before), {counts[FAILED]} failed  [dim]{escape(str(manifest))}[/]",
-                  highlight=False, soft_wrap=True)
+                  f"{counts[SKIPPED]} skipped (finished before), {elsewhere}{counts[FAILED]} failed  "
+                  f"[dim]{escape(str(manifest))}[/]", highlight=False, soft_wrap=True)
     for r in failed:
         console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}", highlight=False, soft_wrap=True)
     return len(failed)
@@ -195,7 +217,8 @@ def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
 
 def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands: int) -> None:
     """The dry run: a table of every job, its shard and what a run would do with it (on stdout)."""
-    from .batch import job_action, read_state
+    from .batch import STATE_DIR, job_action, read_state
+    from .claims import holder
 
     table = Table(title=f"{len(plan)} jobs = {len({j.name for j in plan})} images x {n_prompts} prompts x {n_bands} bands",
                   title_justify="left")
@@ -204,6 +227,9 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
     actions: dict[str, int] = {}
     for k, job in enumerate(plan):
         action, why = job_action(job, out, read_state(out, job.job_id))
+        owner = holder(out / STATE_DIR, job.job_id) if action == "run" else None
+        if owner:
+            why = f"running elsewhere: {owner.get('host')} pid {owner.get('pid')}"
         actions[why] = actions.get(why, 0) + 1
         style = "dim" if action == "skip" else ""
         table.add_row(str(k), job.job_id, escape(job.name), escape(job.text), job.config.band_value.label,

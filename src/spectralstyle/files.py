@@ -53,6 +53,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, default_file_mode())  # readable by others as usual, e.g. on a shared results folder
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno is not None and exc.filename is None:  # a failed write (a full disk) names no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,18 @@ from .files import atomic_path
 
 METADATA_KEY = "spectralstyle"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MAX_PIXELS = 1_000_000_000
+"""Largest input accepted: a gigapixel (about 3 GB as 8-bit RGB) is still scaled down in memory; PIL's
+own limit (89 megapixels, a guard against decompression bombs) would refuse ordinary scans and panoramas."""
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above it and raises above twice it; open_rgb refuses both
+
+
+def _too_large(path: Path, size: tuple[int, int] | None = None, pil_message: str = "") -> SpectralStyleError:
+    pixels = re.search(r"\((\d+) pixels\)", pil_message)  # PIL says "Image size (N pixels) exceeds ..."
+    dims = (f"{size[0]}x{size[1]} = {size[0] * size[1] / 1e6:,.0f} megapixels" if size
+            else f"{int(pixels.group(1)) / 1e6:,.0f} megapixels" if pixels else "too many pixels")
+    return SpectralStyleError(f"{path} is {dims}, more than the {MAX_PIXELS / 1e9:g} gigapixel this tool reads; "
+                              "scale it down first (for example with ImageMagick: magick IN -resize 8192x8192 OUT)")
 
 
 def open_rgb(path: str | Path) -> Image.Image:
@@ -30,19 +43,58 @@ def open_rgb(path: str | Path) -> Image.Image:
     if not p.is_file():
         raise SpectralStyleError(f"{p} is not a file")
     try:
-        with Image.open(p) as img:
-            img.load()
-            return _as_rgb(ImageOps.exif_transpose(img))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # above MAX_PIXELS: refuse, not warn
+            with Image.open(p) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise _too_large(p, img.size)
+                img.load()
+                return _as_rgb(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(p, pil_message=str(exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
 
 
 def _as_rgb(img: Image.Image) -> Image.Image:
-    """RGB 8 bit. PIL's convert clips 16-bit grey (modes I;16 and I) at 255, which turns it white: scale instead."""
+    """RGB 8 bit. PIL's convert clips 16-bit grey (modes I;16 and I) at 255, which turns it white: scale
+    instead. Float images (mode F, 32-bit TIFF) would be clipped to 0 or 1 out of 255, i.e. black: see
+    ``float_to_8bit``."""
     if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):
         values = np.asarray(img).astype(np.float32) * (255 / 65535)
         img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(float_to_8bit(np.asarray(img))[0], "L")
     return img.convert("RGB")
+
+
+def float_to_8bit(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """8-bit grey from float pixels, and how they were read (for the note a command prints).
+
+    Values within [0, 1] (the usual float convention) are scaled by 255; within [0, 255] they are taken
+    as they are; anything else is stretched from its minimum to its maximum. NaN counts as 0.
+    """
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low >= 0 and high <= 1:
+        scaled, how = values * 255, "values in [0, 1] scaled to 0-255"
+    elif low >= 0 and high <= 255:
+        scaled, how = values, "values in [0, 255] used as they are"
+    else:
+        span = high - low or 1.0
+        scaled, how = (values - low) * (255 / span), f"values {low:g} to {high:g} stretched to 0-255"
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), how
+
+
+def image_header(path: str | Path) -> tuple[tuple[int, int], str] | None:
+    """(size, mode) from the file's header alone (no pixels decoded); None if it is not a readable image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size, img.mode
+    except Exception:  # open_rgb reports unreadable files with the right message when the run reads them
+        return None
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
