@@ -39,7 +39,7 @@ app = typer.Typer(
 )
 
 # Commands defined in their own modules; each has register(app).
-COMMAND_MODULES = ("cli_batch", "cli_evaluate", "cli_generate", "cli_bench")
+COMMAND_MODULES = ("cli_batch", "cli_evaluate", "cli_generate", "cli_bench", "cli_train", "cli_video")
 
 
 def _version(value: bool) -> None:
