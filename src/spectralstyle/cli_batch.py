@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .batch import (
     FAILED, FINISHED, INTERRUPTED, SKIPPED, BatchHooks, BatchRunner, DistEnv, Job, JobResult, Shard,
-    collect_prompts, crash_after_from_env, gather_results, job_action, make_plan, plan_digest, rank_device, read_state,
+    collect_prompts, crash_after_from_env, gather_results, job_action, make_plan, make_train_plan, plan_digest, rank_device, read_state,
     resolve_shard, shard_jobs, split_bands, write_manifest,
 )
 from .cli_common import (
@@ -25,6 +25,7 @@ from .cli_common import (
     SeedOpt, SizeOpt, SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console,
     fail, log, make_console, setup_log_file, user_errors,
 )
+from .cli_train import PreviewOpt, TrainSizeOpt, train_settings
 from .errors import SpectralStyleError
 from .spectral import band_label
 
@@ -35,6 +36,7 @@ TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="T
 BandsOpt = Annotated[Optional[list[str]], typer.Option("--bands", metavar="BANDS", help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="List the plan and what a run would do; load no model.")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, band) over all images of the folder.")]
 BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
@@ -74,6 +76,10 @@ def batch(
     precision: PrecisionOpt = None,
     compile: CompileOpt = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also save each trained StyleNet (for `apply`).")] = False,
+    mode: ModeOpt = "transfer",
+    batch_size: Annotated[int, typer.Option("--batch", help="--mode train: content images per step.")] = 4,
+    train_size: TrainSizeOpt = None,
+    preview: PreviewOpt = 4,
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
@@ -84,7 +90,13 @@ def batch(
         raise SpectralStyleError("give --band or --bands, not both")
     band_list = split_bands(bands) if bands else [config.band]
     prompt_list = collect_prompts(prompts, text)
-    plan = make_plan(content_dir, prompt_list, band_list, config, out)
+    if mode == "train":
+        plan = make_train_plan(content_dir, prompt_list, band_list, config,
+                               train_settings(batch_size, train_size, preview, config), out)
+    elif mode == "transfer":
+        plan = make_plan(content_dir, prompt_list, band_list, config, out)
+    else:
+        raise SpectralStyleError(f"unknown --mode {mode!r}; use transfer or train")
     subfolders = [p for p in Path(content_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]
     if subfolders:
         console.print(f"[yellow]note:[/] {len(subfolders)} subfolder(s) of {escape(str(content_dir))} are not searched "
