@@ -17,7 +17,7 @@ from .cli_common import (
 from .config import TransferConfig, parse_size
 from .image_io import load_image
 from .spectral import band_label
-from .train import TrainSettings, collect_images, model_stem, run_train_job
+from .train import TrainSettings, collect_images, run_train_job
 from .transfer import JobOutput, Models, StepCallback
 
 ImagesOpt = Annotated[list[Path], typer.Option("--images", "-i", help="Training images: files and/or folders (their images); repeat or list several.")]
@@ -52,7 +52,9 @@ def train_with_progress(images: list[Path], text: str, config: TransferConfig, s
 
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(images),
              config.steps, config.width, config.height, settings.batch, models.device)
-    with progress_bar() as progress:
+    from .batch import sigterm_as_interrupt
+
+    with sigterm_as_interrupt(), progress_bar() as progress:  # SIGTERM (a job scheduler) stops like Ctrl-C
         task = progress.add_task(escape(f"{len(images)} images · {band_label(config.band)}"), total=config.steps, losses="")
         result = run_train_job(images, text, config, settings, models, out, on_step=step_reporter(progress, task))
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
@@ -114,4 +116,3 @@ def train(
                   soft_wrap=True)
 
 
-__all__ = ["register", "train", "model_stem"]

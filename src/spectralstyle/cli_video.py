@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .cli_common import (
     INTERRUPTED_EXIT, BandOpt, ClipWeightsOpt, CompileOpt, ConfigOpt, ContrastOpt, CropSizeOpt, CropsOpt, DeviceOpt,
-    LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SeedOpt, SizeOpt,
+    LambdaContentOpt, LambdaGlobalOpt, LambdaPatchOpt, LambdaTvOpt, LrOpt, OutOpt, PrecisionOpt, SeedOpt,
     SourceEncoderOpt, StepsOpt, ThresholdOpt, VggWeightsOpt, WeightsOpt, config_from_flags, console, fail, log,
     setup_log_file, user_errors,
 )
@@ -86,7 +86,9 @@ def video(
              config.band, info.width, info.height, info.frames, info.fps, train_frames, config.width, config.height)
     from .cli import progress_bar
 
-    with progress_bar() as progress:
+    from .batch import sigterm_as_interrupt
+
+    with sigterm_as_interrupt(), progress_bar() as progress:  # SIGTERM (a job scheduler) stops like Ctrl-C
         training = progress.add_task(escape(f"train {min(train_frames, info.frames)} frames · {band_label(config.band)}"),
                                      total=config.steps, losses="")
         frames = progress.add_task(escape(f"frames of {input_video.name}"), total=info.frames, losses="", visible=False)
