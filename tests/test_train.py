@@ -78,7 +78,7 @@ def test_batch_loss_is_mean_of_single_image_losses(models):
 
 
 def test_same_seed_repeats_and_resume_continues_exactly(models):
-    config, settings = tiny_config(steps=3), TrainSettings(batch=2, train_width=24, train_height=24)
+    config, settings = tiny_config(steps=2), TrainSettings(batch=2, train_width=24, train_height=24)
     contents = photos(3)
     first = train_stylenet(contents, "pop art", config, models, settings)
     again = train_stylenet(contents, "pop art", config, models, settings)
