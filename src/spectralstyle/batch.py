@@ -59,6 +59,7 @@ from .interrupts import stop_at_step_boundary, stop_requested
 from .results import existing_record, free_stem, same_run, split_own_results
 from .resume import NoteCallback, RunControl, interruption_message
 from .settings import TransferConfig
+from .train import MODEL_SUFFIX, TrainSettings, model_stem, run_train_job, train_digest
 from .transfer import Models, output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
@@ -121,12 +122,21 @@ class Job:
     band: str
     config: TransferConfig
     stem: str = ""
+    train: TrainSettings | None = None  # set: a ``--mode train`` job, one style model over ``train_images``
+    train_images: tuple[Path, ...] = ()
 
     @property
     def config_hash(self) -> str:
-        return self.config.digest()
+        return train_digest(self.config, self.train) if self.train else self.config.digest()
+
+    def base_stem(self) -> str:
+        """The name the single command gives this output: ``transfer``'s, or ``train``'s ``<text>_<band>``."""
+        return model_stem(self.text, self.band) if self.train else output_stem(Path(self.name), self.text, self.band)
 
     def image_path(self, out: Path) -> Path:
+        """The job's main output: the stylised PNG, or the trained model."""
+        if self.train:
+            return out / f"{self.stem}{MODEL_SUFFIX}"
         return out / f"{self.stem}.png"
 
     def sidecar_path(self, out: Path) -> Path:
@@ -181,6 +191,39 @@ def make_plan(
     return jobs
 
 
+def make_train_plan(
+    content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, train: TrainSettings,
+    out: Path | None = None,
+) -> list[Job]:
+    """``--mode train``: one job per (prompt, band), each training a style model over all images of the folder.
+
+    The job id covers the image names, so adding or removing an image trains the models again.
+    """
+    folder = Path(content_dir)
+    if not folder.is_dir():
+        raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
+    images = tuple(list_images(folder))
+    if not images:
+        raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
+    if not prompts:
+        raise SpectralStyleError("no prompts")
+    configs = {band: config.replace(band=band) for band in bands}
+    for cfg in configs.values():
+        train.check(cfg)
+    name = f"{folder.name} ({len(images)} images)"
+    image_key = json.dumps([p.name for p in images], ensure_ascii=False)
+    jobs = [
+        Job(job_id(image_key, text, band, train_digest(cfg, train)), folder, name, text, band, cfg,
+            train=train, train_images=images)
+        for text in prompts for band, cfg in configs.items()
+    ]
+    jobs.sort(key=lambda j: (j.text, band_label(j.band), j.job_id))
+    _assign_stems(jobs)
+    if out is not None:
+        _keep_finished_stems(jobs, Path(out))
+    return jobs
+
+
 def _keep_finished_stems(jobs: list[Job], out: Path) -> set[str]:
     """Give finished jobs their recorded names back; returns their ids."""
     taken = {j.stem for j in jobs}
@@ -199,7 +242,7 @@ def _keep_finished_stems(jobs: list[Job], out: Path) -> set[str]:
 
 def _assign_stems(jobs: list[Job]) -> None:
     """The transfer command's file names; jobs whose names would collide get their id appended."""
-    stems = [output_stem(Path(j.name), j.text, j.band) for j in jobs]
+    stems = [j.base_stem() for j in jobs]
     counts: dict[str, int] = {}
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
@@ -514,8 +557,13 @@ class BatchRunner:
         out_of_memory = False
         try:
             on_step = (lambda step, losses: self.hooks.on_step(job, step, losses)) if self.hooks.on_step else None
-            output = run_job(job.content, job.text, job.config, models, self.out, on_step=on_step,
-                             save_model=self.save_model, stem=job.stem, control=self.control, on_note=self.hooks.on_note)
+            if job.train:
+                output = run_train_job(list(job.train_images), job.text, job.config, job.train, models, self.out,
+                                       on_step=on_step, stem=job.stem)
+            else:
+                output = run_job(job.content, job.text, job.config, models, self.out, on_step=on_step,
+                                 save_model=self.save_model, stem=job.stem, control=self.control,
+                                 on_note=self.hooks.on_note)
             record = output.record
             metrics = {"final_losses": {k: v for k, v in (record["losses"][-1] if record["losses"] else {}).items() if k != "step"},
                        "wall_time_s": record["wall_time_s"], "steps_done": record["steps_done"],

@@ -21,7 +21,7 @@ try:  # Typer >= 0.20 ships its own copy of click
 except ImportError:  # pragma: no cover - older Typer on plain click
     from click.exceptions import NoArgsIsHelpError, UsageError
 
-from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate, cli_weights
+from . import __version__, cli_batch, cli_bench, cli_evaluate, cli_generate, cli_train, cli_video, cli_weights
 from .cli_common import (
     CheckpointEveryOpt, ConfigOpt, DeviceOpt, OutOpt, ResumeOpt, compared_configs, console, fail, flag,
     interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
@@ -261,6 +261,8 @@ app.command("batch")(cli_batch.batch)
 app.command("evaluate")(cli_evaluate.evaluate)
 app.command("analyze")(cli_evaluate.analyze)
 app.command("generate")(cli_generate.generate)
+app.command("train")(cli_train.train)
+app.command("video")(cli_video.video)
 app.command("bench")(cli_bench.bench)
 app.add_typer(cli_weights.weights_app, name="weights")
 

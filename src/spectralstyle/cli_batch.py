@@ -8,7 +8,7 @@ error, 130 interrupted).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,7 @@ from .cli_common import (
     CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
     resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
+from .cli_train import BatchOpt, PreviewOpt, TrainSizeOpt
 from .errors import SpectralStyleError
 from .interrupts import stops_at_step_boundary
 from .settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
@@ -33,6 +34,7 @@ PromptsOpt = Annotated[Optional[Path], typer.Option("--prompts", "-p", help="Tex
 TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
 BandsOpt = Annotated[Optional[list[str]], typer.Option("--bands", metavar="BANDS", help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
+ModeOpt = Annotated[Literal["transfer", "train"], typer.Option("--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, band) over all images of the folder.")]
 BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
@@ -56,6 +58,10 @@ def batch(
     config_file: ConfigOpt = None,
     save_model: SaveModelFlag = False,
     overwrite: OverwriteFlag = False,
+    mode: ModeOpt = "transfer",
+    batch_size: BatchOpt = 4,
+    train_size: TrainSizeOpt = None,
+    preview: PreviewOpt = 4,
     checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
     resume: ResumeOpt = True,
     *,
@@ -85,7 +91,16 @@ def batch(
     if not band_list:
         raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
     prompt_list = collect_prompts(prompts, text)
-    plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
+    if mode == "train":
+        from .batch import make_train_plan
+        from .cli_train import train_settings
+
+        plan = make_train_plan(content_dir, prompt_list, band_list, config,
+                               train_settings(batch_size, train_size, preview, config), out)
+    elif mode == "transfer":
+        plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
+    else:
+        raise SpectralStyleError(f"unknown --mode {mode!r}; use transfer or train")
     own = split_own_results(list_images(content_dir))[1]
     if own:
         console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by spectralstyle "

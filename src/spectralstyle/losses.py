@@ -62,6 +62,20 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     )
 
 
+def batched_tv_loss(images: torch.Tensor) -> torch.Tensor:
+    """``tv_loss`` of each image of a batch [B, 3, H, W] on its own: [B]."""
+
+    def norms(diff: torch.Tensor) -> torch.Tensor:
+        return diff.flatten(1).norm(dim=1)
+
+    return (
+        norms(images[:, :, :, :-1] - images[:, :, :, 1:])
+        + norms(images[:, :, :-1, :] - images[:, :, 1:, :])
+        + norms(images[:, :, 1:, :-1] - images[:, :, :-1, 1:])
+        + norms(images[:, :, :-1, :-1] - images[:, :, 1:, 1:])
+    )
+
+
 def directional_loss(image_features: torch.Tensor, source: torch.Tensor, text_direction: torch.Tensor) -> torch.Tensor:
     """Per-sample 1 - cos(normalise(normalise(image) - source), text direction)."""
     direction = normalize(normalize(image_features) - source)
@@ -111,11 +125,46 @@ class CLIPStyleLoss(nn.Module):
     @torch.no_grad()
     def prepare(self, content: torch.Tensor, text: str) -> None:
         """Fix the target text direction and the content image's CLIP and VGG features."""
+        self.prepare_text(text)
+        self.source_features, self.content_features = self.content_targets(content)
+
+    @torch.no_grad()
+    def prepare_text(self, text: str) -> None:
+        """Fix the target text direction only (training over many images brings its own content targets)."""
         self.text_direction = normalize(self.text_features(text) - self.text_features(self.source_text))
-        pixels = clip_input(content)
+
+    @torch.no_grad()
+    def content_targets(self, contents: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Source CLIP features [B, D] and VGG content features of a batch of content images [B, 3, H, W]."""
+        pixels = clip_input(contents)
         source = encode_source(self.encoder, pixels, self.source_encoder)
-        self.source_features = normalize(source.float())
-        self.content_features = [f.detach() for f in self.vgg(content)]
+        return normalize(source.float()), [f.detach() for f in self.vgg(contents)]
+
+    def batch_terms(self, outputs: torch.Tensor, crops: torch.Tensor, sources: torch.Tensor,
+                    content_features: list[torch.Tensor]) -> LossTerms:
+        """The mean over images of each image's own ``forward`` loss, computed in one batched pass.
+
+        ``outputs`` [B, 3, H, W] are StyleNet outputs of B content images, ``crops`` [B*n, 3, 224, 224]
+        their augmented crops (n per image, image-major), ``sources`` [B, D] and ``content_features``
+        (from ``content_targets``) each image's own targets. Every term is averaged over images, so a
+        batch of one gives exactly the single-image terms and each image weighs the same.
+        """
+        if self.text_direction is None:
+            raise RuntimeError("call prepare_text(text) before computing the loss")
+        batch = outputs.shape[0]
+        n = crops.shape[0] // batch
+        views = torch.cat([clip_input(crops), clip_input(outputs)], dim=0)  # one CLIP pass
+        features = self.encoder.encode_image(views).float()
+        per_crop_source = sources.repeat_interleave(n, dim=0)
+        crop_losses = directional_loss(features[: batch * n], per_crop_source, self.text_direction).view(batch, n)
+        patch = torch.where(crop_losses < self.threshold, torch.zeros_like(crop_losses), crop_losses).mean(dim=1).mean()
+        global_ = directional_loss(features[batch * n :], sources, self.text_direction).mean()
+        content = sum(F.mse_loss(o, c, reduction="none").flatten(1).mean(dim=1)
+                      for o, c in zip(self.vgg(outputs), content_features)).mean()
+        tv = batched_tv_loss(outputs).mean()
+        w = self.weights
+        total = w.patch * patch + w.global_ * global_ + w.content * content + w.tv * tv
+        return LossTerms(total, patch, global_, content, tv)
 
     def forward(self, output: torch.Tensor, crops: torch.Tensor) -> LossTerms:
         """Loss of a StyleNet output [1, 3, H, W] and its augmented crops [n, 3, 224, 224]."""

@@ -334,6 +334,10 @@ class GenerateConfig(Settings):
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TransferConfig))
 
 
+DEFAULT_TRAIN_FRAMES = 16
+"""Frames sampled across a video to train its style model on (``video --train-frames``)."""
+
+
 # --- run control: how a run is saved, resumed and named; never part of its result --------------------
 DEFAULT_CHECKPOINT_EVERY = 20
 

@@ -32,7 +32,7 @@ from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side
 from .interrupts import raise_if_stop_requested
 from .losses import CLIPStyleLoss, LossWeights
 from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, consistent_step, resume_into, run_key
-from .spectral import band_label
+from .bands import band_label
 from .stylenet import StyleNet
 from .vgg import VGGContent, load_vgg_content
 from .weights import resolve_model_files

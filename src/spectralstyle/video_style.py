@@ -1,0 +1,101 @@
+"""Stylise a video with one text: train a StyleNet on frames sampled across it, then apply it to every frame.
+
+Why one network for the whole clip instead of a transfer per frame: a per-frame optimisation costs a
+minute per frame on a GPU and flickers, because every frame gets its own random crops and its own
+network; one network trained on a spread of frames is a fixed function of the pixels, so unchanged
+regions stay unchanged and the cost per frame is one forward pass. The model is always kept
+(``<stem>_<text>_<band>.stylenet.pt``): training is the expensive half, and ``apply`` can reuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .settings import DEFAULT_TRAIN_FRAMES, TransferConfig
+from .files import write_json
+from .image_io import finish_image, save_png
+from .train import (
+    MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, train_digest, train_record, train_stylenet,
+)
+from .transfer import JobOutput, Models, StepCallback, output_stem, save_stylenet
+from .video import VideoResult, probe_video, sample_frames, stylize_video
+
+FrameCallback = Callable[[int, int], None]
+
+
+def default_training_size(width: int, height: int, long_side: int = 512) -> tuple[int, int]:
+    """The video's aspect ratio with the longer side ``long_side`` (or the video's own, if smaller), both
+    sides multiples of 8 (at least 16), so training sees frames undistorted unless ``--size`` says otherwise."""
+    scale = min(long_side, max(width, height)) / max(width, height)
+    return tuple(max(16, int(round(side * scale / 8)) * 8) for side in (width, height))  # type: ignore[return-value]
+
+
+def video_digest(config: TransferConfig, train: TrainSettings, train_frames: int, max_side: int | None) -> str:
+    """Hash of all settings that shape the output video."""
+    return train_digest(config, train) + f"-f{train_frames}" + (f"-m{max_side}" if max_side else "")
+
+
+def frame_function(net: torch.nn.Module, contrast: float, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size)."""
+    net = net.eval()
+
+    def stylize(frame: torch.Tensor) -> torch.Tensor:
+        return finish_image(net.stylize(frame.to(device)), contrast).cpu()
+
+    return stylize
+
+
+def run_video_job(
+    src: str | Path,
+    text: str,
+    config: TransferConfig,
+    train: TrainSettings,
+    models: Models,
+    out: str | Path,
+    train_frames: int = DEFAULT_TRAIN_FRAMES,
+    max_side: int | None = None,
+    on_step: StepCallback | None = None,
+    on_frame: FrameCallback | None = None,
+    on_training_done: Callable[[], None] | None = None,
+) -> JobOutput:
+    """Write ``<stem>_<text>_<band>.mp4``, its model ``.stylenet.pt``, a ``_preview.png`` of training frames
+    and the sidecar ``.json`` (last, with the temporal stability). After Ctrl-C during training the model
+    so far goes to ``snapshots/``; during the video, the finished model is kept and no mp4 is written."""
+    src, out = Path(src), Path(out)
+    info = probe_video(src)
+    stem = output_stem(src, text, config.band)
+    frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
+    record: dict[str, Any] = train_record(text, config, train, [], models.device)
+    record.pop("images")
+    record.update(kind="video", input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames),
+                  max_side=max_side, config_hash=video_digest(config, train, train_frames, max_side))
+    result = train_stylenet(frames, text, config, models, train, on_step=on_step)
+    record.update(losses=result.history, steps_done=result.steps_done, training_wall_time_s=round(result.seconds, 3))
+    assert result.net is not None
+    if result.interrupted:
+        record["status"] = "interrupted"
+        path = out / "snapshots" / f"{stem}_step{result.steps_done:04d}{MODEL_SUFFIX}"
+        save_stylenet(result.net, path, record)
+        return JobOutput(path, write_json(record, path.with_name(path.name.removesuffix(MODEL_SUFFIX) + ".json")),
+                         record, model=path, interrupted=True)
+    model_path, video_path = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}.mp4"
+    save_stylenet(result.net, model_path, {**record, "status": "finished", "model": str(model_path)})
+    record["model"] = str(model_path)
+    if train.preview:
+        preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device),
+                           out / f"{stem}_preview.png", {k: v for k, v in record.items() if k != "losses"})
+        record["preview"] = str(preview)
+    if on_training_done:
+        on_training_done()
+    video: VideoResult = stylize_video(src, video_path, frame_function(result.net, config.contrast, models.device),
+                                       max_side=max_side, on_frame=on_frame)
+    record.update(status="finished", output=str(video_path), video=video.as_dict(),
+                  temporal_stability=video.temporal_stability, wall_time_s=round(result.seconds + video.seconds, 3),
+                  ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    sidecar = write_json(record, out / f"{stem}.json")
+    return JobOutput(video_path, sidecar, record, model=model_path)
