@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
-import torchvision.transforms.functional as TF
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
@@ -25,9 +22,8 @@ from .cli_common import (
 from .config import TransferConfig
 from .device import resolve_device
 from .errors import SpectralStyleError
-from .image_io import ensure_writable_dir, finish_image, load_image, open_rgb, save_png, slugify
+from .image_io import ensure_writable_dir, load_image, slugify
 from .spectral import band_label
-from .stylenet import StyleNet
 from .transfer import JobOutput, Models, run_job, write_comparison
 
 app = typer.Typer(
@@ -154,42 +150,51 @@ def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
 @app.command()
 @user_errors
 def apply(
-    model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model`.")],
-    images: Annotated[list[Path], typer.Argument(help="Images to stylise, at their own resolution.")],
+    model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model` or `train`.")],
+    images: Annotated[list[Path], typer.Argument(help="Images, folders (their images and videos) and videos (-> mp4).")],
     out: OutOpt = Path("outputs"),
     contrast: ContrastOpt = None,
     device: DeviceOpt = "auto",
-    max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images whose longer side exceeds this.")] = None,
+    max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images and videos whose longer side exceeds this.")] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for large images (multiple of 8; default: 768 on CPU, from free memory on CUDA).")] = None,
+    norm_stats: Annotated[str, typer.Option("--norm-stats", help="Whole-image norm statistics of tiled images: exact (streamed, about 10 passes), sampled (a quarter of the tiles) or downscaled (one small pass; approximate).")] = "exact",
 ) -> None:
-    """Apply a trained StyleNet to other images, at any resolution (the network is fully convolutional)."""
+    """Apply a trained StyleNet to images, folders and videos, at any resolution, in bounded memory."""
+    from .applying import ApplySettings, apply_image, apply_video, expand_inputs, load_stylenet
+    from .video import is_video
+
     dev = resolve_device(device or "auto")
-    if max_side is not None and max_side < 8:
-        raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {max_side}")
     if contrast is not None and not (math.isfinite(contrast) and contrast >= 0):
         raise SpectralStyleError(f"--contrast must be a non-negative number, got {contrast}")
-    if not model.is_file():
-        raise SpectralStyleError(f"model file {model} does not exist")
-    try:
-        saved = torch.load(model, map_location="cpu", weights_only=True)
-        net = StyleNet(ngf=saved["ngf"])
-        net.load_state_dict(saved["state_dict"])
-    except Exception as exc:
-        raise SpectralStyleError(f"{model} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
-    net = net.eval().to(dev)
-    record = json.loads(saved.get("record_json", "{}"))
+    ApplySettings(1.0, dev, max_side, tile, norm_stats).check()
+    net, record = load_stylenet(model)
+    net = net.to(dev)
     factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
+    settings = ApplySettings(factor, dev, max_side, tile, norm_stats)
+    inputs = expand_inputs(images)
     ensure_writable_dir(out)
-    names = output_names(images, model.name.removesuffix(".stylenet.pt"))
-    for path in images:
-        img = open_rgb(path)
-        if max_side and max(img.size) > max_side:
-            img.thumbnail((max_side, max_side))
-        tensor = TF.to_tensor(img).unsqueeze(0)
-        result = finish_image(net.stylize(tensor.to(dev)), factor)
-        target = out / names[path]
-        save_png(result, target, {"applied_model": str(model), "source_image": str(path), "contrast": factor,
-                                  "trained_with": record})
-        console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
+    names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        for path in inputs:
+            metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor, "trained_with": record}
+            if is_video(path):
+                target = out / Path(names[path]).with_suffix(".mp4")
+                task = progress.add_task(escape(f"{path.name} frames"), total=None)
+                result = apply_video(net, path, target, settings, metadata,
+                                     on_frame=lambda done, total, t=task: progress.update(t, completed=done, total=total))
+                progress.remove_task(task)
+                stability = result["temporal_stability"]
+                note = f"temporal stability {stability:.3f}" if stability is not None else "still input"
+                console.print(f"[green]wrote[/] {escape(str(target))}  [dim]{result['video']['frames']} frames, "
+                              f"{note}[/]", highlight=False)
+                continue
+            target = out / names[path]
+            task = progress.add_task(escape(f"{path.name} tiles"), total=None)
+            apply_image(net, path, target, settings, metadata,
+                        on_tile=lambda done, total, t=task: progress.update(t, completed=done, total=total))
+            progress.remove_task(task)
+            console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
 
 
 def _register_command_modules() -> None:
