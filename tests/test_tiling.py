@@ -128,14 +128,15 @@ def saved_model(tmp_path: Path, ngf: int) -> Path:
 def test_peak_memory_grows_with_tiles_not_pixels(tmp_path):
     """A 1600x1200 image (1.9 MP) in 256-pixel tiles needs little more memory than a 64x64 one: one tile
     (400x400 with halos), a 512-pixel statistics pass and about 22 bytes per image pixel. Untiled,
-    StyleNet(ngf=4) needs about 240 bytes per pixel (960 for ngf=16, measured), 0.45 GB more here."""
+    StyleNet(ngf=4) needs about 240 bytes per pixel (960 for ngf=16). Measured peak RSS above the 64x64
+    run: 254 MB tiled, 695 MB untiled (--tile 4096), so this bound fails without tiling."""
     model = saved_model(tmp_path, 4)
     photo(64, 64).save(tmp_path / "tiny.png")
     photo(1600, 1200).save(tmp_path / "big.png")
     base = peak_rss_of_apply(model, tmp_path / "tiny.png", tmp_path / "o")
     big = peak_rss_of_apply(model, tmp_path / "big.png", tmp_path / "o", "--tile", "256", "--norm-stats", "downscaled")
     assert Image.open(tmp_path / "o" / "big_net4.png").size == (1600, 1200)
-    assert big - base < 250 * 2**20, (base, big)
+    assert big - base < 400 * 2**20, (base, big)
 
 
 @pytest.mark.slow
