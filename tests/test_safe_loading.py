@@ -120,9 +120,11 @@ def test_crafted_torchscript_clip_weights_creates_nothing(tmp_path, content_imag
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.script(WritesFileOnLoad(str(marker))), archive)
     res = runner.invoke(app, ["transfer", str(content_image), "pop art", "--clip-weights", str(archive),
-                              "--out", str(tmp_path / "out"), "--device", "cpu"])
+                              "--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size",
+                              "16", "--out", str(tmp_path / "out"), "--device", "cpu"])  # VGG random: CLIP is read
     assert not marker.exists()
     assert res.exit_code == 2 and res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1, res.output
+    assert "ViT-B-32.pt" in res.output, res.output  # the refusal names the archive, not another missing file
     with warnings.catch_warnings():  # the archive is a real exploit: torch.jit.load writes the file
         warnings.simplefilter("ignore")
         torch.jit.load(archive)

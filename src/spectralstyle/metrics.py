@@ -402,6 +402,8 @@ class ImageMetrics:
     ssim: float | None = None
     vgg_distance: float | None = None
     note: str = ""
+    temporal_stability: float | None = None
+    """Videos only: output flicker / input flicker (1.0 = no added flicker)."""
 
     def row(self) -> dict[str, Any]:
         """A flat record for CSV files."""
@@ -413,6 +415,7 @@ class ImageMetrics:
             "ocr_max_confidence": round(max((b.confidence for b in self.text.boxes), default=0.0), 4),
             "clip_score": round(self.clip_score, 6), "directional_clip": _rounded(self.directional),
             "ssim": _rounded(self.ssim), "vgg_content_distance": _rounded(self.vgg_distance), "note": self.note,
+            "temporal_stability": _rounded(self.temporal_stability),
         }
 
 
@@ -574,7 +577,7 @@ def collect_inputs(paths: list[Path], text: str | None = None, skipped: list[str
         raise SpectralStyleError("give at least one image or folder to evaluate")
     if text is not None and _text_problem(text):
         raise SpectralStyleError(f"--text: {_text_problem(text)}")
-    return _discover(paths, skipped, out_dir, lambda image, in_folder: _input_for(image, text, in_folder))
+    return _discover(paths, skipped, out_dir, lambda image, in_folder: _input_for(image, text, in_folder), videos=True)
 
 
 def collect_images(paths: list[Path], skipped: list[str] | None = None, out_dir: Path | None = None) -> list[Path]:
@@ -587,9 +590,29 @@ def collect_images(paths: list[Path], skipped: list[str] | None = None, out_dir:
     return _discover(paths, skipped, out_dir, image_only)
 
 
+def _check_readable(path: Path, videos: bool) -> None:
+    """A clear error for a file that is not an image (or, with ``videos``, a readable video)."""
+    from .video import is_video, probe_video
+
+    if videos and is_video(path):
+        probe_video(path)
+    else:
+        open_rgb(path)
+
+
+def _listed(folder: Path, videos: bool) -> list[Path]:
+    from .video import is_video
+
+    media = list_images(folder)
+    if videos:
+        media += [p for p in folder.iterdir() if p.is_file() and is_video(p) and not p.name.startswith(".")]
+    return sorted(media)
+
+
 def _discover(paths: list[Path], skipped: list[str] | None, out_dir: Path | None,
-              make: Callable[[Path, bool], Any]) -> list[Any]:
-    """``make(image, in_folder)`` for every image named or found in a folder; see ``collect_inputs``."""
+              make: Callable[[Path, bool], Any], videos: bool = False) -> list[Any]:
+    """``make(image, in_folder)`` for every image (and, with ``videos``, video) named or found in a folder;
+    see ``collect_inputs``."""
     if not paths:
         raise SpectralStyleError("give at least one image or folder")
     items: list[Any] = []
@@ -601,18 +624,18 @@ def _discover(paths: list[Path], skipped: list[str] | None, out_dir: Path | None
             if _own_output(path, out_dir):
                 own.append(path)
                 continue
-            open_rgb(path)  # a clear error for a non-image
+            _check_readable(path, videos)  # a clear error for a non-image
             item = make(path, False)  # a bad sidecar of a file named directly is an error
             if item is not None:
                 items.append(item)
             continue
         found, reasons, own_here = [], [], []
-        for image in list_images(path):
+        for image in _listed(path, videos):
             if _own_output(image, out_dir):
                 own_here.append(image)
                 continue
             try:
-                open_rgb(image)
+                _check_readable(image, videos)
             except SpectralStyleError as exc:  # an unreadable image: skipped
                 if skipped is None:
                     raise
@@ -651,8 +674,14 @@ def evaluate_image(item: EvalInput, scorer: ClipScorer, vgg: VGGContent | None =
     """OCR, CLIP score and (when the content image is available) directional CLIP, SSIM and VGG distance.
 
     A weighted multi-prompt is scored against its positive prompts, weight-averaged (``scoring_note``).
-    Raises OcrError when the OCR engine fails on the image.
+    Raises OcrError when the OCR engine fails on the image. Videos: see ``video_metrics``.
     """
+    from .video import is_video
+
+    if is_video(item.image):
+        from .video_metrics import evaluate_video
+
+        return evaluate_video(item, scorer, vgg, min_confidence)
     pil = open_rgb(item.image)
     image = TF.to_tensor(pil).unsqueeze(0)
     prompts = item.scored_prompts

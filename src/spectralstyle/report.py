@@ -106,6 +106,17 @@ def annotated_image(path: Path, summary: TextSummary, min_side: int = THUMB_SIDE
     return img
 
 
+def card_image(result: ImageMetrics) -> Image.Image:
+    """The annotated image, or for a video a strip of evenly spread frames."""
+    from .video import is_video
+
+    if is_video(result.item.image):
+        from .video_metrics import frame_strip_image
+
+        return frame_strip_image(result.item.image)
+    return annotated_image(result.item.image, result.text)
+
+
 def png_data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -209,14 +220,15 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
         strings = ", ".join(f"“{e(b.text)}” ({b.confidence:.2f})" for b in r.text.boxes) or "no text found"
         cards.append(
             f'<div class="card{" text" if r.text.has_text else ""}"><img alt="{e(r.item.image.name)}" '
-            f'src="{png_data_uri(annotated_image(r.item.image, r.text))}">'
+            f'src="{png_data_uri(card_image(r))}">'
             f'<div class="name">{e(r.item.image.name)}</div>'
             f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”'
             + (f' · scored against “{e(r.item.scored_text)}”' if r.item.weighted else "") + "</div>"
             f'<div class="ocr{"" if r.text.has_text else " none"}">{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
             f'{fmt(r.text.area_fraction, 4)} · {strings}</div>'
             f'<div class="meta">CLIP {fmt(r.clip_score)} · directional {fmt(r.directional)} · SSIM {fmt(r.ssim)} '
-            f'· VGG dist {fmt(r.vgg_distance)}</div>'
+            f'· VGG dist {fmt(r.vgg_distance)}'
+            + (f' · temporal stability {fmt(r.temporal_stability)}' if r.temporal_stability is not None else "") + '</div>'
             + (f'<div class="note">{e(r.note)}</div>' if r.note else "") + "</div>")
     plot_tags = "".join(f'<img alt="{e(p.name)}" src="{png_data_uri(Image.open(p))}">' for p in plots)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

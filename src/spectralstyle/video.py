@@ -28,7 +28,7 @@ from .errors import SpectralStyleError
 from .files import atomic_path
 from .interrupts import raise_if_stop_requested
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")  # GIFs are images here
 # Audio codecs the MP4 muxer stores as they are; anything else (PCM, Vorbis, ...) is transcoded to AAC.
 MP4_AUDIO_CODECS = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 # H.264 encoders in order of preference; mpeg4 (part 2) is in every FFmpeg build as a last resort.
@@ -39,7 +39,7 @@ ProgressFn = Callable[[int, int], None]
 
 def is_video(path: str | Path) -> bool:
     """Decided by the suffix, as for images: cheap, and a mislabelled file still fails with one clear line."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES and Path(path).suffix.lower() != ".gif"
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)

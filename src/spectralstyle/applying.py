@@ -1,0 +1,129 @@
+"""What `spectralstyle apply` does with a saved StyleNet: images (tiled when large), folders and videos.
+
+Kept out of cli.py so that `video` (which trains, then applies) and tests can call the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .device import is_out_of_memory
+from .errors import SpectralStyleError
+from .files import write_json
+from .image_io import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
+from .safeload import read_weights
+from .stylenet import StyleNet
+from .tiling import STATS_MODES, stylize_large
+from .video import VIDEO_SUFFIXES, stylize_video
+
+ProgressFn = Callable[[int, int], None]
+
+
+def load_stylenet(path: Path) -> tuple[StyleNet, dict[str, Any]]:
+    """A StyleNet saved by ``transfer --save-model`` (or ``train``) and the record that trained it.
+
+    Read through ``safeload``: a model file from someone else cannot run code.
+    """
+    if not path.is_file():
+        raise SpectralStyleError(f"model file {path} does not exist")
+    saved = read_weights(path, "StyleNet saved by spectralstyle")  # runs no code from the file
+    try:
+        net = StyleNet(ngf=saved["ngf"])
+        net.load_state_dict(saved["state_dict"])
+    except Exception as exc:
+        raise SpectralStyleError(f"{path} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
+    return net.eval(), json.loads(saved.get("record_json", "{}"))
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; folders replaced by the images and videos directly in them (sorted, hidden files skipped)."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise SpectralStyleError(f"input {path} does not exist")
+        if path.is_dir():
+            media = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not media:
+                raise SpectralStyleError(f"folder {path} holds no images or videos")
+            found.extend(media)
+        else:
+            found.append(path)
+    return found
+
+
+@dataclass
+class ApplySettings:
+    contrast: float
+    device: torch.device
+    max_side: int | None = None
+    tile: int | None = None
+    stats: str = "exact"
+
+    def check(self) -> None:
+        if self.max_side is not None and self.max_side < 8:
+            raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {self.max_side}")
+        if self.tile is not None and (self.tile < 64 or self.tile % 8):
+            raise SpectralStyleError(f"--tile must be a multiple of 8 and at least 64 pixels, got {self.tile}")
+        if self.stats not in STATS_MODES:
+            raise SpectralStyleError(f"--norm-stats must be one of {', '.join(STATS_MODES)}, got {self.stats!r}")
+
+
+def out_of_memory_error(settings: ApplySettings, what: Path, size: tuple[int, int] | None = None) -> SpectralStyleError:
+    """One line naming the options that help here: --tile, and --max-side with a value (half the longer side)."""
+    tile = f"--tile (now {settings.tile})" if settings.tile else "--tile (for example 512)"
+    side = f"--max-side {max(8, max(size) // 2)}" if size else "--max-side"
+    at = f" at {size[0]}x{size[1]}" if size else ""
+    return SpectralStyleError(f"out of memory applying the model to {what}{at}: use a smaller {tile} or {side} "
+                              "(or smaller) to scale it down")
+
+
+def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings, metadata: dict[str, Any],
+                on_tile: ProgressFn | None = None) -> dict[str, Any]:
+    """Stylise one image at its own size (or ``max_side``) in tiles when large; write ``target`` (PNG)."""
+    size = None
+    try:
+        img = open_rgb(path)
+        size = img.size
+        if settings.max_side and max(img.size) > settings.max_side:
+            img.thumbnail((settings.max_side, settings.max_side))
+        result = stylize_large(net, img, settings.contrast, settings.device, tile=settings.tile,
+                               stats=settings.stats, on_tile=on_tile)
+        del img
+        info = {"tiles": result.tiles, "norm_stats": result.stats}
+        save_png(result.image, target, {**metadata, **info})
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise out_of_memory_error(settings, path, size) from None
+    return info
+
+
+def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings, metadata: dict[str, Any],
+                on_frame: ProgressFn | None = None) -> dict[str, Any]:
+    """Stylise every frame of a video (each frame as one image) into ``target`` (mp4) plus ``target``.json."""
+    device = settings.device
+
+    def frame_fn(frame: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return finish_image(net.stylize(frame.to(device)), settings.contrast).cpu()
+
+    try:
+        result = stylize_video(path, target, frame_fn, max_side=settings.max_side, on_frame=on_frame)
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise SpectralStyleError(f"out of memory applying the model to {path}: use a smaller --max-side") from None
+    trained = metadata.get("trained_with") or {}
+    # text, band and source at the top level, as in transfer sidecars: evaluate reads them from there
+    named = {key: trained[key] for key in ("text", "band") if isinstance(trained.get(key), str)}
+    record = {**metadata, **named, "kind": "video", "content": str(path.resolve()), "output": str(target),
+              "video": result.as_dict(), "temporal_stability": result.temporal_stability}
+    write_json(record, target.with_suffix(".json"))
+    return record
