@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test bench lint clean
+.PHONY: install test test-slow bench lint clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ install:
 	$(PIP) install -e ".[dev]"
 
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
+
+test-slow:  # the long measurements (24-megapixel apply, 1024x768 exact tiling): minutes each
+	$(PY) -m pytest -q -m slow
 
 bench:
 	$(VENV)/bin/spectralstyle bench --size 256x256 --crops 16 --steps 5 --rounds 3 --device cpu --json bench-cpu.json

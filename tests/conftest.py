@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # (inherited by the commands the tests start)
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 from PIL import Image
 
 from spectralstyle.clip_model import load_clip

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from spectralstyle.analysis import DYADIC_BANDS, auc, complement_spec, mask_to_spec, point_biserial
-from spectralstyle.cli import app
+from spectralstyle.evaluation.analysis import DYADIC_BANDS, auc, complement_spec, mask_to_spec, point_biserial
+from spectralstyle.cli.app import app
 from spectralstyle.spectral import parse_bands
 
 from test_metrics import gradient
@@ -75,9 +75,9 @@ def test_analyze_cli_skips_an_image_ocr_fails_on_and_measures_wide_images(tmp_pa
     import numpy as np
     from PIL import Image
 
-    import spectralstyle.metrics as metrics
+    import spectralstyle.evaluation.metrics as metrics
 
-    monkeypatch.setattr("spectralstyle.cli_evaluate._load_clip", lambda *args: random_clip)
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
     real = metrics.ocr_engine()
 
     def engine(img):  # the real engine, failing on 120-pixel-wide images

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.stylenet import StyleNet
 from spectralstyle.transfer import save_stylenet
 from spectralstyle.video import probe_video

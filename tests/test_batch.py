@@ -23,7 +23,7 @@ from spectralstyle.batch import (
     read_manifest, read_prompts, read_state, resolve_shard, shard_jobs,
 )
 from spectralstyle.bands import split_band_list
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.batch import make_train_plan, read_manifest
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.train import TrainSettings
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spectralstyle.bench import BenchReport, PatternResult, synthetic_content
-from spectralstyle.cli import app
+from spectralstyle.bench.runner import BenchReport, PatternResult, synthetic_content
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
-from spectralstyle.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
+from spectralstyle.bench.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
 from spectralstyle.spectral import parse_bands
 from spectralstyle.transfer import Models, optimize
 
@@ -84,7 +84,7 @@ def test_bf16_autocast_trains_close_to_fp32(both_models):
 
 def test_bench_command_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--steps", "2", "--rounds", "2", "--size", "64x64", "--crops", "4",
+    result = CliRunner().invoke(app, ["bench", "--steps", "2", "--rounds", "1", "--size", "64x64", "--crops", "4",
                                       "--crop-size", "32", "--device", "cpu", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "speedup:" in result.stdout.splitlines()[-1]
@@ -94,7 +94,7 @@ def test_bench_command_smoke(tmp_path):
     assert data["max_loss_rel_diff"]["total"] < 1e-3  # fp32: float noise
     assert data["target"] is None and "no speed target for this configuration" in result.stdout
     for pattern in data["patterns"].values():
-        assert len(pattern["step_seconds"]) == 4 and pattern["peak_memory_mib"] > 0  # 2 timed steps x 2 rounds
+        assert len(pattern["step_seconds"]) == 2 and pattern["peak_memory_mib"] > 0  # 2 timed steps
     assert data["speedup"] == pytest.approx(
         data["patterns"]["reference"]["median_step_s"] / data["patterns"]["optimized"]["median_step_s"])
     assert data["max_total_loss_rel_diff"] < 1e-3
@@ -141,3 +141,13 @@ def test_bench_checks_json_path_and_precision_before_running(tmp_path):
     assert res.exit_code == 2 and "is a folder" in res.output
     res = CliRunner().invoke(app, [*base, "--precision", "fp16"])
     assert res.exit_code == 2 and "fp16 is for GPUs" in res.output and "running the" not in res.output
+
+
+def test_rounds_alternate_and_pool_their_steps():
+    from spectralstyle.bench.runner import merge_rounds, round_order
+
+    assert round_order(0) == ["reference", "optimized"] and round_order(1) == ["optimized", "reference"]
+    first, second = _result("optimized", 2.0, 100.0), _result("optimized", 4.0, 300.0)
+    merged = merge_rounds([first, second])
+    assert merged.step_seconds == [2.0] * 3 + [4.0] * 3 and merged.median_step_s == 3.0
+    assert merged.peak_memory_mib == 300.0 and merged.losses == first.losses

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 from weights_env import isolate, sha256
 
-from spectralstyle import weights, weights_check
-from spectralstyle.cli import app
+from spectralstyle.weights import check as weights_check, sources as weights
+from spectralstyle.cli.app import app
 
 runner = CliRunner()
 

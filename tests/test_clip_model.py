@@ -128,8 +128,8 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     def hub_unreachable(**kwargs):  # the Hub is tried first; the real client retries for ~25 s before this
         raise LocalEntryNotFoundError("cannot reach the Hub")
 
-    monkeypatch.setattr("spectralstyle.weights.hf_hub_download", hub_unreachable)
-    monkeypatch.setattr("spectralstyle.weights.DOWNLOAD_TIMEOUT_S", 5)
+    monkeypatch.setattr("spectralstyle.weights.sources.hf_hub_download", hub_unreachable)
+    monkeypatch.setattr("spectralstyle.weights.sources.DOWNLOAD_TIMEOUT_S", 5)
     monkeypatch.setattr(
         "spectralstyle.clip_model._clip_impl._MODELS",
         {"ViT-B/32": "http://127.0.0.1:9/clip/models/00ff/ViT-B-32.pt"},

@@ -15,19 +15,19 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.analysis import analyze, token_energy, write_analysis
-from spectralstyle.cli import app
+from spectralstyle.evaluation.analysis import analyze, token_energy, write_analysis
+from spectralstyle.cli.app import app
 from spectralstyle.clip_model import SpectralCLIP
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.files import write_json
 from spectralstyle.image_io import load_image
 from spectralstyle.losses import normalize
-from spectralstyle.metrics import (
+from spectralstyle.evaluation.metrics import (
     ClipScorer, EvalInput, ImageMetrics, TextBox, TextSummary, clip_input, collect_inputs, evaluate_image,
     vgg_content_distance,
 )
-from spectralstyle.report import text_count_line, write_report
+from spectralstyle.evaluation.report import text_count_line, write_report
 from spectralstyle.transfer import Models, run_job
 
 from test_metrics import gradient, render_word

@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import spectralstyle.metrics as metrics
-from spectralstyle.cli import app
+import spectralstyle.evaluation.metrics as metrics
+from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.files import write_json
 from spectralstyle.image_io import load_image
-from spectralstyle.metrics import ClipScorer, SidecarError, collect_inputs, evaluate_image
+from spectralstyle.evaluation.metrics import ClipScorer, SidecarError, collect_inputs, evaluate_image
 from spectralstyle.prompts import parse_prompts
-from spectralstyle.report import write_report
+from spectralstyle.evaluation.report import write_report
 
 from test_metrics import gradient, render_word
 
@@ -32,7 +32,7 @@ MULTI = "a lighthouse|dark clouds:0.5|written text:-1"
 @pytest.fixture()
 def fast_cli(monkeypatch, random_clip):
     """The CLI with the session's random CLIP instead of building a new one per command."""
-    monkeypatch.setattr("spectralstyle.cli_evaluate._load_clip", lambda *args: random_clip)
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
 
 
 def run_cli(*args: str):

@@ -20,7 +20,7 @@ import typer
 from PIL import Image
 
 from spectralstyle import preflight
-from spectralstyle.cli_common import user_errors
+from spectralstyle.cli.common import user_errors
 from spectralstyle.image_io import atomic_path, open_rgb
 from spectralstyle.stylenet import StyleNet
 from spectralstyle.transfer import save_stylenet

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.generate import Cutouts, GenerateModels, make_generator, prompt_distances, prompt_slug, run_generation
 from spectralstyle.settings import GenerateConfig, resolve_generate_config

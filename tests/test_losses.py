@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from spectralstyle.clip_model import SpectralCLIP, clip_input
 from spectralstyle.losses import (
     CLIPStyleLoss,
-    LossWeights,
     content_loss,
     directional_loss,
     thresholded_mean,
@@ -54,19 +53,19 @@ def test_content_loss_is_sum_of_mses():
 def test_weighted_total_and_zero_at_start(random_clip):
     torch.manual_seed(0)
     vgg = load_vgg_content("random")
-    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, LossWeights(2.0, 3.0, 5.0, 7.0))
+    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, {"patch": 2.0, "global": 3.0, "content": 5.0, "tv": 7.0})
     content = torch.rand(1, 3, 64, 64)
     loss.prepare(content, "pop art")
     crops = torch.rand(3, 3, 224, 224)
     terms = loss(content, crops)
-    assert terms.content.item() == pytest.approx(0.0, abs=1e-10)  # output == content
-    expected = 2 * terms.patch + 3 * terms.global_ + 5 * terms.content + 7 * terms.tv
+    assert terms["content"].item() == pytest.approx(0.0, abs=1e-10)  # output == content
+    expected = 2 * terms["patch"] + 3 * terms["global"] + 5 * terms["content"] + 7 * terms["tv"]
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert terms.tv.item() == pytest.approx(tv_loss(content).item())
+    assert terms["tv"].item() == pytest.approx(tv_loss(content).item())
     # the global term is the directional loss of the resized whole image
     feats = loss.encoder.encode_image(clip_input(content))
     glob = directional_loss(feats, loss.source_features, loss.text_direction)
-    assert terms.global_.item() == pytest.approx(glob.item(), abs=1e-5)
+    assert terms["global"].item() == pytest.approx(glob.item(), abs=1e-5)
 
 
 def test_text_features_are_cached(random_clip):
@@ -74,3 +73,15 @@ def test_text_features_are_cached(random_clip):
     loss = CLIPStyleLoss(SpectralCLIP(random_clip, "none"), load_vgg_content("random"), text_cache=cache)
     first = loss.text_features("pop art")
     assert set(cache) == {"pop art"} and loss.text_features("pop art") is first
+
+
+def test_every_loss_term_has_its_weight_and_its_method():
+    """A term is one name in settings.LOSS_TERMS, one setting lambda_<name>, one method <name>_term."""
+    import dataclasses
+
+    from spectralstyle.settings import LOSS_TERMS, TransferConfig, loss_weights
+
+    lambdas = {f.name.removeprefix("lambda_") for f in dataclasses.fields(TransferConfig) if f.name.startswith("lambda_")}
+    assert set(LOSS_TERMS) == lambdas
+    assert all(callable(getattr(CLIPStyleLoss, f"{name}_term", None)) for name in LOSS_TERMS)
+    assert loss_weights(TransferConfig(lambda_tv=1.0))["tv"] == 1.0

@@ -25,7 +25,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from spectralstyle.batch import FINISHED, INTERRUPTED, read_manifest
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.generate import GenerateModels, run_generation
 from spectralstyle.settings import GenerateConfig

@@ -8,14 +8,13 @@ from typing import Tuple
 
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.clip_model import load_clip
 from spectralstyle.errors import WeightsMissingError
 from spectralstyle.generators import VQGANConfig, VQGANDecoderModel, load_vqgan_checkpoint
-from spectralstyle.safeload import Placeholder, read_weights
+from spectralstyle.weights.safeload import Placeholder, read_weights
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
-from spectralstyle.cli_common import with_settings
+from spectralstyle.cli.app import app
+from spectralstyle.cli.common import with_settings
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import GenerateConfig, TransferConfig, info_of, resolve_settings, setting
 

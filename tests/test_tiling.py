@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +99,7 @@ def test_approximate_statistics_stay_seamless_and_sized():
 
 PEAK_RSS = """
 import resource, sys
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 try:
     app(sys.argv[1:])
 except SystemExit as exit:

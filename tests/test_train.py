@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.augment import PatchAugmenter
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.image_io import read_png_metadata
 from spectralstyle.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet

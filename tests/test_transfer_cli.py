@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.image_io import read_png_metadata
 from spectralstyle.transfer import Models, run_job

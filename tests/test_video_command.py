@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spectralstyle.cli import app
+from spectralstyle.cli.app import app
 from spectralstyle.stylenet import StyleNet
 from spectralstyle.video import probe_video
 from spectralstyle.video_style import default_training_size

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from weights_env import FileServer, isolate, sha256
 
-from spectralstyle import weights
-from spectralstyle.download import ChecksumMismatch, IncompleteDownload, download
+from spectralstyle.weights import sources as weights
+from spectralstyle.weights.download import ChecksumMismatch, IncompleteDownload, download
 from spectralstyle.errors import WeightsMissingError
 
 DATA = os.urandom(300_000)
@@ -51,7 +51,7 @@ def test_two_processes_download_once(server, tmp_path):
     """Two ranks sharing a cache start together: one downloads, the other waits and finds the file."""
     go = tmp_path / "go"
     script = (f"import sys, time, pathlib; sys.path.insert(0, {str(SRC)!r}); "
-              "from spectralstyle.download import download; go = pathlib.Path(sys.argv[1]); "
+              "from spectralstyle.weights.download import download; go = pathlib.Path(sys.argv[1]); "
               "pathlib.Path(sys.argv[5]).touch(); "
               "[time.sleep(0.01) for _ in range(6000) if not go.exists()]; "
               "download(sys.argv[2], pathlib.Path(sys.argv[3]), sys.argv[4], quiet=True)")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from weights_env import hf_snapshot, isolate, sha256
 
-from spectralstyle import weights
+from spectralstyle.weights import sources as weights
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.weights import CLIP_HUB_REPO, CLIP_HUB_REVISION, Request, locate, require
+from spectralstyle.weights.sources import CLIP_HUB_REPO, CLIP_HUB_REVISION, Request, locate, require
 
 CLIP_BYTES = b"stand-in for ViT-B-32.pt"
 

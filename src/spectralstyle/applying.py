@@ -17,7 +17,7 @@ from .device import is_out_of_memory
 from .errors import SpectralStyleError
 from .files import write_json
 from .image_io import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
-from .safeload import read_weights
+from .weights.safeload import read_weights
 from .stylenet import StyleNet
 from .tiling import STATS_MODES, stylize_large
 from .video import VIDEO_SUFFIXES, stylize_video

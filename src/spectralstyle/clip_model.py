@@ -19,7 +19,7 @@ from torch import nn
 from .errors import SpectralStyleError
 from .seeding import repeatable_init
 from .spectral import DEFAULT_BAND, SpectralFilter
-from .weights import clip_key, fetch_model, local_file
+from .weights.sources import clip_key, fetch_model, local_file
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -53,7 +53,7 @@ def _random_clip(name: str) -> CLIP:
 
 def _load_checkpoint(path: Path) -> CLIP:
     """THE loader of a user's or a cached CLIP file or folder, in any format of ``clip_formats``, without running code."""
-    from .clip_formats import load_clip_weights
+    from .weights.clip_formats import load_clip_weights
 
     return load_clip_weights(path)
 

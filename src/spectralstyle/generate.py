@@ -30,7 +30,7 @@ from .image_io import load_image, slugify
 from .interrupts import raise_if_stop_requested
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
-from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, consistent_step, resume_into, run_key
+from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
 from .transfer import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
 )
@@ -172,15 +172,10 @@ def optimize_generation(
             values = torch.stack([total, prompt_loss, init_loss]).detach().float().tolist()  # one device sync
             record = {"step": step, "lr": config.lr, **dict(zip(("total", "prompt", "init"), values))}
             step_log.add(record, image)
-            if checkpoints is not None:
-                checkpoints.after_step(step, config.steps, state, step_log.history, time.perf_counter() - start)
-            if step < config.steps:
-                raise_if_stop_requested()
+            end_step(checkpoints, step, config.steps, state, step_log.history, start)
     except KeyboardInterrupt:
         interrupted = True
-        done = consistent_step(step_log.history, stepped)
-        if checkpoints is not None and done is not None:
-            checkpoints.on_interrupt(done, state, step_log.history, time.perf_counter() - start)
+        save_on_stop(checkpoints, state, step_log.history, stepped, start)
     with torch.no_grad():
         final = gen().float()
     return GenerationResult(step_log.history, time.perf_counter() - start, interrupted, image=final)

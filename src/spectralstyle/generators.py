@@ -24,9 +24,9 @@ from torch import nn
 
 from .settings import read_yaml_mapping
 from .errors import SpectralStyleError, WeightsMissingError
-from .safeload import read_weights, tensors_only
+from .weights.safeload import read_weights, tensors_only
 from .seeding import repeatable_init
-from .weights import fetch_model, local_file
+from .weights.sources import fetch_model, local_file
 
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
 VQGAN_FILES = {VQGAN_DEFAULT_NAME: "vqgan-f16-16384"}  # names --vqgan-checkpoint accepts -> weights.py keys

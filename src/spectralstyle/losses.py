@@ -1,4 +1,4 @@
-"""CLIPstyler's loss as one module: cached text directions and the four weighted terms (docs/method.md, section 2).
+"""CLIPstyler's loss as one module: cached text directions and the weighted terms (docs/method.md, section 2).
 
 total = patch * 9000 + global * 500 + content * 150 + tv * 0.002, where
 - patch: per crop, d = normalise(normalise(f(crop)) - source), 1 - cos(d, text direction), entries below
@@ -12,40 +12,45 @@ f is the SpectralCLIP image encoder; source is the unfiltered CLIP embedding of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
+from .settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 from .vgg import VGGContent
-
-
-
-@dataclass
-class LossWeights:
-    patch: float = 9000.0
-    global_: float = 500.0
-    content: float = 150.0
-    tv: float = 0.002
 
 
 @dataclass
 class LossTerms:
-    """Unweighted terms and the weighted total of one step."""
+    """The weighted total and the unweighted terms (by name, in ``LOSS_TERMS`` order) of one step."""
 
     total: torch.Tensor
-    patch: torch.Tensor
-    global_: torch.Tensor
-    content: torch.Tensor
-    tv: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.terms[name]
 
     def as_floats(self) -> dict[str, float]:
-        """All terms as Python floats with one device-to-host copy (one GPU sync per step, not five)."""
-        names = [f.name for f in fields(self)]
-        values = torch.stack([getattr(self, name).detach().float() for name in names]).tolist()
-        return {("global" if name == "global_" else name): value for name, value in zip(names, values)}
+        """The total and every term as Python floats with one device-to-host copy (one GPU sync per step)."""
+        names = ["total", *self.terms]
+        values = torch.stack([self.total.detach().float(), *(t.detach().float() for t in self.terms.values())]).tolist()
+        return dict(zip(names, values))
+
+
+@dataclass
+class StepViews:
+    """What the terms of one step read, computed once: B outputs, their per-crop and whole-image
+    directional losses from ONE CLIP pass, and each image's content targets."""
+
+    outputs: torch.Tensor
+    crop_losses: torch.Tensor
+    """[B, n]: 1 - cos of each crop's direction with the text direction."""
+    global_losses: torch.Tensor
+    """[B]: the same for each whole output resized to 224."""
+    content_features: list[torch.Tensor]
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -53,13 +58,8 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Sum of L2 norms of horizontal, vertical and the two diagonal differences."""
-    return (
-        torch.norm(image[:, :, :, :-1] - image[:, :, :, 1:])
-        + torch.norm(image[:, :, :-1, :] - image[:, :, 1:, :])
-        + torch.norm(image[:, :, 1:, :-1] - image[:, :, :-1, 1:])
-        + torch.norm(image[:, :, :-1, :-1] - image[:, :, 1:, 1:])
-    )
+    """Sum of L2 norms of horizontal, vertical and the two diagonal differences of one image [1, 3, H, W]."""
+    return batched_tv_loss(image).sum()
 
 
 def batched_tv_loss(images: torch.Tensor) -> torch.Tensor:
@@ -82,9 +82,11 @@ def directional_loss(image_features: torch.Tensor, source: torch.Tensor, text_di
     return 1 - F.cosine_similarity(direction, text_direction.expand_as(direction), dim=1)
 
 
-def thresholded_mean(losses: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Mean after zeroing entries below ``threshold`` (crops already close to the text direction)."""
-    return torch.where(losses < threshold, torch.zeros_like(losses), losses).mean()
+def thresholded_mean(losses: torch.Tensor, threshold: float, dim: int | None = None) -> torch.Tensor:
+    """Mean (over ``dim``, else all) after zeroing entries below ``threshold`` (crops already close to the
+    text direction)."""
+    kept = torch.where(losses < threshold, torch.zeros_like(losses), losses)
+    return kept.mean() if dim is None else kept.mean(dim=dim)
 
 
 def content_loss(output_features: list[torch.Tensor], content_features: list[torch.Tensor]) -> torch.Tensor:
@@ -92,13 +94,17 @@ def content_loss(output_features: list[torch.Tensor], content_features: list[tor
 
 
 class CLIPStyleLoss(nn.Module):
-    """Owns the encoders, the cached text directions and the content targets of one style transfer."""
+    """Owns the encoders, the cached text directions and the content targets of one style transfer.
+
+    A loss term is one method ``<name>_term(step)``, one weight (the setting ``lambda_<name>``) and one
+    line (``<name>`` in ``settings.LOSS_TERMS``); tests/test_losses.py checks the three agree.
+    """
 
     def __init__(
         self,
         encoder: SpectralCLIP,
         vgg: VGGContent,
-        weights: LossWeights | None = None,
+        weights: dict[str, float] | None = None,
         threshold: float = 0.7,
         source_text: str = "a Photo",
         source_encoder: str = "plain",
@@ -107,7 +113,8 @@ class CLIPStyleLoss(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.vgg = vgg
-        self.weights = weights or LossWeights()
+        self.weights = {**DEFAULT_LOSS_WEIGHTS, **(weights or {})}
+        """Weight of each term of ``LOSS_TERMS`` (the settings' ``lambda_<name>``)."""
         self.threshold = threshold
         self.source_text = source_text
         self.source_encoder = source_encoder
@@ -140,43 +147,50 @@ class CLIPStyleLoss(nn.Module):
         source = encode_source(self.encoder, pixels, self.source_encoder)
         return normalize(source.float()), [f.detach() for f in self.vgg(contents)]
 
+    def views(self, outputs: torch.Tensor, crops: torch.Tensor, sources: torch.Tensor,
+              content_features: list[torch.Tensor]) -> StepViews:
+        """One CLIP pass over all crops and whole outputs; ``crops`` [B*n, 3, 224, 224] are image-major."""
+        if self.text_direction is None:
+            raise RuntimeError("call prepare(content, text) or prepare_text(text) before computing the loss")
+        batch = outputs.shape[0]
+        n = crops.shape[0] // batch
+        features = self.encoder.encode_image(torch.cat([clip_input(crops), clip_input(outputs)], dim=0)).float()
+        crop_losses = directional_loss(features[: batch * n], sources.repeat_interleave(n, dim=0), self.text_direction)
+        global_losses = directional_loss(features[batch * n :], sources, self.text_direction)
+        return StepViews(outputs, crop_losses.view(batch, n), global_losses, content_features)
+
+    # --- the terms: one method each, named in settings.LOSS_TERMS, weighted by the setting lambda_<name> ---------
+    def patch_term(self, step: StepViews) -> torch.Tensor:
+        """Crops already closer to the text direction than the threshold count as 0; mean per image."""
+        return thresholded_mean(step.crop_losses, self.threshold, dim=1).mean()
+
+    def global_term(self, step: StepViews) -> torch.Tensor:
+        return step.global_losses.mean()
+
+    def content_term(self, step: StepViews) -> torch.Tensor:
+        """MSE of VGG relu4_2 and relu5_2 features, summed over the layers, per image."""
+        return sum(F.mse_loss(o, c, reduction="none").flatten(1).mean(dim=1)
+                   for o, c in zip(self.vgg(step.outputs), step.content_features)).mean()
+
+    def tv_term(self, step: StepViews) -> torch.Tensor:
+        return batched_tv_loss(step.outputs).mean()
+
     def batch_terms(self, outputs: torch.Tensor, crops: torch.Tensor, sources: torch.Tensor,
                     content_features: list[torch.Tensor]) -> LossTerms:
-        """The mean over images of each image's own ``forward`` loss, computed in one batched pass.
+        """The mean over images of each image's own loss, computed in one batched pass.
 
         ``outputs`` [B, 3, H, W] are StyleNet outputs of B content images, ``crops`` [B*n, 3, 224, 224]
         their augmented crops (n per image, image-major), ``sources`` [B, D] and ``content_features``
         (from ``content_targets``) each image's own targets. Every term is averaged over images, so a
-        batch of one gives exactly the single-image terms and each image weighs the same.
+        batch of one is exactly the single-image loss and each image weighs the same.
         """
-        if self.text_direction is None:
-            raise RuntimeError("call prepare_text(text) before computing the loss")
-        batch = outputs.shape[0]
-        n = crops.shape[0] // batch
-        views = torch.cat([clip_input(crops), clip_input(outputs)], dim=0)  # one CLIP pass
-        features = self.encoder.encode_image(views).float()
-        per_crop_source = sources.repeat_interleave(n, dim=0)
-        crop_losses = directional_loss(features[: batch * n], per_crop_source, self.text_direction).view(batch, n)
-        patch = torch.where(crop_losses < self.threshold, torch.zeros_like(crop_losses), crop_losses).mean(dim=1).mean()
-        global_ = directional_loss(features[batch * n :], sources, self.text_direction).mean()
-        content = sum(F.mse_loss(o, c, reduction="none").flatten(1).mean(dim=1)
-                      for o, c in zip(self.vgg(outputs), content_features)).mean()
-        tv = batched_tv_loss(outputs).mean()
-        w = self.weights
-        total = w.patch * patch + w.global_ * global_ + w.content * content + w.tv * tv
-        return LossTerms(total, patch, global_, content, tv)
+        step = self.views(outputs, crops, sources, content_features)
+        terms = {name: getattr(self, f"{name}_term")(step) for name in LOSS_TERMS}
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        return LossTerms(total, terms)  # type: ignore[arg-type]
 
     def forward(self, output: torch.Tensor, crops: torch.Tensor) -> LossTerms:
         """Loss of a StyleNet output [1, 3, H, W] and its augmented crops [n, 3, 224, 224]."""
-        if self.text_direction is None:
+        if self.source_features is None or self.content_features is None:
             raise RuntimeError("call prepare(content, text) before computing the loss")
-        views = torch.cat([clip_input(crops), clip_input(output)], dim=0)  # one CLIP pass
-        features = self.encoder.encode_image(views).float()
-        losses = directional_loss(features, self.source_features, self.text_direction)
-        patch = thresholded_mean(losses[:-1], self.threshold)
-        global_ = losses[-1:].mean()
-        content = content_loss(self.vgg(output), self.content_features)
-        tv = tv_loss(output)
-        w = self.weights
-        total = w.patch * patch + w.global_ * global_ + w.content * content + w.tv * tv
-        return LossTerms(total, patch, global_, content, tv)
+        return self.batch_terms(output, crops, self.source_features, self.content_features)

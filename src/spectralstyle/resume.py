@@ -33,8 +33,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .settings import RunControl
 from .files import atomic_path
+from .interrupts import raise_if_stop_requested
+from .settings import RunControl
 
 log = logging.getLogger("spectralstyle")
 
@@ -251,6 +252,24 @@ def consistent_step(history: list[dict[str, float]], stepped: int) -> int | None
     """The step a stopped run's state belongs to: the steps recorded if every one of them was also
     applied to the model, optimiser and schedule; None when it stopped mid-step (no checkpoint then)."""
     return len(history) if len(history) == stepped else None
+
+
+def end_step(checkpoints: Checkpointer | None, step: int, steps: int, state: TrainingState,
+             history: list[dict[str, float]], started: float) -> None:
+    """After a finished step of an optimisation loop: a checkpoint when one is due, then stop here
+    (``StopRequested``) if Ctrl-C or SIGTERM asked for it."""
+    if checkpoints is not None:
+        checkpoints.after_step(step, steps, state, history, time.perf_counter() - started)
+    if step < steps:
+        raise_if_stop_requested()
+
+
+def save_on_stop(checkpoints: Checkpointer | None, state: TrainingState, history: list[dict[str, float]],
+                 stepped: int, started: float) -> None:
+    """After Ctrl-C or SIGTERM: a checkpoint of the last consistent step (none when it stopped mid-step)."""
+    done = consistent_step(history, stepped)
+    if checkpoints is not None and done is not None:
+        checkpoints.on_interrupt(done, state, history, time.perf_counter() - started)
 
 
 def interruption_message(record: dict[str, Any]) -> str:

@@ -333,6 +333,16 @@ class GenerateConfig(Settings):
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TransferConfig))
 
+LOSS_TERMS: tuple[str, ...] = ("patch", "global", "content", "tv")
+"""The terms of the transfer loss, in order: term ``x`` is ``losses.CLIPStyleLoss.x_term``, weighted by the
+setting ``lambda_x`` above. Adding a term: its ``lambda_`` setting, its name here, its method there."""
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {name: getattr(TransferConfig, f"lambda_{name}") for name in LOSS_TERMS}
+
+
+def loss_weights(config: TransferConfig) -> dict[str, float]:
+    """The weight of each loss term in ``config``."""
+    return {name: getattr(config, f"lambda_{name}") for name in LOSS_TERMS}
+
 
 DEFAULT_TRAIN_FRAMES = 16
 """Frames sampled across a video to train its style model on (``video --train-frames``)."""

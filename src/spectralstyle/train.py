@@ -284,6 +284,17 @@ def train_record(text: str, config: TransferConfig, train: TrainSettings, images
     }
 
 
+def save_interrupted_model(result: TrainResult, record: dict[str, Any], out: Path, stem: str) -> JobOutput:
+    """After Ctrl-C/SIGTERM: the model so far as ``snapshots/<stem>_stepNNNN.stylenet.pt`` with its sidecar,
+    never under the final name."""
+    assert result.net is not None
+    record["status"] = "interrupted"
+    path = out / "snapshots" / f"{stem}_step{result.steps_done:04d}{MODEL_SUFFIX}"
+    save_stylenet(result.net, path, record)
+    sidecar = write_json(record, out / "snapshots" / f"{stem}_step{result.steps_done:04d}.json")
+    return JobOutput(path, sidecar, record, model=path, interrupted=True)
+
+
 def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dict[str, Any], config: TransferConfig,
                   train: TrainSettings, device: torch.device, out: Path, stem: str) -> JobOutput:
     """``<stem>.stylenet.pt``, ``<stem>_preview.png`` and ``<stem>.json`` (written last: it marks a finished
@@ -291,11 +302,7 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dic
     record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
     assert result.net is not None
     if result.interrupted:
-        record["status"] = "interrupted"
-        path = out / "snapshots" / f"{stem}_step{result.steps_done:04d}{MODEL_SUFFIX}"
-        save_stylenet(result.net, path, record)
-        sidecar = write_json(record, out / "snapshots" / f"{stem}_step{result.steps_done:04d}.json")
-        return JobOutput(path, sidecar, record, model=path, interrupted=True)
+        return save_interrupted_model(result, record, out, stem)
     model_path, preview_path, sidecar = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}_preview.png", out / f"{stem}.json"
     record.update(status="finished", model=str(model_path), preview=str(preview_path))
     if train.preview:

@@ -23,19 +23,19 @@ import torch
 
 from . import __version__
 from .clip_model import SpectralCLIP, load_clip
-from .settings import TransferConfig
+from .settings import TransferConfig, loss_weights
 from .augment import PatchAugmenter
 from .device import check_precision, resolve_device
 from .errors import SpectralStyleError
 from .files import atomic_path, write_json
 from .image_io import finish_image, load_image, open_rgb, save_png, side_by_side, slugify
 from .interrupts import raise_if_stop_requested
-from .losses import CLIPStyleLoss, LossWeights
-from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, consistent_step, resume_into, run_key
+from .losses import CLIPStyleLoss
+from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
 from .bands import band_label
 from .stylenet import StyleNet
 from .vgg import VGGContent, load_vgg_content
-from .weights import resolve_model_files
+from .weights.sources import resolve_model_files
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -81,7 +81,7 @@ class Models:
         loss = CLIPStyleLoss(
             self.encoder(config.band, config.compile),
             self.vgg,
-            LossWeights(config.lambda_patch, config.lambda_global, config.lambda_content, config.lambda_tv),
+            loss_weights(config),
             threshold=config.threshold,
             source_text=config.source_text,
             source_encoder=config.source_encoder,
@@ -197,15 +197,10 @@ def optimize(
                 scheduler.step()
             stepped = step
             step_log.add(record, output)
-            if checkpoints is not None:
-                checkpoints.after_step(step, config.steps, state, step_log.history, time.perf_counter() - start)
-            if step < config.steps:
-                raise_if_stop_requested()
+            end_step(checkpoints, step, config.steps, state, step_log.history, start)
     except KeyboardInterrupt:
         interrupted = True
-        done = consistent_step(step_log.history, stepped)
-        if checkpoints is not None and done is not None:
-            checkpoints.on_interrupt(done, state, step_log.history, time.perf_counter() - start)
+        save_on_stop(checkpoints, state, step_log.history, stepped, start)
     except Exception as exc:
         if config.compile and _is_compile_error(exc):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -9,9 +9,9 @@ from torch import nn
 from torchvision.models import vgg19
 
 from .errors import WeightsMissingError
-from .safeload import read_weights, tensors_only
+from .weights.safeload import read_weights, tensors_only
 from .seeding import repeatable_init
-from .weights import fetch_model, local_file
+from .weights.sources import fetch_model, local_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

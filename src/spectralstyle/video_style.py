@@ -20,7 +20,8 @@ from .settings import DEFAULT_TRAIN_FRAMES, TransferConfig
 from .files import write_json
 from .image_io import finish_image, save_png
 from .train import (
-    MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, train_digest, train_record, train_stylenet,
+    MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, save_interrupted_model, train_digest, train_record,
+    train_stylenet,
 )
 from .transfer import JobOutput, Models, StepCallback, output_stem, save_stylenet
 from .video import VideoResult, probe_video, sample_frames, stylize_video
@@ -78,11 +79,7 @@ def run_video_job(
     record.update(losses=result.history, steps_done=result.steps_done, training_wall_time_s=round(result.seconds, 3))
     assert result.net is not None
     if result.interrupted:
-        record["status"] = "interrupted"
-        path = out / "snapshots" / f"{stem}_step{result.steps_done:04d}{MODEL_SUFFIX}"
-        save_stylenet(result.net, path, record)
-        return JobOutput(path, write_json(record, path.with_name(path.name.removesuffix(MODEL_SUFFIX) + ".json")),
-                         record, model=path, interrupted=True)
+        return save_interrupted_model(result, record, out, stem)
     model_path, video_path = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}.mp4"
     save_stylenet(result.net, model_path, {**record, "status": "finished", "model": str(model_path)})
     record["model"] = str(model_path)

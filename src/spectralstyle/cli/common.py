@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .errors import SpectralStyleError
-from .settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
-from .interrupts import INTERRUPTED_EXIT
-from .settings import DEFAULT_CHECKPOINT_EVERY
+from ..errors import SpectralStyleError
+from ..settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
+from ..interrupts import INTERRUPTED_EXIT
+from ..settings import DEFAULT_CHECKPOINT_EVERY
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -63,7 +63,7 @@ def user_errors(func: F) -> F:
         except SpectralStyleError as exc:
             raise fail(str(exc)) from None
         except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-            from .device import is_out_of_memory, out_of_memory_message
+            from ..device import is_out_of_memory, out_of_memory_message
 
             if not is_out_of_memory(exc):
                 raise
@@ -79,7 +79,7 @@ def user_errors(func: F) -> F:
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
-    from .files import ensure_writable_dir
+    from ..files import ensure_writable_dir
 
     ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
@@ -89,6 +89,12 @@ def setup_log_file(out_dir: Path) -> Path:
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     return path
+
+
+def loss_line(losses: dict[str, float]) -> str:
+    """The progress text of one step: the total, then every loss term of the record (whatever terms exist)."""
+    terms = " ".join(f"{name} {value:.3g}" for name, value in losses.items() if name not in ("step", "lr", "total"))
+    return f"total {losses['total']:.1f} {terms}"
 
 
 def progress_bar() -> Progress:
@@ -205,7 +211,7 @@ def with_settings(cls: type[Settings], include: Iterable[str] | None = None, exc
 
 def resolve_from_flags(cls: type[Settings], config_file: Optional[Path], flags: dict[str, Any], **fixed: Any) -> Any:
     """Defaults < YAML (or preset) < the flags given < ``fixed`` values of the command."""
-    from .settings import resolve_settings
+    from ..settings import resolve_settings
 
     values = {**flags, **{k: v for k, v in fixed.items() if v is not None}}
     size = values.pop("size", None)

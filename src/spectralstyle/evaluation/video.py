@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 
-from .errors import SpectralStyleError
-from .video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
+from ..errors import SpectralStyleError
+from ..video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
 
 EVAL_FRAMES = 4
 
@@ -82,6 +82,6 @@ def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: floa
 
 def frame_strip_image(path: Path) -> Any:
     """The report's picture of a video: evenly spread frames side by side."""
-    from .video import frame_strip
+    from ..video import frame_strip
 
     return frame_strip(path, n=6, height=120)

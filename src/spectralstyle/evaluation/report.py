@@ -20,8 +20,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .files import atomic_path
-from .image_io import METADATA_KEY, open_rgb
+from ..files import atomic_path
+from ..image_io import METADATA_KEY, open_rgb
 from .metrics import PLOT_KIND, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256
@@ -108,10 +108,10 @@ def annotated_image(path: Path, summary: TextSummary, min_side: int = THUMB_SIDE
 
 def card_image(result: ImageMetrics) -> Image.Image:
     """The annotated image, or for a video a strip of evenly spread frames."""
-    from .video import is_video
+    from ..video import is_video
 
     if is_video(result.item.image):
-        from .video_metrics import frame_strip_image
+        from .video import frame_strip_image
 
         return frame_strip_image(result.item.image)
     return annotated_image(result.item.image, result.text)

@@ -1,6 +1,6 @@
 """Step time and peak memory of the reference computation pattern versus our pipeline, side by side.
 
-Each pattern runs in a fresh interpreter (``python -m spectralstyle.bench --pattern ...``) so that the
+Each pattern runs in a fresh interpreter (``python -m spectralstyle.bench.runner --pattern ...``) so that the
 CPU peak memory (``ru_maxrss``, a process high-water mark) belongs to that pattern alone. A run does
 ``steps + 1`` optimisation steps and drops the first (warm-up: allocator, compilation, caches); the
 step time reported is the median of the rest. With several rounds the processes alternate (ABBA) and
@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from .settings import TransferConfig
-from .device import check_precision, resolve_device
-from .errors import SpectralStyleError
+from ..settings import LOSS_TERMS as TRANSFER_LOSS_TERMS, TransferConfig
+from ..device import check_precision, resolve_device
+from ..errors import SpectralStyleError
 
 PATTERNS: dict[str, str] = {
     "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, fp32",
@@ -39,7 +39,7 @@ PATTERNS: dict[str, str] = {
 """Pattern name -> one-line description (the reference is run first)."""
 
 CHILD_TIMEOUT_S = 3600
-LOSS_TERMS = ("total", "patch", "global", "content", "tv")
+LOSS_TERMS = ("total", *TRANSFER_LOSS_TERMS)
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def synthetic_content(width: int, height: int) -> torch.Tensor:
 def bench_content(config: TransferConfig, content_path: str | None) -> torch.Tensor:
     if content_path is None:
         return synthetic_content(config.width, config.height)
-    from .image_io import load_image
+    from ..image_io import load_image
 
     return load_image(content_path, config.size)
 
@@ -228,7 +228,7 @@ def run_pattern(
         history = optimize_reference(content, text, config, ref_models, on_step=on_step).history
         text_cache = ref_models.text_cache
     else:
-        from .transfer import Models, optimize
+        from ..transfer import Models, optimize
 
         models = Models.load(config)
         models.text_cache.update(cache)
@@ -261,7 +261,7 @@ def measure_in_subprocess(
     """Run ``run_pattern`` in a fresh interpreter and read its result back."""
     config_file, result_file = workdir / "config.json", workdir / f"{pattern}.json"
     config_file.write_text(json.dumps(config.to_dict()))
-    cmd = [sys.executable, "-m", "spectralstyle.bench", "--pattern", pattern, "--config", str(config_file),
+    cmd = [sys.executable, "-m", "spectralstyle.bench.runner", "--pattern", pattern, "--config", str(config_file),
            "--steps", str(steps), "--text", text, "--out", str(result_file),
            "--text-cache", str(workdir / "text_features.pt")]
     if content_path is not None:
@@ -307,8 +307,8 @@ def run_benchmark(
         raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
     if rounds < 1:
         raise SpectralStyleError(f"--rounds must be at least 1, got {rounds}")
-    from .clip_model import tokenize_templated
-    from .transfer import environment_info
+    from ..clip_model import tokenize_templated
+    from ..transfer import environment_info
 
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)
@@ -326,7 +326,7 @@ def run_benchmark(
 
 def _child_main(argv: list[str] | None = None) -> int:
     """Entry point of the per-pattern process: writes a PatternResult as JSON to --out."""
-    parser = argparse.ArgumentParser(prog="python -m spectralstyle.bench")
+    parser = argparse.ArgumentParser(prog="python -m spectralstyle.bench.runner")
     parser.add_argument("--pattern", required=True, choices=list(PATTERNS))
     parser.add_argument("--config", required=True, help="JSON file of TransferConfig settings")
     parser.add_argument("--steps", type=int, required=True)
@@ -342,7 +342,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     except SpectralStyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .files import write_json
+    from ..files import write_json
 
     write_json(result.to_dict(), Path(args.out))
     return 0

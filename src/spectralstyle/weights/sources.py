@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .download import ChecksumMismatch, download, sha256_of
-from .errors import WeightsMissingError
-from .files import write_json
+from ..errors import WeightsMissingError
+from ..files import write_json
 
 CACHE_ENV = "SPECTRALSTYLE_CACHE"
 OFFLINE_ENV = "SPECTRALSTYLE_OFFLINE"

@@ -1,0 +1,85 @@
+"""The ``spectralstyle`` app: every command registered here explicitly, one-line usage errors, --version.
+
+Start-up stays instant: this package imports no torch; each command imports the model code when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # Typer >= 0.20 ships its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older Typer on plain click
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
+from .. import __version__
+from . import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
+from . import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
+from . import weights as cli_weights
+from .common import fail
+
+
+class OneLineUsageErrors(TyperGroup):
+    """Bad flags and values (``--precision fp17``, an unknown option) are one line and exit code 2,
+    like every other user mistake, instead of a usage box."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            raise self._one_line(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise self._one_line(exc) from None
+
+    @staticmethod
+    def _one_line(exc: UsageError) -> BaseException:
+        if isinstance(exc, NoArgsIsHelpError):  # the help was printed: not an error
+            return exc
+        where = exc.ctx.command_path if exc.ctx is not None else "spectralstyle"
+        message = exc.format_message().replace("Value error, ", "")
+        return fail(f"{message} (see: {where} --help)", exc.exit_code)
+
+
+app = typer.Typer(
+    cls=OneLineUsageErrors,
+    name="spectralstyle",
+    help="Text-guided style transfer with SpectralCLIP: the style of the text, without its written words.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spectralstyle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+                                               help="Print the version and exit.")] = False) -> None:
+    """Text-guided style transfer with SpectralCLIP."""
+
+
+# --- every command, registered explicitly (an import error in a command is an error, not a missing command)
+app.command("transfer")(cli_transfer.transfer)
+app.command("apply")(cli_apply.apply)
+app.command("batch")(cli_batch.batch)
+app.command("evaluate")(cli_evaluate.evaluate)
+app.command("analyze")(cli_evaluate.analyze)
+app.command("generate")(cli_generate.generate)
+app.command("train")(cli_train.train)
+app.command("video")(cli_video.video)
+app.command("bench")(cli_bench.bench)
+app.add_typer(cli_weights.weights_app, name="weights")
+
+
+def main() -> None:
+    app(prog_name="spectralstyle")  # also under `python -m spectralstyle` and torchrun (usage, completion)
