@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
 from spectralstyle.stylenet import StyleNet
-from spectralstyle.transfer import save_stylenet
+from spectralstyle.runs import save_stylenet
 from spectralstyle.video import probe_video
 from videos import make_video
 

@@ -13,7 +13,8 @@ from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.bench.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
 from spectralstyle.spectral import parse_bands
-from spectralstyle.transfer import Models, optimize
+from spectralstyle.models import Models
+from spectralstyle.transfer import optimize
 
 torch_dct = pytest.importorskip("torch_dct", reason="torch-dct is a dev dependency")
 

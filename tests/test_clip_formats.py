@@ -78,6 +78,23 @@ def test_transformers_clip_matches_transformers_features(transformers_clip, inpu
     assert ours.visual.conv1.weight.dtype == torch.float32
 
 
+@pytest.mark.parametrize("which", ["folder", "model.safetensors"])
+def test_transfer_runs_with_a_transformers_folder(transformers_clip, content_image, tmp_path, which):
+    """The issue's acceptance: `transfer --clip-weights DIR` (a save_pretrained folder) and DIR/model.safetensors."""
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+
+    folder = transformers_clip[0]
+    weights = folder if which == "folder" else folder / "model.safetensors"
+    result = CliRunner().invoke(app, ["transfer", str(content_image), "pop art", "--clip-weights", str(weights),
+                                      "--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2",
+                                      "--crop-size", "16", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    record = __import__("json").loads((tmp_path / "out" / "photo_pop-art_c2.json").read_text())
+    assert record["config"]["clip_weights"] == str(weights)
+
+
 @pytest.fixture(scope="module")
 def open_clip_model(tmp_path_factory, inputs):
     """A random open_clip ViT-B-32 (QuickGELU), its state dict as .bin and .safetensors, and its features."""

@@ -28,7 +28,8 @@ from spectralstyle.evaluation.metrics import (
     vgg_content_distance,
 )
 from spectralstyle.evaluation.report import text_count_line, write_report
-from spectralstyle.transfer import Models, run_job
+from spectralstyle.models import Models
+from spectralstyle.transfer import run_job
 
 from test_metrics import gradient, render_word
 

@@ -23,7 +23,7 @@ from spectralstyle import preflight
 from spectralstyle.cli.common import user_errors
 from spectralstyle.image_io import atomic_path, open_rgb
 from spectralstyle.stylenet import StyleNet
-from spectralstyle.transfer import save_stylenet
+from spectralstyle.runs import save_stylenet
 
 from test_batch import BIN, TINY, invoke, make_images
 

@@ -31,7 +31,8 @@ from spectralstyle.generate import GenerateModels, run_generation
 from spectralstyle.settings import GenerateConfig
 from spectralstyle.interrupts import StopRequested, raise_if_stop_requested, stop_at_step_boundary, stop_requested
 from spectralstyle.resume import Checkpointer, RunControl, TrainingState, interruption_message
-from spectralstyle.transfer import Models, run_job
+from spectralstyle.models import Models
+from spectralstyle.transfer import run_job
 
 STEPS = 4
 CONFIG = TransferConfig(weights="random", device="cpu", steps=STEPS, width=64, height=64, crops=1, crop_size=32)

@@ -15,7 +15,7 @@ from PIL import Image
 from spectralstyle.image_io import finish_image, to_pil
 from spectralstyle.stylenet import StyleNet
 from spectralstyle.tiling import HALO, pad_to_multiple, recorded_norms, stylize_large, tiles
-from spectralstyle.transfer import save_stylenet
+from spectralstyle.runs import save_stylenet
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CPU = torch.device("cpu")

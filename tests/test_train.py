@@ -16,7 +16,7 @@ from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.image_io import read_png_metadata
 from spectralstyle.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
-from spectralstyle.transfer import Models
+from spectralstyle.models import Models
 from spectralstyle.vgg import load_vgg_content
 
 TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu"]

@@ -60,7 +60,8 @@ from .results import existing_record, free_stem, same_run, split_own_results
 from .resume import NoteCallback, RunControl, interruption_message
 from .settings import TransferConfig
 from .train import MODEL_SUFFIX, TrainSettings, model_stem, run_train_job, train_digest
-from .transfer import Models, output_stem, run_job
+from .models import Models
+from .transfer import output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
 

@@ -31,7 +31,7 @@ from .interrupts import raise_if_stop_requested
 from .losses import normalize
 from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
 from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from .transfer import (
+from .runs import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
 )
 

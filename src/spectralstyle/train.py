@@ -35,9 +35,9 @@ from .files import write_json
 from .image_io import finish_image, list_images, load_image, save_png, slugify, to_pil
 from .bands import band_label
 from .stylenet import StyleNet
-from .transfer import (
-    JobOutput, Models, RunHistory, StepCallback, StepLog, _is_compile_error, autocast_context, environment_info,
-    save_stylenet,
+from .models import Models
+from .runs import (
+    JobOutput, RunHistory, StepCallback, StepLog, autocast_context, environment_info, is_compile_error, save_stylenet,
 )
 
 MODEL_SUFFIX = ".stylenet.pt"
@@ -245,7 +245,7 @@ def train_stylenet(
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:
-        if config.compile and _is_compile_error(exc):
+        if config.compile and is_compile_error(exc):
             raise SpectralStyleError(f"--compile failed on {device.type} ({type(exc).__name__}); run without --compile") from None
         raise
     return TrainResult(state.history, time.perf_counter() - start, interrupted, net=state.net, state=state)

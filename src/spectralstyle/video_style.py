@@ -23,7 +23,9 @@ from .train import (
     MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, save_interrupted_model, train_digest, train_record,
     train_stylenet,
 )
-from .transfer import JobOutput, Models, StepCallback, output_stem, save_stylenet
+from .models import Models
+from .runs import JobOutput, StepCallback, save_stylenet
+from .transfer import output_stem
 from .video import VideoResult, probe_video, sample_frames, stylize_video
 
 FrameCallback = Callable[[int, int], None]

@@ -228,7 +228,8 @@ def run_pattern(
         history = optimize_reference(content, text, config, ref_models, on_step=on_step).history
         text_cache = ref_models.text_cache
     else:
-        from ..transfer import Models, optimize
+        from ..models import Models
+        from ..transfer import optimize
 
         models = Models.load(config)
         models.text_cache.update(cache)
@@ -308,7 +309,7 @@ def run_benchmark(
     if rounds < 1:
         raise SpectralStyleError(f"--rounds must be at least 1, got {rounds}")
     from ..clip_model import tokenize_templated
-    from ..transfer import environment_info
+    from ..runs import environment_info
 
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)

@@ -63,7 +63,7 @@ def train(
     from ..clip_model import tokenize_templated
     from ..image_io import load_image
     from ..train import collect_images, run_train_job
-    from ..transfer import Models
+    from ..models import Models
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
     train = train_settings(batch, train_size, preview, config)

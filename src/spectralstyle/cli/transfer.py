@@ -72,7 +72,7 @@ def transfer(
     from ..clip_model import tokenize_templated
     from ..image_io import load_image
     from ..preflight import check_free_space, input_notes, needed_bytes
-    from ..transfer import Models
+    from ..models import Models
 
     load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
@@ -116,7 +116,7 @@ def result_stem(content: Path, text: str, config: TransferConfig, out: Path, ove
 def write_transfer_comparison(results: list[Any], out: Path) -> Any:
     """Side-by-side image of transfers that differ only in band."""
     from ..image_io import slugify
-    from ..transfer import write_comparison
+    from ..runs import write_comparison
 
     first = results[0].record
     return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")

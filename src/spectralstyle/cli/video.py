@@ -45,7 +45,7 @@ def video(
     (.stylenet.pt, for `apply`), a preview of training frames and a sidecar .json with the temporal stability.
     """
     from ..clip_model import tokenize_templated
-    from ..transfer import Models
+    from ..models import Models
     from ..video import probe_video
     from ..video_style import default_training_size, run_video_job
 
