@@ -22,6 +22,8 @@ set -euo pipefail
 task=$(( SLURM_ARRAY_TASK_ID - ${SLURM_ARRAY_TASK_MIN:-0} ))
 SPECTRALSTYLE=${SPECTRALSTYLE:-spectralstyle}
 
-# Slurm sends SIGTERM before preempting or at the time limit: spectralstyle records the running job
-# as interrupted (its state so far goes to OUT/snapshots/) and the next run redoes it.
+# Slurm sends SIGTERM before preempting or at the time limit (KillWait seconds before SIGKILL): the
+# running job stops after its current step, saves a checkpoint in OUT/.checkpoints/ and the command exits
+# 130; the requeued or resubmitted task continues that job from its checkpoint. A task resubmitted while
+# the first still runs skips the jobs the first holds (OUT/.jobs/<job-id>.lock).
 exec "$SPECTRALSTYLE" batch "$@" --shard "$task/$SLURM_ARRAY_TASK_COUNT"

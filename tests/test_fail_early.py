@@ -53,7 +53,7 @@ def no_model_loading(monkeypatch):
     """These checks must fire before any model is loaded."""
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the check")
-    monkeypatch.setattr("spectralstyle.transfer.Models.load", refuse)
+    monkeypatch.setattr("spectralstyle.models.Models.load", refuse)
 
 
 def test_images_over_pil_limit_are_read_and_over_a_gigapixel_one_line(tmp_path, no_model_loading):

@@ -25,7 +25,7 @@ from ..errors import SpectralStyleError
 from ..image_io import open_rgb
 from ..losses import normalize
 from ..clip_model import clip_input
-from .metrics import DEFAULT_MIN_CONFIDENCE, ClipScorer, TextSummary, text_summary
+from .metrics import BAND_SCORES_PLOT, DEFAULT_MIN_CONFIDENCE, SPECTRUM_PLOT, ClipScorer, TextSummary, text_summary
 from .report import pyplot, save_figure, write_csv
 from ..spectral import dct_matrix, parse_bands
 
@@ -267,7 +267,7 @@ def write_analysis(results: list[ImageSpectrum], separation: list[BandSeparation
     files.append(write_csv(spectrum_rows, out_dir / "spectrum.csv"))
     if separation is not None:
         files.append(write_csv([s.row() for s in separation], out_dir / "bands.csv"))
-    files.append(plot_spectrum(results, bands, out_dir / "spectrum.png"))
-    files.append(plot_bands(results, separation, bands, out_dir / "band_scores.png"))
+    files.append(plot_spectrum(results, bands, out_dir / SPECTRUM_PLOT))
+    files.append(plot_bands(results, separation, bands, out_dir / BAND_SCORES_PLOT))
     return files
 

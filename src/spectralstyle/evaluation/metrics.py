@@ -335,9 +335,12 @@ def vgg_content_distance(vgg: VGGContent, image: torch.Tensor, content: torch.Te
 
 
 # --- evaluating a set of outputs --------------------------------------------------------------------
-EVALUATE_OUTPUTS = ("bands.png", "clip_vs_text_area.png")
-"""The plots ``evaluate`` writes into its --out folder (beside report.html and metrics.csv)."""
-ANALYZE_OUTPUTS = ("spectrum.png", "band_scores.png")
+BANDS_PLOT, SCATTER_PLOT = "bands.png", "clip_vs_text_area.png"
+EVALUATE_OUTPUTS = (BANDS_PLOT, SCATTER_PLOT)
+"""The plots ``evaluate`` writes into its --out folder (beside report.html and metrics.csv); the names are
+used where they are written (report.py) and where they are recognised as not being results."""
+SPECTRUM_PLOT, BAND_SCORES_PLOT = "spectrum.png", "band_scores.png"
+ANALYZE_OUTPUTS = (SPECTRUM_PLOT, BAND_SCORES_PLOT)
 """The plots ``analyze`` writes into its --out folder."""
 PLOT_KIND = "evaluation-plot"
 """``kind`` in the settings embedded in the plots of evaluate and analyze: never taken as an input."""

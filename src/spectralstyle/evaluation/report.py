@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..files import atomic_path
 from ..image_io import METADATA_KEY, open_rgb
-from .metrics import PLOT_KIND, ImageMetrics, TextSummary
+from .metrics import BANDS_PLOT, PLOT_KIND, SCATTER_PLOT, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256
 """Images are shown (and their OCR boxes drawn) at least this large; small outputs are upscaled."""
@@ -251,7 +251,7 @@ def write_report(results: list[ImageMetrics], out_dir: Path) -> ReportFiles:
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = band_stats(results)
     csv_path = write_csv([r.row() for r in results], out_dir / "metrics.csv")
-    plots = [plot_bands(stats, out_dir / "bands.png"), plot_scatter(results, out_dir / "clip_vs_text_area.png")]
+    plots = [plot_bands(stats, out_dir / BANDS_PLOT), plot_scatter(results, out_dir / SCATTER_PLOT)]
     html_path = out_dir / "report.html"
     with atomic_path(html_path) as tmp:
         tmp.write_text(render_html(results, stats, plots), encoding="utf-8")
