@@ -41,7 +41,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -453,14 +453,6 @@ def crash_after_from_env(env: Mapping[str, str] | None = None) -> int | None:
     return int(value) if value else None
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (Slurm preemption, torchrun teardown) like Ctrl-C: both stop the running job after
-    its current step, which saves its checkpoint, so the next run of the batch continues it."""
-    with stop_at_step_boundary():
-        yield
-
-
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, SpectralStyleError):
         return str(exc)
@@ -495,7 +487,7 @@ class BatchRunner:
     def run(self, jobs: list[Job]) -> list[JobResult]:
         """Run (or skip) each job in order; stops at Ctrl-C/SIGTERM after recording the current job."""
         results: list[JobResult] = []
-        with sigterm_as_interrupt():
+        with stop_at_step_boundary():  # SIGTERM (Slurm, torchrun) like Ctrl-C: stop after the job's current step
             for position, job in enumerate(jobs, 1):
                 if job_action(job, self.out, read_state(self.out, job.job_id))[0] == "skip":
                     results.append(JobResult(job.job_id, job.describe(), SKIPPED, image=str(job.image_path(self.out))))

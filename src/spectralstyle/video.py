@@ -26,7 +26,7 @@ from PIL import Image
 
 from .errors import SpectralStyleError
 from .files import atomic_path
-from .interrupts import raise_if_stop_requested
+from .interrupts import raise_if_stop_requested, stop_at_step_boundary
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")  # GIFs are images here
 # Audio codecs the MP4 muxer stores as they are; anything else (PCM, Vorbis, ...) is transcoded to AAC.
@@ -276,8 +276,6 @@ def stylize_video(
     packets are copied between the video packets in the order they were read.
     ``on_frame(done, total)`` is called after each frame (for a progress bar).
     """
-    from .batch import sigterm_as_interrupt  # SIGTERM unwinds like Ctrl-C, so the temporary file is removed
-
     start = time.perf_counter()
     info = probe_video(src)
     size = output_size(info.width, info.height, max_side)
@@ -286,7 +284,7 @@ def stylize_video(
     flicker_in, flicker_out = _Flicker(), _Flicker()
     audio_mode = "none"
     written = 0
-    with sigterm_as_interrupt(), atomic_path(dst) as tmp:
+    with stop_at_step_boundary(), atomic_path(dst) as tmp:  # SIGTERM like Ctrl-C: the temporary file is removed
         source = _open(src)
         try:
             output = av.open(str(tmp), mode="w", format="mp4")

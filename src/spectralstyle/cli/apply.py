@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -55,11 +56,13 @@ def apply(
     if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
         raise SpectralStyleError(f"--contrast must be a positive number (0 gives a flat grey picture; 1 = unchanged), "
                                  f"got {contrast}")
-    ApplySettings(1.0, dev, max_side, tile, norm_stats).check()
+    settings = ApplySettings(contrast or 1.0, dev, max_side, tile, norm_stats)
+    settings.check()  # before the model is read
     net, record = load_stylenet(model)
     net = net.to(dev)
-    factor = contrast if contrast is not None else record.get("config", {}).get("contrast", 1.5)
-    settings = ApplySettings(factor, dev, max_side, tile, norm_stats)
+    if contrast is None:  # the contrast the model was trained with
+        settings = dataclasses.replace(settings, contrast=record.get("config", {}).get("contrast", 1.5))
+    factor = settings.contrast
     inputs = expand_inputs(images)
     ensure_writable_dir(out)
     names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
