@@ -14,7 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 from PIL import Image
 
-from spectralstyle.clip_model import load_clip
+from spectralstyle.method.clip_model import load_clip
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spectralstyle.evaluation.analysis import DYADIC_BANDS, auc, complement_spec, mask_to_spec, point_biserial
 from spectralstyle.cli.app import app
-from spectralstyle.spectral import parse_bands
+from spectralstyle.method.spectral import parse_bands
 
 from test_metrics import gradient
 

@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.stylenet import StyleNet
-from spectralstyle.runs import save_stylenet
-from spectralstyle.video import probe_video
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.outputs import save_stylenet
+from spectralstyle.media.video import probe_video
 from videos import make_video
 
 runner = CliRunner()
@@ -69,7 +69,7 @@ def test_apply_errors_name_the_right_options(tmp_path):
 
 def test_out_of_memory_names_tile_and_max_side(tmp_path, monkeypatch):
     """The device's allocator fails inside the tiled pass: the one-line error names apply's own options."""
-    import spectralstyle.applying as applying
+    import spectralstyle.apply.images as applying
 
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

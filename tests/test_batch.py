@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.batch import (
+from spectralstyle.batch.runner import (
     TEST_CRASH_ENV, TEST_CRASH_EXIT, DistEnv, Shard, collect_prompts, job_action, make_plan, rank_device,
     read_manifest, read_prompts, read_state, resolve_shard, shard_jobs,
 )
-from spectralstyle.bands import split_band_list
+from spectralstyle.method.bands import split_band_list
 from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.batch import make_train_plan, read_manifest
+from spectralstyle.batch.runner import make_train_plan, read_manifest
 from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
-from spectralstyle.train import TrainSettings
+from spectralstyle.runs.train import TrainSettings
 
 runner = CliRunner()
 TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu",

@@ -12,9 +12,9 @@ from spectralstyle.bench.runner import BenchReport, PatternResult, synthetic_con
 from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
 from spectralstyle.bench.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
-from spectralstyle.spectral import parse_bands
-from spectralstyle.models import Models
-from spectralstyle.transfer import optimize
+from spectralstyle.method.spectral import parse_bands
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.transfer import optimize
 
 torch_dct = pytest.importorskip("torch_dct", reason="torch-dct is a dev dependency")
 
@@ -29,7 +29,7 @@ def test_fft_dct_matches_torch_dct(n):
 
 def test_reference_filter_is_the_projection_of_our_encoder(random_clip):
     """DCT -> mask -> IDCT of the whole sequence gives the same embedding as our CLS weighted sum."""
-    from spectralstyle.clip_model import SpectralCLIP
+    from spectralstyle.method.clip_model import SpectralCLIP
 
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spectralstyle.clip_model import load_clip
+from spectralstyle.method.clip_model import load_clip
 from spectralstyle.errors import WeightsMissingError
 from spectralstyle.weights.safeload import flatten_module_tree, read_weights
 
@@ -195,7 +195,7 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
 def test_architecture_inferred_for_b16_and_l14(name, patch, width, layers, text_width):
     """Shapes alone (meta tensors, nothing allocated) give ViT-B/16's and ViT-L/14's architecture."""
     from spectralstyle.weights.clip_formats import build_clip
-    from spectralstyle.clip_model import _ARCHITECTURES
+    from spectralstyle.method.clip_model import _ARCHITECTURES
 
     with torch.device("meta"):
         state = CLIP(image_resolution=224, context_length=77, vocab_size=49408, **_ARCHITECTURES[name]).state_dict()

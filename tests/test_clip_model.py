@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch_dct
 
-from spectralstyle.clip_model import SpectralCLIP, encode_templated_text, encode_text, load_clip, tokenize_templated
+from spectralstyle.method.clip_model import SpectralCLIP, encode_templated_text, encode_text, load_clip, tokenize_templated
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
-from spectralstyle.spectral import parse_bands
+from spectralstyle.method.spectral import parse_bands
 
 
 def reference_filtered_embedding(model, x, spec):
@@ -62,7 +62,7 @@ def test_bf16_close_to_fp32(random_clip):
 @pytest.mark.parametrize("size", [(224, 224), (230, 241)])
 def test_fast_patch_gradient_equals_conv_gradient(random_clip, size):
     """The matmul input gradient of the frozen patch conv equals conv2d's own, also past the last whole patch."""
-    from spectralstyle.clip_model import patch_embed
+    from spectralstyle.method.clip_model import patch_embed
 
     conv = random_clip.visual.conv1
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1), requires_grad=True)
@@ -131,7 +131,7 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setattr("spectralstyle.weights.sources.hf_hub_download", hub_unreachable)
     monkeypatch.setattr("spectralstyle.weights.sources.DOWNLOAD_TIMEOUT_S", 5)
     monkeypatch.setattr(
-        "spectralstyle.clip_model._clip_impl._MODELS",
+        "spectralstyle.method.clip_model._clip_impl._MODELS",
         {"ViT-B/32": "http://127.0.0.1:9/clip/models/00ff/ViT-B-32.pt"},
     )
     with pytest.raises(WeightsMissingError, match="could not be downloaded"):

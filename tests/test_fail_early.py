@@ -19,11 +19,11 @@ import torch
 import typer
 from PIL import Image
 
-from spectralstyle import preflight
+from spectralstyle.runs import preflight
 from spectralstyle.cli.common import user_errors
-from spectralstyle.image_io import atomic_path, open_rgb
-from spectralstyle.stylenet import StyleNet
-from spectralstyle.runs import save_stylenet
+from spectralstyle.media.images import atomic_path, open_rgb
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.outputs import save_stylenet
 
 from test_batch import BIN, TINY, invoke, make_images
 
@@ -53,7 +53,7 @@ def no_model_loading(monkeypatch):
     """These checks must fire before any model is loaded."""
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the check")
-    monkeypatch.setattr("spectralstyle.models.Models.load", refuse)
+    monkeypatch.setattr("spectralstyle.runs.models.Models.load", refuse)
 
 
 def test_images_over_pil_limit_are_read_and_over_a_gigapixel_one_line(tmp_path, no_model_loading):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
-from spectralstyle.generators import (
+from spectralstyle.method.generators import (
     FourierGenerator, VQGANConfig, VQGANDecoderModel, VQGANGenerator, color_matrix, load_vqgan,
     load_vqgan_checkpoint, random_vqgan, vector_quantize,
 )

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.files import ensure_writable_dir
-from spectralstyle.image_io import list_images, load_image, open_rgb, slugify
+from spectralstyle.media.files import ensure_writable_dir
+from spectralstyle.media.images import list_images, load_image, open_rgb, slugify
 
 
 def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):

@@ -6,15 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spectralstyle.clip_model import SpectralCLIP, clip_input
-from spectralstyle.losses import (
+from spectralstyle.method.clip_model import SpectralCLIP, clip_input
+from spectralstyle.method.losses import (
     CLIPStyleLoss,
     content_loss,
     directional_loss,
     thresholded_mean,
     tv_loss,
 )
-from spectralstyle.vgg import load_vgg_content
+from spectralstyle.method.vgg import load_vgg_content
 
 
 def test_tv_loss_by_hand():

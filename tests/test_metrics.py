@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.image_io import load_image
+from spectralstyle.media.images import load_image
 from spectralstyle.evaluation.metrics import (
     DEFAULT_MIN_CONFIDENCE,
     TextBox,

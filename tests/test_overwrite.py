@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from spectralstyle.batch import make_plan, read_manifest
-from spectralstyle.image_io import read_png_metadata
-from spectralstyle.vgg import load_vgg_content
+from spectralstyle.batch.runner import make_plan, read_manifest
+from spectralstyle.media.images import read_png_metadata
+from spectralstyle.method.vgg import load_vgg_content
 
 from test_batch import TINY, invoke, make_images, tiny_config
 
@@ -23,8 +23,8 @@ def random_vgg():
 @pytest.fixture(autouse=True)
 def _shared_random_models(monkeypatch, random_clip, random_vgg):
     """In-process runs reuse one random CLIP and VGG (frozen) instead of building new ones per command."""
-    monkeypatch.setattr("spectralstyle.models.load_clip", lambda *args, **kwargs: random_clip)
-    monkeypatch.setattr("spectralstyle.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
+    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
+    monkeypatch.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the subprocess tests' OMP_NUM_THREADS=1: tiny runs, shared cores
     yield

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.prompts import Prompt, encode_prompts, parse_prompts, tokenize_prompts
+from spectralstyle.method.prompts import Prompt, encode_prompts, parse_prompts, tokenize_prompts
 
 
 def test_single_prompt_defaults_to_weight_one():

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.clip_model import load_clip
+from spectralstyle.method.clip_model import load_clip
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.generators import VQGANConfig, VQGANDecoderModel, load_vqgan_checkpoint
+from spectralstyle.method.generators import VQGANConfig, VQGANDecoderModel, load_vqgan_checkpoint
 from spectralstyle.weights.safeload import Placeholder, read_weights
 
 runner = CliRunner()
@@ -160,7 +160,7 @@ def test_damaged_file_is_named_and_not_to_be_deleted(tmp_path):
 def test_safetensors_vgg_weights(tmp_path):
     from safetensors.torch import save_file
 
-    from spectralstyle.vgg import build_vgg19
+    from spectralstyle.method.vgg import build_vgg19
 
     reference = build_vgg19("random")
     path = tmp_path / "vgg19.safetensors"

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch_dct
 
-from spectralstyle.spectral import (
+from spectralstyle.method.spectral import (
     BAND_PRESETS,
     SpectralFilter,
     band_label,

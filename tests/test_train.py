@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.augment import PatchAugmenter
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
-from spectralstyle.image_io import read_png_metadata
-from spectralstyle.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
-from spectralstyle.models import Models
-from spectralstyle.vgg import load_vgg_content
+from spectralstyle.media.images import read_png_metadata
+from spectralstyle.runs.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
+from spectralstyle.runs.models import Models
+from spectralstyle.method.vgg import load_vgg_content
 
 TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu"]
 runner = CliRunner()

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
 from spectralstyle.settings import TransferConfig
-from spectralstyle.image_io import read_png_metadata
-from spectralstyle.models import Models
-from spectralstyle.transfer import run_job
+from spectralstyle.media.images import read_png_metadata
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.transfer import run_job
 
 BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"  # shared/ lies beside the checkout
 TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32", "--device", "cpu"]

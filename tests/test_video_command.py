@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.stylenet import StyleNet
-from spectralstyle.video import probe_video
-from spectralstyle.video_style import default_training_size
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.media.video import probe_video
+from spectralstyle.apply.video import default_training_size
 from videos import make_video, read_frames
 
 runner = CliRunner()

@@ -155,7 +155,7 @@ def test_vqgan_record_names_a_damaged_file(roots):
 
 def test_transfer_models_report_a_missing_clip_path_and_vgg_together(roots, tmp_path):
     from spectralstyle.settings import TransferConfig
-    from spectralstyle.models import Models
+    from spectralstyle.runs.models import Models
 
     absent = tmp_path / "absent.pt"
     with pytest.raises(WeightsMissingError) as err:

@@ -1,5 +1,5 @@
 """``python -m spectralstyle`` (also what ``torchrun -m spectralstyle`` runs)."""
 
-from .cli.app import main
+from spectralstyle.cli.app import main
 
 main()

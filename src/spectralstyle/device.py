@@ -6,7 +6,7 @@ import gc
 
 import torch
 
-from .errors import SpectralStyleError
+from spectralstyle.errors import SpectralStyleError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

@@ -30,8 +30,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .bands import DEFAULT_BAND, Band
-from .errors import SpectralStyleError
+from spectralstyle.method.bands import DEFAULT_BAND, Band
+from spectralstyle.errors import SpectralStyleError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 SourceEncoder = Literal["plain", "filtered"]

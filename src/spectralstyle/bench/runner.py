@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from ..settings import LOSS_TERMS as TRANSFER_LOSS_TERMS, TransferConfig
-from ..device import check_precision, resolve_device
-from ..errors import SpectralStyleError
+from spectralstyle.settings import LOSS_TERMS as TRANSFER_LOSS_TERMS, TransferConfig
+from spectralstyle.device import check_precision, resolve_device
+from spectralstyle.errors import SpectralStyleError
 
 PATTERNS: dict[str, str] = {
     "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, fp32",
@@ -173,7 +173,7 @@ def synthetic_content(width: int, height: int) -> torch.Tensor:
 def bench_content(config: TransferConfig, content_path: str | None) -> torch.Tensor:
     if content_path is None:
         return synthetic_content(config.width, config.height)
-    from ..image_io import load_image
+    from spectralstyle.media.images import load_image
 
     return load_image(content_path, config.size)
 
@@ -220,7 +220,7 @@ def run_pattern(
             mps_samples.append(torch.mps.driver_allocated_memory())
 
     if pattern == "reference":
-        from .reference import ReferenceModels, optimize_reference
+        from spectralstyle.bench.reference import ReferenceModels, optimize_reference
 
         ref_models = ReferenceModels.load(config)
         ref_models.text_cache.update(cache)
@@ -228,8 +228,8 @@ def run_pattern(
         history = optimize_reference(content, text, config, ref_models, on_step=on_step).history
         text_cache = ref_models.text_cache
     else:
-        from ..models import Models
-        from ..transfer import optimize
+        from spectralstyle.runs.models import Models
+        from spectralstyle.runs.transfer import optimize
 
         models = Models.load(config)
         models.text_cache.update(cache)
@@ -308,8 +308,8 @@ def run_benchmark(
         raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
     if rounds < 1:
         raise SpectralStyleError(f"--rounds must be at least 1, got {rounds}")
-    from ..clip_model import tokenize_templated
-    from ..runs import environment_info
+    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.runs.outputs import environment_info
 
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)
@@ -343,7 +343,7 @@ def _child_main(argv: list[str] | None = None) -> int:
     except SpectralStyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from ..files import write_json
+    from spectralstyle.media.files import write_json
 
     write_json(result.to_dict(), Path(args.out))
     return 0

@@ -2,6 +2,6 @@
 (``transfer`` and ``apply`` live in app.py); ``common.py`` holds the console, errors and the options
 built from the settings declarations."""
 
-from .app import app, main
+from spectralstyle.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -15,11 +15,11 @@ try:  # Typer >= 0.20 ships its own copy of click
 except ImportError:  # pragma: no cover - older Typer on plain click
     from click.exceptions import NoArgsIsHelpError, UsageError
 
-from .. import __version__
-from . import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
-from . import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
-from . import weights as cli_weights
-from .common import fail
+from spectralstyle import __version__
+from spectralstyle.cli import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
+from spectralstyle.cli import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
+from spectralstyle.cli import weights as cli_weights
+from spectralstyle.cli.common import fail
 
 
 class OneLineUsageErrors(TyperGroup):

@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import SpectralStyleError
-from ..interrupts import stops_at_step_boundary
-from .common import DeviceOpt, OutOpt, console, user_errors
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.cli.common import DeviceOpt, OutOpt, console, user_errors
 
 
 def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
@@ -46,11 +46,11 @@ def apply(
 
     Ctrl-C or SIGTERM stops between tiles or frames; nothing half-written is left under a final name.
     """
-    from ..applying import ApplySettings, apply_image, apply_video, expand_inputs, load_stylenet
-    from ..device import resolve_device
-    from ..files import ensure_writable_dir
-    from ..interrupts import raise_if_stop_requested
-    from ..video import is_video
+    from spectralstyle.apply.images import ApplySettings, apply_image, apply_video, expand_inputs, load_stylenet
+    from spectralstyle.device import resolve_device
+    from spectralstyle.media.files import ensure_writable_dir
+    from spectralstyle.interrupts import raise_if_stop_requested
+    from spectralstyle.media.video import is_video
 
     dev = resolve_device(device or "auto")
     if contrast is not None and not (math.isfinite(contrast) and contrast > 0):

@@ -1,6 +1,6 @@
 """``spectralstyle batch``: every (image, prompt, band) of a folder, resumable, split over GPUs and machines.
 
-The plan, the split and the manifest are in :mod:`spectralstyle.batch`; this module parses options,
+The plan, the split and the manifest are in :mod:`spectralstyle.batch.runner`; this module parses options,
 shows progress and the final summary, and picks the exit code (0 all done, 1 a job failed, 2 user
 error, 130 interrupted).
 """
@@ -14,19 +14,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import (
+from spectralstyle.cli.common import (
     CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
     resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
-from .train import BatchOpt, PreviewOpt, TrainSizeOpt
-from ..errors import SpectralStyleError
-from ..interrupts import stops_at_step_boundary
-from ..settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
+from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..batch import BatchRunner, DistEnv, Job, JobResult, Shard
+    from spectralstyle.batch.runner import BatchRunner, DistEnv, Job, JobResult, Shard
 
 JOB_FAILED_EXIT = 1
 
@@ -71,11 +71,11 @@ def batch(
 
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
     """
-    from ..bands import split_band_list
-    from ..image_io import list_images
-    from ..preflight import check_free_space, input_notes, needed_bytes
-    from ..results import content_tag, split_own_results
-    from ..batch import (
+    from spectralstyle.method.bands import split_band_list
+    from spectralstyle.media.images import list_images
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.runs.naming import content_tag, split_own_results
+    from spectralstyle.batch.runner import (
         INTERRUPTED, BatchRunner, DistEnv, collect_prompts, crash_after_from_env, gather_results, job_action,
         make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
     )
@@ -92,8 +92,8 @@ def batch(
         raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
     prompt_list = collect_prompts(prompts, text)
     if mode == "train":
-        from ..batch import make_train_plan
-        from .train import train_settings
+        from spectralstyle.batch.runner import make_train_plan
+        from spectralstyle.cli.train import train_settings
 
         plan = make_train_plan(content_dir, prompt_list, band_list, config,
                                train_settings(batch_size, train_size, preview, config), out)
@@ -158,7 +158,7 @@ def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistE
                       highlight=False)
     if merged is None:  # this process's jobs only
         return print_summary(results, prefix, manifest)
-    from ..batch import Shard
+    from spectralstyle.batch.runner import Shard
 
     task = Shard(my_shard.index // dist.world_size, my_shard.count // dist.world_size)  # all ranks of this launch
     return print_summary(merged, escape(f"[shard {task}] ") if task.count > 1 else "", manifest)
@@ -166,7 +166,7 @@ def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistE
 
 def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefix: str, live: bool) -> list[JobResult]:
     """Run with a live progress display on a terminal (one process), else one line per job."""
-    from ..batch import BatchHooks
+    from spectralstyle.batch.runner import BatchHooks
 
     if not live:
         runner.hooks = BatchHooks(
@@ -198,14 +198,14 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
 
 def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
     """One line per job; none for an interrupted one, whose line ends the command."""
-    from ..batch import INTERRUPTED
+    from spectralstyle.batch.runner import INTERRUPTED
 
     if result.status != INTERRUPTED:
         out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
 
 
 def result_line(result: JobResult) -> str:
-    from ..batch import ELSEWHERE, FINISHED
+    from spectralstyle.batch.runner import ELSEWHERE, FINISHED
 
     if result.status == ELSEWHERE:
         return f"[yellow]elsewhere[/] {escape(result.describe)}: {escape(result.error)}"
@@ -216,7 +216,7 @@ def result_line(result: JobResult) -> str:
 
 def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
     """Counts, then one line per failed job; returns the number of failures."""
-    from ..batch import ELSEWHERE, FAILED, FINISHED, SKIPPED
+    from spectralstyle.batch.runner import ELSEWHERE, FAILED, FINISHED, SKIPPED
 
     counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, ELSEWHERE, FAILED)}
     failed = [r for r in results if r.status == FAILED]
@@ -232,8 +232,8 @@ def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
 
 def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands: int) -> None:
     """The dry run: a table of every job, its shard and what a run would do with it (on stdout)."""
-    from ..batch import STATE_DIR, job_action, read_state
-    from ..claims import holder
+    from spectralstyle.batch.runner import STATE_DIR, job_action, read_state
+    from spectralstyle.batch.claims import holder
 
     table = Table(title=f"{len(plan)} jobs = {len({j.name for j in plan})} images x {n_prompts} prompts x {n_bands} bands",
                   title_justify="left")

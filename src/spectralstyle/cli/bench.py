@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from .common import console, flag, make_console, resolve_from_flags, user_errors, with_settings
-from ..errors import SpectralStyleError
-from ..settings import TransferConfig
+from spectralstyle.cli.common import console, flag, make_console, resolve_from_flags, user_errors, with_settings
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.settings import TransferConfig
 
 BENCH_SETTINGS = ("band", "size", "crops", "crop_size", "device", "weights", "precision", "compile")
 """The transfer settings a benchmark varies; every other setting is the reference default."""
@@ -52,9 +52,9 @@ def bench(
     settings: dict[str, Any],
 ) -> None:
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
-    from ..bench.runner import run_benchmark
-    from ..files import ensure_writable_dir, write_json
-    from ..image_io import load_image
+    from spectralstyle.bench.runner import run_benchmark
+    from spectralstyle.media.files import ensure_writable_dir, write_json
+    from spectralstyle.media.images import load_image
 
     if steps < 1 or rounds < 1:
         raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")

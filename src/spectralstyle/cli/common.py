@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import SpectralStyleError
-from ..settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
-from ..interrupts import INTERRUPTED_EXIT
-from ..settings import DEFAULT_CHECKPOINT_EVERY
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
+from spectralstyle.interrupts import INTERRUPTED_EXIT
+from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -63,7 +63,7 @@ def user_errors(func: F) -> F:
         except SpectralStyleError as exc:
             raise fail(str(exc)) from None
         except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-            from ..device import is_out_of_memory, out_of_memory_message
+            from spectralstyle.device import is_out_of_memory, out_of_memory_message
 
             if not is_out_of_memory(exc):
                 raise
@@ -79,7 +79,7 @@ def user_errors(func: F) -> F:
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
-    from ..files import ensure_writable_dir
+    from spectralstyle.media.files import ensure_writable_dir
 
     ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
@@ -211,7 +211,7 @@ def with_settings(cls: type[Settings], include: Iterable[str] | None = None, exc
 
 def resolve_from_flags(cls: type[Settings], config_file: Optional[Path], flags: dict[str, Any], **fixed: Any) -> Any:
     """Defaults < YAML (or preset) < the flags given < ``fixed`` values of the command."""
-    from ..settings import resolve_settings
+    from spectralstyle.settings import resolve_settings
 
     values = {**flags, **{k: v for k, v in fixed.items() if v is not None}}
     size = values.pop("size", None)

@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
-from ..errors import SpectralStyleError
-from ..settings import WEIGHT_MODES, WeightMode
+from spectralstyle.cli.common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.settings import WEIGHT_MODES, WeightMode
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
 EvalWeightsOpt = Annotated[WeightMode, typer.Option("--weights", help="pretrained (found or downloaded once, then cached) or random (no files; for tests).")]
@@ -20,8 +20,8 @@ MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignor
 
 
 def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str]) -> Any:
-    from ..clip_model import load_clip
-    from ..device import resolve_device
+    from spectralstyle.method.clip_model import load_clip
+    from spectralstyle.device import resolve_device
 
     return load_clip(clip_weights or "ViT-B/32", device=resolve_device(device or "auto"),
                      weights="pretrained" if clip_weights else weights)
@@ -63,9 +63,9 @@ def evaluate(
     min_confidence: MinConfidenceOpt = 0.6,
 ) -> None:
     """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
-    from ..evaluation.metrics import ClipScorer, collect_inputs, evaluate_images
-    from ..evaluation.report import band_stats, fmt, text_count_line, write_report
-    from ..vgg import load_vgg_content
+    from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images
+    from spectralstyle.evaluation.report import band_stats, fmt, text_count_line, write_report
+    from spectralstyle.method.vgg import load_vgg_content
 
     _check_options(weights, min_confidence)
     skipped: list[str] = []
@@ -117,9 +117,9 @@ def analyze(
     min_confidence: MinConfidenceOpt = 0.6,
 ) -> None:
     """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
-    from ..evaluation.analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
-    from ..clip_model import tokenize_templated
-    from ..evaluation.metrics import ClipScorer, collect_images
+    from spectralstyle.evaluation.analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
+    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.evaluation.metrics import ClipScorer, collect_images
 
     _check_options(weights, min_confidence)
     tokenize_templated(text)

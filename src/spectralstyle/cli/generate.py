@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .common import (
+from spectralstyle.cli.common import (
     CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
     progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
-from ..interrupts import stops_at_step_boundary
-from ..settings import DEFAULT_CHECKPOINT_EVERY, GenerateConfig, RunControl
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, GenerateConfig, RunControl
 
 
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
@@ -37,11 +37,11 @@ def generate(
     Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
     the same command then resumes.
     """
-    from ..device import resolve_device
-    from ..generate import GenerateModels, run_generation, write_generation_comparison
-    from ..generators import resolve_vqgan_file
-    from ..image_io import load_image
-    from ..prompts import parse_prompts
+    from spectralstyle.device import resolve_device
+    from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
+    from spectralstyle.method.generators import resolve_vqgan_file
+    from spectralstyle.media.images import load_image
+    from spectralstyle.method.prompts import parse_prompts
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
@@ -66,7 +66,7 @@ def generate(
             result = run_generation(prompt, cfg, models, out, on_step=on_step, control=control,
                                     on_note=lambda message: progress.console.print(escape(message), highlight=False))
             if result.interrupted:
-                from ..resume import interruption_message
+                from spectralstyle.runs.checkpoints import interruption_message
 
                 raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             log.info("wrote %s in %.1fs", result.image, result.record["wall_time_s"])

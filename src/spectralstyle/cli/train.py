@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import (
+from spectralstyle.cli.common import (
     loss_line,
     ConfigOpt, OutOpt, console, interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors,
     with_settings,
 )
-from ..interrupts import stops_at_step_boundary
-from ..settings import TransferConfig, parse_size
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import TransferConfig, parse_size
 
 if TYPE_CHECKING:
-    from ..train import TrainSettings
+    from spectralstyle.runs.train import TrainSettings
 
 ImagesOpt = Annotated[list[Path], typer.Option("--images", "-i", help="Training images: files and/or folders (their images); repeat or list several.")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="Content images per step (CLIPstyler's fast mode uses 4).")]
@@ -26,7 +26,7 @@ PreviewOpt = Annotated[int, typer.Option("--preview", help="Training images in t
 
 
 def train_settings(batch: int, train_size: str | None, preview: int, config: TransferConfig) -> "TrainSettings":
-    from ..train import TrainSettings
+    from spectralstyle.runs.train import TrainSettings
 
     width, height = parse_size(train_size) if train_size else (None, None)
     settings = TrainSettings(batch=batch, train_width=width, train_height=height, preview=preview)
@@ -60,10 +60,10 @@ def train(
     Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid. Ctrl-C or
     SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
-    from ..clip_model import tokenize_templated
-    from ..image_io import load_image
-    from ..train import collect_images, run_train_job
-    from ..models import Models
+    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.media.images import load_image
+    from spectralstyle.runs.train import collect_images, run_train_job
+    from spectralstyle.runs.models import Models
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
     train = train_settings(batch, train_size, preview, config)

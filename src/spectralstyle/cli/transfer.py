@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..interrupts import stops_at_step_boundary
-from ..settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
-from .common import (
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
+from spectralstyle.cli.common import (
     loss_line,
     CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
     progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
@@ -21,7 +21,7 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
                       save_model: bool = False, label: str | None = None, control: RunControl | None = None,
                       stem: str | None = None) -> Any:
     """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
-    from ..transfer import run_job
+    from spectralstyle.runs.transfer import run_job
 
     task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
 
@@ -69,10 +69,10 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    from ..clip_model import tokenize_templated
-    from ..image_io import load_image
-    from ..preflight import check_free_space, input_notes, needed_bytes
-    from ..models import Models
+    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.media.images import load_image
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.runs.models import Models
 
     load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
@@ -89,7 +89,7 @@ def transfer(
             result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control,
                                        stem=stem)
             if result.interrupted:
-                from ..resume import interruption_message
+                from spectralstyle.runs.checkpoints import interruption_message
 
                 raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
             results.append(result)
@@ -101,8 +101,8 @@ def transfer(
 
 def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:
     """The result's name: the plain one unless another run's result is there (then a note; see results.py)."""
-    from ..results import free_stem
-    from ..transfer import output_stem
+    from spectralstyle.runs.naming import free_stem
+    from spectralstyle.runs.transfer import output_stem
 
     plain = output_stem(content, text, config.band)
     stem = free_stem(out, plain, content, text, config.digest(), overwrite)
@@ -115,8 +115,8 @@ def result_stem(content: Path, text: str, config: TransferConfig, out: Path, ove
 
 def write_transfer_comparison(results: list[Any], out: Path) -> Any:
     """Side-by-side image of transfers that differ only in band."""
-    from ..image_io import slugify
-    from ..runs import write_comparison
+    from spectralstyle.media.images import slugify
+    from spectralstyle.runs.outputs import write_comparison
 
     first = results[0].record
     return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")

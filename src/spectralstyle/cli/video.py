@@ -8,14 +8,14 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from .common import (
+from spectralstyle.cli.common import (
     ConfigOpt, OutOpt, console, interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors,
     with_settings,
 )
-from .train import BatchOpt, PreviewOpt, TrainSizeOpt, step_reporter, train_settings
-from ..errors import SpectralStyleError
-from ..interrupts import stops_at_step_boundary
-from ..settings import DEFAULT_TRAIN_FRAMES, TransferConfig, read_config_file
+from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt, step_reporter, train_settings
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig, read_config_file
 
 TrainFramesOpt = Annotated[int, typer.Option("--train-frames", help="Frames sampled evenly across the video to train on.")]
 MaxSideOpt = Annotated[Optional[int], typer.Option("--max-side", help="Downscale the output video so that its longer side is at most this.")]
@@ -44,10 +44,10 @@ def video(
     Writes OUT/<stem>_<text>_<band>.mp4 (the input's frame rate, frame count, size and audio), the model
     (.stylenet.pt, for `apply`), a preview of training frames and a sidecar .json with the temporal stability.
     """
-    from ..clip_model import tokenize_templated
-    from ..models import Models
-    from ..video import probe_video
-    from ..video_style import default_training_size, run_video_job
+    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.runs.models import Models
+    from spectralstyle.media.video import probe_video
+    from spectralstyle.apply.video import default_training_size, run_video_job
 
     if train_frames < 1:
         raise SpectralStyleError(f"--train-frames must be at least 1, got {train_frames}")

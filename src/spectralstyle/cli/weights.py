@@ -18,9 +18,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, make_console, user_errors
-from ..errors import SpectralStyleError, WeightsMissingError
-from ..weights.sources import (
+from spectralstyle.cli.common import console, make_console, user_errors
+from spectralstyle.errors import SpectralStyleError, WeightsMissingError
+from spectralstyle.weights.sources import (
     CACHE_ENV, MODEL_KEYS, TITLES, Lookup, locate, model_key, offline_reason, redownload_vqgan,
 )
 
@@ -117,7 +117,7 @@ def download_weights(
         if to.exists() and not to.is_dir():
             raise SpectralStyleError(f"--to {to} is not a folder")
         os.environ[CACHE_ENV] = str(to.expanduser())  # URL downloads land there directly
-    from ..weights.check import place
+    from spectralstyle.weights.check import place
 
     failed = False
     for key in keys:
@@ -148,7 +148,7 @@ def download_weights(
 def verify_weights(names: NamesArg = None) -> None:
     """Load each found file and check its shapes, and its SHA-256 where one is published or recorded.
     Without names: what transfer needs, plus every other model that is found."""
-    from ..weights.check import check
+    from spectralstyle.weights.check import check
 
     keys = _keys(names)
     if not names:
@@ -181,7 +181,7 @@ def import_weights(
     to: Annotated[Optional[Path], typer.Option("--to", help=f"Place it in this folder instead of the cache (${CACHE_ENV}).")] = None,
 ) -> None:
     """Check a weights file by loading it, then place it where the tool finds it (the spectralstyle cache)."""
-    from ..weights.check import check, identify, place
+    from spectralstyle.weights.check import check, identify, place
 
     if not path.exists():
         raise SpectralStyleError(f"{path} does not exist")

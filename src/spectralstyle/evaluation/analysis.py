@@ -20,14 +20,14 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from ..clip_model import SpectralCLIP
-from ..errors import SpectralStyleError
-from ..image_io import open_rgb
-from ..losses import normalize
-from ..clip_model import clip_input
-from .metrics import BAND_SCORES_PLOT, DEFAULT_MIN_CONFIDENCE, SPECTRUM_PLOT, ClipScorer, TextSummary, text_summary
-from .report import pyplot, save_figure, write_csv
-from ..spectral import dct_matrix, parse_bands
+from spectralstyle.method.clip_model import SpectralCLIP
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.images import open_rgb
+from spectralstyle.method.losses import normalize
+from spectralstyle.method.clip_model import clip_input
+from spectralstyle.evaluation.metrics import BAND_SCORES_PLOT, DEFAULT_MIN_CONFIDENCE, SPECTRUM_PLOT, ClipScorer, TextSummary, text_summary
+from spectralstyle.evaluation.report import pyplot, save_figure, write_csv
+from spectralstyle.method.spectral import dct_matrix, parse_bands
 
 DYADIC_BANDS = ("0-1", "2-3", "4-7", "8-15", "16-49")
 """Frequency bands removed one at a time, on the 50-index reference scale."""

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw
 
-from ..clip_model import clip_input, encode_templated_text, tokenize_templated
-from ..errors import SpectralStyleError
-from ..image_io import IMAGE_SUFFIXES, list_images, load_image, open_rgb, read_png_metadata
-from ..losses import content_loss, normalize
-from ..prompts import SEPARATOR, Prompt
-from ..vgg import VGGContent
+from spectralstyle.method.clip_model import clip_input, encode_templated_text, tokenize_templated
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.images import IMAGE_SUFFIXES, list_images, load_image, open_rgb, read_png_metadata
+from spectralstyle.method.losses import content_loss, normalize
+from spectralstyle.method.prompts import SEPARATOR, Prompt
+from spectralstyle.method.vgg import VGGContent
 
 DEFAULT_MIN_CONFIDENCE = 0.6
 """Recognition confidence below which an OCR box is ignored. On the sample photos in
@@ -595,7 +595,7 @@ def collect_images(paths: list[Path], skipped: list[str] | None = None, out_dir:
 
 def _check_readable(path: Path, videos: bool) -> None:
     """A clear error for a file that is not an image (or, with ``videos``, a readable video)."""
-    from ..video import is_video, probe_video
+    from spectralstyle.media.video import is_video, probe_video
 
     if videos and is_video(path):
         probe_video(path)
@@ -604,7 +604,7 @@ def _check_readable(path: Path, videos: bool) -> None:
 
 
 def _listed(folder: Path, videos: bool) -> list[Path]:
-    from ..video import is_video
+    from spectralstyle.media.video import is_video
 
     media = list_images(folder)
     if videos:
@@ -679,10 +679,10 @@ def evaluate_image(item: EvalInput, scorer: ClipScorer, vgg: VGGContent | None =
     A weighted multi-prompt is scored against its positive prompts, weight-averaged (``scoring_note``).
     Raises OcrError when the OCR engine fails on the image. Videos: see ``video_metrics``.
     """
-    from ..video import is_video
+    from spectralstyle.media.video import is_video
 
     if is_video(item.image):
-        from .video import evaluate_video
+        from spectralstyle.evaluation.video import evaluate_video
 
         return evaluate_video(item, scorer, vgg, min_confidence)
     pil = open_rgb(item.image)

@@ -20,9 +20,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..files import atomic_path
-from ..image_io import METADATA_KEY, open_rgb
-from .metrics import BANDS_PLOT, PLOT_KIND, SCATTER_PLOT, ImageMetrics, TextSummary
+from spectralstyle.media.files import atomic_path
+from spectralstyle.media.images import METADATA_KEY, open_rgb
+from spectralstyle.evaluation.metrics import BANDS_PLOT, PLOT_KIND, SCATTER_PLOT, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256
 """Images are shown (and their OCR boxes drawn) at least this large; small outputs are upscaled."""
@@ -108,10 +108,10 @@ def annotated_image(path: Path, summary: TextSummary, min_side: int = THUMB_SIDE
 
 def card_image(result: ImageMetrics) -> Image.Image:
     """The annotated image, or for a video a strip of evenly spread frames."""
-    from ..video import is_video
+    from spectralstyle.media.video import is_video
 
     if is_video(result.item.image):
-        from .video import frame_strip_image
+        from spectralstyle.evaluation.video import frame_strip_image
 
         return frame_strip_image(result.item.image)
     return annotated_image(result.item.image, result.text)

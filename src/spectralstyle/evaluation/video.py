@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 
-from ..errors import SpectralStyleError
-from ..video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
 
 EVAL_FRAMES = 4
 
@@ -41,7 +41,7 @@ def sidecar_stability(meta: dict[str, Any] | None) -> float | None:
 def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: float = 0.6,
                    frames: int = EVAL_FRAMES) -> Any:
     """``ImageMetrics`` of a video result (see module doc); ``item`` is an ``EvalInput``."""
-    from .metrics import ImageMetrics, read_sidecar, ssim, text_summary, vgg_content_distance
+    from spectralstyle.evaluation.metrics import ImageMetrics, read_sidecar, ssim, text_summary, vgg_content_distance
 
     info = probe_video(item.image)
     outputs = sample_frames(item.image, frames)
@@ -82,6 +82,6 @@ def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: floa
 
 def frame_strip_image(path: Path) -> Any:
     """The report's picture of a video: evenly spread frames side by side."""
-    from ..video import frame_strip
+    from spectralstyle.media.video import frame_strip
 
     return frame_strip(path, n=6, height=120)

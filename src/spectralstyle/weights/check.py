@@ -13,10 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .download import sha256_of
-from ..errors import SpectralStyleError, WeightsMissingError
-from ..files import atomic_path, default_file_mode
-from .sources import (
+from spectralstyle.weights.download import sha256_of
+from spectralstyle.errors import SpectralStyleError, WeightsMissingError
+from spectralstyle.media.files import atomic_path, default_file_mode
+from spectralstyle.weights.sources import (
     CLIP_REPOS, TITLES, VGG19_FILE, cache_target, check_record, openai_sha256, write_record,
 )
 
@@ -48,7 +48,7 @@ def _matches_published(key: str, path: Path) -> bool:
 
 def clip_architecture(model) -> str:
     """Catalogue key of a loaded CLIP by its shapes, or '' when it is none of the known ViTs."""
-    from ..clip_model import _ARCHITECTURES
+    from spectralstyle.method.clip_model import _ARCHITECTURES
 
     visual = model.visual
     for key, repos in CLIP_REPOS.items():
@@ -63,7 +63,7 @@ def clip_architecture(model) -> str:
 
 
 def check_clip(path: Path, key: str | None = None) -> Check:
-    from ..clip_model import _load_checkpoint
+    from spectralstyle.method.clip_model import _load_checkpoint
 
     model = _load_checkpoint(path)
     found = clip_architecture(model)
@@ -79,7 +79,7 @@ def check_vgg(path: Path) -> Check:
     """VGG19's feature layers (all a run uses) loaded strictly; the classifier is neither built nor needed."""
     from torchvision.models.vgg import cfgs, make_layers
 
-    from ..vgg import _state_dict_from
+    from spectralstyle.method.vgg import _state_dict_from
 
     if path.is_dir():
         raise WeightsMissingError(f"{path} is a folder, not a VGG19 state dict file")
@@ -95,7 +95,7 @@ def check_vgg(path: Path) -> Check:
 
 
 def check_vqgan(path: Path) -> Check:
-    from ..generators import load_vqgan_checkpoint
+    from spectralstyle.method.generators import load_vqgan_checkpoint
 
     verified = check_record(path)
     load_vqgan_checkpoint(path)

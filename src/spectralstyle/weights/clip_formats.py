@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import WeightsMissingError
-from .safeload import Placeholder, flatten_module_tree, read_weights, tensors_only
+from spectralstyle.errors import WeightsMissingError
+from spectralstyle.weights.safeload import Placeholder, flatten_module_tree, read_weights, tensors_only
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.jit._pickle as torch_jit_pickle
 
-from ..errors import WeightsMissingError
+from spectralstyle.errors import WeightsMissingError
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCHSCRIPT_MARKER = "constants.pkl"  # torch.serialization._is_torchscript_zip tests the same record

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .download import ChecksumMismatch, download, sha256_of
-from ..errors import WeightsMissingError
-from ..files import write_json
+from spectralstyle.weights.download import ChecksumMismatch, download, sha256_of
+from spectralstyle.errors import WeightsMissingError
+from spectralstyle.media.files import write_json
 
 CACHE_ENV = "SPECTRALSTYLE_CACHE"
 OFFLINE_ENV = "SPECTRALSTYLE_OFFLINE"

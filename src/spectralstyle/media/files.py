@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import SpectralStyleError
+from spectralstyle.errors import SpectralStyleError
 
 
 def default_file_mode() -> int:

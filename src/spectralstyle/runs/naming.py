@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from .image_io import METADATA_KEY
+from spectralstyle.media.images import METADATA_KEY
 
 FOREIGN: dict[str, Any] = {"foreign": True}
 """The record of a file this tool did not write (or cannot read): never ours to replace."""

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SpectralStyleError
-from .seeding import repeatable_init
-from .spectral import DEFAULT_BAND, SpectralFilter
-from .weights.sources import clip_key, fetch_model, local_file
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.seeding import repeatable_init
+from spectralstyle.method.spectral import DEFAULT_BAND, SpectralFilter
+from spectralstyle.weights.sources import clip_key, fetch_model, local_file
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -31,7 +31,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_SIZE = 224
 CONTEXT_LENGTH = 77
-from .settings import WEIGHT_MODES  # noqa: E402  (one list of weight modes)
+from spectralstyle.settings import WEIGHT_MODES  # noqa: E402  (one list of weight modes)
 
 # Architecture hyper-parameters of OpenAI's ViT checkpoints, for random initialisation without files.
 _ARCHITECTURES: dict[str, dict[str, int]] = {
@@ -53,7 +53,7 @@ def _random_clip(name: str) -> CLIP:
 
 def _load_checkpoint(path: Path) -> CLIP:
     """THE loader of a user's or a cached CLIP file or folder, in any format of ``clip_formats``, without running code."""
-    from .weights.clip_formats import load_clip_weights
+    from spectralstyle.weights.clip_formats import load_clip_weights
 
     return load_clip_weights(path)
 

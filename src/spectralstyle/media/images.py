@@ -16,8 +16,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import SpectralStyleError
-from .files import atomic_path
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import atomic_path
 
 METADATA_KEY = "spectralstyle"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")

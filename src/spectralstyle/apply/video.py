@@ -16,17 +16,17 @@ from typing import Any
 
 import torch
 
-from .settings import DEFAULT_TRAIN_FRAMES, TransferConfig
-from .files import write_json
-from .image_io import finish_image, save_png
-from .train import (
+from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig
+from spectralstyle.media.files import write_json
+from spectralstyle.media.images import finish_image, save_png
+from spectralstyle.runs.train import (
     MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, save_interrupted_model, train_digest, train_record,
     train_stylenet,
 )
-from .models import Models
-from .runs import JobOutput, StepCallback, save_stylenet
-from .transfer import output_stem
-from .video import VideoResult, probe_video, sample_frames, stylize_video
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet
+from spectralstyle.runs.transfer import output_stem
+from spectralstyle.media.video import VideoResult, probe_video, sample_frames, stylize_video
 
 FrameCallback = Callable[[int, int], None]
 

@@ -27,16 +27,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .augment import PatchAugmenter
-from .settings import TransferConfig
-from .errors import SpectralStyleError
-from .interrupts import raise_if_stop_requested
-from .files import write_json
-from .image_io import finish_image, list_images, load_image, save_png, slugify, to_pil
-from .bands import band_label
-from .stylenet import StyleNet
-from .models import Models
-from .runs import (
+from spectralstyle.method.augment import PatchAugmenter
+from spectralstyle.settings import TransferConfig
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.media.files import write_json
+from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
+from spectralstyle.method.bands import band_label
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.outputs import (
     JobOutput, RunHistory, StepCallback, StepLog, autocast_context, environment_info, is_compile_error, save_stylenet,
 )
 

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .files import atomic_path
-from .interrupts import raise_if_stop_requested
-from .settings import RunControl
+from spectralstyle.media.files import atomic_path
+from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.settings import RunControl
 
 log = logging.getLogger("spectralstyle")
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from .settings import TransferConfig
-from .errors import SpectralStyleError
-from .image_io import image_header
+from spectralstyle.settings import TransferConfig
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.images import image_header
 
 SMALL_INPUT_FACTOR = 8
 """Inputs with fewer than 1/8 of the working size's pixels are warned about (they are upscaled)."""
@@ -24,7 +24,7 @@ SAFETY_BYTES = 4 * 2**20
 
 @lru_cache(maxsize=1)
 def stylenet_parameters() -> int:
-    from .stylenet import StyleNet
+    from spectralstyle.method.stylenet import StyleNet
 
     return sum(p.numel() for p in StyleNet().parameters())
 

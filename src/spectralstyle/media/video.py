@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import SpectralStyleError
-from .files import atomic_path
-from .interrupts import raise_if_stop_requested, stop_at_step_boundary
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import atomic_path
+from spectralstyle.interrupts import raise_if_stop_requested, stop_at_step_boundary
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")  # GIFs are images here
 # Audio codecs the MP4 muxer stores as they are; anything else (PCM, Vorbis, ...) is transcoded to AAC.

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from torchvision.models import vgg19
 
-from .errors import WeightsMissingError
-from .weights.safeload import read_weights, tensors_only
-from .seeding import repeatable_init
-from .weights.sources import fetch_model, local_file
+from spectralstyle.errors import WeightsMissingError
+from spectralstyle.weights.safeload import read_weights, tensors_only
+from spectralstyle.seeding import repeatable_init
+from spectralstyle.weights.sources import fetch_model, local_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .errors import SpectralStyleError
-from .files import atomic_path, write_json
-from .image_io import finish_image, open_rgb, save_png, side_by_side
-from .resume import Checkpointer
-from .bands import band_label
-from .stylenet import StyleNet
+from spectralstyle import __version__
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import atomic_path, write_json
+from spectralstyle.media.images import finish_image, open_rgb, save_png, side_by_side
+from spectralstyle.runs.checkpoints import Checkpointer
+from spectralstyle.method.bands import band_label
+from spectralstyle.method.stylenet import StyleNet
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]

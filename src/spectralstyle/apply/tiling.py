@@ -35,8 +35,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import SpectralStyleError
-from .stylenet import StyleNet
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.method.stylenet import StyleNet
 
 HALO = 72  # >= the receptive-field radius of StyleNet (63 pixels, measured: one changed pixel moves outputs up to 63 away), a multiple of 8
 CPU_TILE = 768  # interior side on CPU: (768 + 2*72)^2 pixels of activations is about 1 GB
@@ -227,7 +227,7 @@ def stylize_large(net: StyleNet, image: Image.Image, contrast: float, device: to
     padded = pad_to_multiple(source)
     ph, pw = padded.shape[:2]
     if ph * pw <= (tile + 2 * HALO) ** 2:
-        from .image_io import finish_image, to_pil
+        from spectralstyle.media.images import finish_image, to_pil
 
         with torch.no_grad():
             result = net.stylize(_tensor(source, device))

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .settings import read_yaml_mapping
-from .errors import SpectralStyleError, WeightsMissingError
-from .weights.safeload import read_weights, tensors_only
-from .seeding import repeatable_init
-from .weights.sources import fetch_model, local_file
+from spectralstyle.settings import read_yaml_mapping
+from spectralstyle.errors import SpectralStyleError, WeightsMissingError
+from spectralstyle.weights.safeload import read_weights, tensors_only
+from spectralstyle.seeding import repeatable_init
+from spectralstyle.weights.sources import fetch_model, local_file
 
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
 VQGAN_FILES = {VQGAN_DEFAULT_NAME: "vqgan-f16-16384"}  # names --vqgan-checkpoint accepts -> weights.py keys

@@ -16,7 +16,7 @@ SQLite's POSIX locks are unreliable (its own documentation warns that the databa
 and ``O_APPEND`` writes from several clients may interleave or overwrite each other. A whole-file
 write to a temporary name followed by ``rename`` is atomic on local filesystems and on NFS; a job
 belongs to exactly one rank, and while it runs its owner holds ``OUT/.jobs/<job_id>.lock``
-(:mod:`spectralstyle.claims`), so even two processes started on the same plan by mistake never write
+(:mod:`spectralstyle.batch.claims`), so even two processes started on the same plan by mistake never write
 one state file at the same time, nor run one job twice.
 Readers merge the folder; ``OUT/manifest.json`` is a convenience snapshot of that merge written when
 a run ends (the ``.jobs`` folder is the truth). Images and sidecars are written atomically by
@@ -49,19 +49,19 @@ from typing import Any
 
 import torch
 
-from .bands import band_label
-from .claims import holder, try_claim
-from .device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
-from .errors import SpectralStyleError
-from .files import write_json
-from .image_io import list_images
-from .interrupts import stop_at_step_boundary, stop_requested
-from .results import existing_record, free_stem, same_run, split_own_results
-from .resume import NoteCallback, RunControl, interruption_message
-from .settings import TransferConfig
-from .train import MODEL_SUFFIX, TrainSettings, model_stem, run_train_job, train_digest
-from .models import Models
-from .transfer import output_stem, run_job
+from spectralstyle.method.bands import band_label
+from spectralstyle.batch.claims import holder, try_claim
+from spectralstyle.device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import write_json
+from spectralstyle.media.images import list_images
+from spectralstyle.interrupts import stop_at_step_boundary, stop_requested
+from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
+from spectralstyle.runs.checkpoints import NoteCallback, RunControl, interruption_message
+from spectralstyle.settings import TransferConfig
+from spectralstyle.runs.train import MODEL_SUFFIX, TrainSettings, model_stem, run_train_job, train_digest
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.transfer import output_stem, run_job
 
 log = logging.getLogger("spectralstyle")
 
@@ -94,7 +94,7 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def collect_prompts(prompts_file: str | Path | None, texts: list[str] | None) -> list[str]:
     """Prompts from ``--prompts`` then ``--text``, first occurrence kept; each checked against CLIP's limit."""
-    from .clip_model import tokenize_templated
+    from spectralstyle.method.clip_model import tokenize_templated
 
     prompts: list[str] = []
     sources = [(f"{prompts_file}", p) for p in read_prompts(prompts_file)] if prompts_file else []

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
-from .settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
-from .vgg import VGGContent
+from spectralstyle.method.clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
+from spectralstyle.settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
+from spectralstyle.method.vgg import VGGContent
 
 
 @dataclass

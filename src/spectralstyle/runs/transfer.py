@@ -13,19 +13,19 @@ from typing import Any
 
 import torch
 
-from .augment import PatchAugmenter
-from .errors import SpectralStyleError
-from .image_io import load_image, slugify
-from .interrupts import raise_if_stop_requested
-from .models import Models
-from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from .runs import (
+from spectralstyle.method.augment import PatchAugmenter
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.images import load_image, slugify
+from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
+from spectralstyle.runs.outputs import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, autocast_context, environment_info,
     is_compile_error, save_stylenet,
 )
-from .settings import TransferConfig
-from .bands import band_label
-from .stylenet import StyleNet
+from spectralstyle.settings import TransferConfig
+from spectralstyle.method.bands import band_label
+from spectralstyle.method.stylenet import StyleNet
 
 
 @dataclass

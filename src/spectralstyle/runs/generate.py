@@ -20,18 +20,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .augment import apply_batched, sample_crop_params, to_device
-from .clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
-from .settings import GenerateConfig
-from .device import resolve_device
-from .errors import SpectralStyleError
-from .generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
-from .image_io import load_image, slugify
-from .interrupts import raise_if_stop_requested
-from .losses import normalize
-from .prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
-from .resume import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from .runs import (
+from spectralstyle.method.augment import apply_batched, sample_crop_params, to_device
+from spectralstyle.method.clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
+from spectralstyle.settings import GenerateConfig
+from spectralstyle.device import resolve_device
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.method.generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
+from spectralstyle.media.images import load_image, slugify
+from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.method.losses import normalize
+from spectralstyle.method.prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
+from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
+from spectralstyle.runs.outputs import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
 )
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import torch
 
-from .device import is_out_of_memory
-from .errors import SpectralStyleError
-from .files import write_json
-from .image_io import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
-from .weights.safeload import read_weights
-from .stylenet import StyleNet
-from .tiling import STATS_MODES, stylize_large
-from .video import VIDEO_SUFFIXES, stylize_video
+from spectralstyle.device import is_out_of_memory
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import write_json
+from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
+from spectralstyle.weights.safeload import read_weights
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.apply.tiling import STATS_MODES, stylize_large
+from spectralstyle.media.video import VIDEO_SUFFIXES, stylize_video
 
 ProgressFn = Callable[[int, int], None]
 

@@ -1,0 +1,1 @@
+"""Applying a trained StyleNet: images, tiles, video."""

@@ -1,0 +1,1 @@
+"""Batch runs over folders: plan, shards, job claims, manifest, runner."""

@@ -1,0 +1,1 @@
+"""Files, images and video containers: reading, checking and atomic writing."""
