@@ -11,7 +11,7 @@ score with the text is measured again. With images labelled by OCR (text present
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import open_rgb
 from spectralstyle.method.losses import normalize
 from spectralstyle.method.clip_model import clip_input
-from spectralstyle.evaluation.metrics import BAND_SCORES_PLOT, DEFAULT_MIN_CONFIDENCE, SPECTRUM_PLOT, ClipScorer, TextSummary, text_summary
+from spectralstyle.evaluation.ocr import DEFAULT_MIN_CONFIDENCE, TextSummary, text_summary
+from spectralstyle.evaluation.outputs import choose_outputs, write_evaluation_record
+from spectralstyle.evaluation.scores import ClipScorer
 from spectralstyle.evaluation.report import pyplot, save_figure, write_csv
 from spectralstyle.method.spectral import dct_matrix, parse_bands
 
@@ -258,16 +260,28 @@ def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | 
 
 
 def write_analysis(results: list[ImageSpectrum], separation: list[BandSeparation] | None, out_dir: Path,
-                   bands: tuple[str, ...] = DYADIC_BANDS) -> list[Path]:
-    """per_image.csv, spectrum.csv, bands.csv (when separable) and two plots in ``out_dir``."""
+                   bands: tuple[str, ...] = DYADIC_BANDS, settings: Mapping[str, object] | None = None,
+                   overwrite: bool = False, inputs: list[Path] | None = None,
+                   on_note: Callable[[str], None] | None = None) -> list[Path]:
+    """per_image.csv, spectrum.csv, bands.csv (when separable), two plots and analysis.json in ``out_dir``.
+
+    As ``report.write_report``: another analysis's files there get no overwrite; this one is then written
+    under ``<name>_<hash>`` with one note through ``on_note``, unless ``overwrite``.
+    """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [write_csv([r.row() for r in results], out_dir / "per_image.csv")]
+    inputs = inputs if inputs is not None else [r.image for r in results]
+    settings = {**(settings or {}), "bands": list(bands)}
+    names, note = choose_outputs(out_dir, "analyze", inputs, settings, overwrite)
+    if note and on_note:
+        on_note(note)
+    record = write_evaluation_record(names, inputs, settings)
+    files = [write_csv([r.row() for r in results], names.path("per_image"))]
     spectrum_rows = [{"image": str(r.image), "has_text": int(r.text.has_text),
                       **{f"e{k}": f"{v:.6g}" for k, v in enumerate(r.energy)}} for r in results]
-    files.append(write_csv(spectrum_rows, out_dir / "spectrum.csv"))
+    files.append(write_csv(spectrum_rows, names.path("spectrum_csv")))
     if separation is not None:
-        files.append(write_csv([s.row() for s in separation], out_dir / "bands.csv"))
-    files.append(plot_spectrum(results, bands, out_dir / SPECTRUM_PLOT))
-    files.append(plot_bands(results, separation, bands, out_dir / BAND_SCORES_PLOT))
-    return files
-
+        files.append(write_csv([s.row() for s in separation], names.path("bands_csv")))
+    files.append(plot_spectrum(results, bands, names.path("spectrum")))
+    files.append(plot_bands(results, separation, bands, names.path("band_scores")))
+    return [*files, record]
