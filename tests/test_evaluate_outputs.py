@@ -12,7 +12,12 @@ from PIL import Image
 from spectralstyle.evaluation.inputs import EvalInput, collect_images
 from spectralstyle.evaluation.ocr import TextSummary
 from spectralstyle.evaluation.outputs import (
-    REPORT_HTML, choose_outputs, evaluation_key, is_output_name, suffixed, write_evaluation_record,
+    REPORT_HTML,
+    choose_outputs,
+    evaluation_key,
+    is_output_name,
+    suffixed,
+    write_evaluation_record,
 )
 from spectralstyle.evaluation.report import write_report
 from spectralstyle.evaluation.scores import ImageMetrics
@@ -30,7 +35,8 @@ def test_names_are_plain_when_free_or_ours_and_hashed_otherwise(tmp_path):
     names, note = choose_outputs(tmp_path, "evaluate", [tmp_path / "a.png"], {"weights": "random"})
     assert names.tag == "" and note is None and names.path("html") == tmp_path / REPORT_HTML
     write_evaluation_record(names, [tmp_path / "a.png"], {"weights": "random"})
-    assert choose_outputs(tmp_path, "evaluate", [tmp_path / "a.png"], {"weights": "random"})[0].tag == ""  # the same one
+    same, _ = choose_outputs(tmp_path, "evaluate", [tmp_path / "a.png"], {"weights": "random"})
+    assert same.tag == ""  # the same evaluation again: its own names
     other, note = choose_outputs(tmp_path, "evaluate", [tmp_path / "a.png"], {"weights": "pretrained"})
     key = evaluation_key("evaluate", [tmp_path / "a.png"], {"weights": "pretrained"})
     assert other.tag == key[:8] and other.path("html").name == f"report_{key[:8]}.html"
@@ -64,7 +70,7 @@ def test_a_second_evaluation_into_one_folder_keeps_the_first(tmp_path):
     assert again.html == second.html and len(notes) == 2  # the same evaluation finds its own names again
     replaced = write_report([result(tmp_path / "b.png", 8)], out, {"weights": "random"}, overwrite=True)
     assert replaced.html == first.html and "b.png" in first.csv.read_text()
-    assert collect_images([tmp_path, out], out_dir=out) == [tmp_path / "a.png", tmp_path / "b.png"]  # plots are not inputs
+    assert collect_images([tmp_path, out], out_dir=out) == [tmp_path / "a.png", tmp_path / "b.png"]  # not the plots
 
 
 def test_report_marks_random_weights_and_tells_two_runs_apart(tmp_path):
@@ -79,3 +85,33 @@ def test_report_marks_random_weights_and_tells_two_runs_apart(tmp_path):
     rows = list(csv.DictReader(files.csv.open()))
     assert [(r["weights"], r["seed"], r["steps"], r["size"]) for r in rows] == [("random", "7", "2", "64x48"),
                                                                               ("pretrained", "8", "2", "64x48")]
+
+
+def test_evaluate_command_keeps_an_earlier_report_unless_overwrite(tmp_path, monkeypatch, random_clip):
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+    from spectralstyle.media.files import write_json
+
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (48, 32), (40, 120, 200)).save(tmp_path / name / f"{name}.png")
+        write_json({"text": "pop art", "band": "c2"}, tmp_path / name / f"{name}.json")
+    out = tmp_path / "eval"
+
+    def evaluate(folder: str, *extra: str):
+        run = CliRunner().invoke(app, ["evaluate", str(tmp_path / folder), "--weights", "random", "--device", "cpu",
+                                       "--out", str(out), *extra])
+        assert run.exit_code == 0, run.output
+        return run.output
+
+    evaluate("a")
+    first = (out / "report.html").read_bytes()
+    output = evaluate("b")
+    assert (out / "report.html").read_bytes() == first  # not silently replaced
+    [second] = [p for p in out.glob("report_*.html")]
+    assert output.count("holds another evaluate") == 1 and second.name in output.replace("\n", "")
+    assert "b.png" in second.read_text() and "b.png" in next(out.glob("metrics_*.csv")).read_text()
+    evaluate("b", "--overwrite")
+    assert "b.png" in (out / "metrics.csv").read_text()

@@ -14,12 +14,12 @@ import socket
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
+from weights_env import FileServer, isolate
 
 from spectralstyle.cli.app import app
 from spectralstyle.evaluation.inputs import scoring_models
 from spectralstyle.media.files import write_json
 from spectralstyle.record import RunRecord
-from weights_env import FileServer, isolate
 
 
 def random_result(folder, content) -> None:
@@ -52,7 +52,8 @@ def no_network(tmp_path, monkeypatch):
         yield connects
 
 
-def test_random_weights_results_are_evaluated_and_analysed_without_flag_or_download(tmp_path, content_image, no_network):
+def test_random_weights_results_are_evaluated_and_analysed_without_flag_or_download(tmp_path, content_image,
+                                                                                   no_network):
     results = tmp_path / "results"
     results.mkdir()
     random_result(results, content_image)

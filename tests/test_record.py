@@ -13,7 +13,13 @@ from PIL import Image, PngImagePlugin
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import METADATA_KEY, read_png_metadata, save_png
 from spectralstyle.record import (
-    PNG_TEXT_KEY, RecordError, RunRecord, find_record, png_record, read_record, sidecar_path,
+    PNG_TEXT_KEY,
+    RecordError,
+    RunRecord,
+    find_record,
+    png_record,
+    read_record,
+    sidecar_path,
 )
 from spectralstyle.runs.naming import FOREIGN, existing_record, free_stem
 
@@ -101,6 +107,7 @@ def test_weights_and_key_settings_from_the_record_or_the_trained_model():
     interrupted = RunRecord.from_dict({**TRANSFER_SIDECAR, "steps_done": 1, "config": {**TRANSFER_SIDECAR["config"],
                                                                                        "steps": 5}})
     assert interrupted.key_settings()["steps"] == "1/5"
-    applied = RunRecord.from_dict({"applied_model": "m.stylenet.pt", "trained_with": {"config": {"weights": "pretrained"}}})
+    trained = {"config": {"weights": "pretrained"}}
+    applied = RunRecord.from_dict({"applied_model": "m.stylenet.pt", "trained_with": trained})
     assert applied.weights == "pretrained" and not applied.random_weights
     assert RunRecord().weights is None and RunRecord().key_settings() == {}

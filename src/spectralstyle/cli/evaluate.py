@@ -15,8 +15,11 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import WEIGHT_MODES, WeightMode
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
-EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help="pretrained (found or downloaded once, then cached) or random (no files; for tests); default: what the results' sidecars say.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace another evaluation's files in --out (default: this one gets names with a short hash).")]
+EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help=(
+    "pretrained (found or downloaded once, then cached) or random (no files; for tests); "
+    "default: what the results' sidecars say."))]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
+    "Replace another evaluation's files in --out (default: this one gets names with a short hash)."))]
 MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
 
 
@@ -89,7 +92,8 @@ def evaluate(
     clip_model = _load_clip(models.weights, models.clip_weights, device, models.clip_model)
     device_ = next(clip_model.parameters()).device
     needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
-    vgg = load_vgg_content(models.weights if not vgg_weights else "pretrained", vgg_weights, device_) if needs_vgg else None
+    vgg_mode = models.weights if not vgg_weights else "pretrained"
+    vgg = load_vgg_content(vgg_mode, vgg_weights, device_) if needs_vgg else None
     scorer = ClipScorer(clip_model)
     with console.status("measuring") as status:
         def on_start(n: int, item: Any) -> None:

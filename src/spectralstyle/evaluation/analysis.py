@@ -20,15 +20,18 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from spectralstyle.method.clip_model import SpectralCLIP
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import open_rgb
-from spectralstyle.method.losses import normalize
-from spectralstyle.method.clip_model import clip_input
-from spectralstyle.evaluation.ocr import DEFAULT_MIN_CONFIDENCE, TextSummary, text_summary
+from spectralstyle.evaluation.ocr import (
+    DEFAULT_MIN_CONFIDENCE,
+    TextSummary,
+    text_summary,
+)
 from spectralstyle.evaluation.outputs import choose_outputs, write_evaluation_record
-from spectralstyle.evaluation.scores import ClipScorer
 from spectralstyle.evaluation.report import pyplot, save_figure, write_csv
+from spectralstyle.evaluation.scores import ClipScorer
+from spectralstyle.media.images import open_rgb
+from spectralstyle.method.clip_model import SpectralCLIP, clip_input
+from spectralstyle.method.losses import normalize
 from spectralstyle.method.spectral import dct_matrix, parse_bands
 
 DYADIC_BANDS = ("0-1", "2-3", "4-7", "8-15", "16-49")
@@ -75,7 +78,8 @@ class ImageSpectrum:
         return self.full_score - self.score_without[band]
 
     def row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"image": str(self.image), "has_text": int(self.text.has_text), "text_boxes": self.text.count,
+        row: dict[str, Any] = {"image": str(self.image), "has_text": int(self.text.has_text),
+                               "text_boxes": self.text.count,
                                "ocr_strings": " | ".join(self.text.strings), "clip_full": round(self.full_score, 6)}
         for band in self.score_without:
             row[f"clip_without_{band}"] = round(self.score_without[band], 6)
@@ -219,12 +223,14 @@ def plot_spectrum(results: list[ImageSpectrum], bands: tuple[str, ...], path: Pa
         for r in group:
             ax.plot(r.energy, color=color, alpha=0.35, lw=1)
         if group:
-            ax.plot(np.mean([r.energy for r in group], axis=0), color=color, lw=2.5, label=f"{label} (mean of {len(group)})")
+            ax.plot(np.mean([r.energy for r in group], axis=0), color=color, lw=2.5,
+                    label=f"{label} (mean of {len(group)})")
     n = len(results[0].energy)
     for b in bands:
         idx = np.flatnonzero(parse_bands(b, n).numpy())
         ax.axvline(idx[0] - 0.5, color="grey", lw=0.6, ls=":")
-        ax.text((idx[0] + idx[-1]) / 2, 1.01, b, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+        ax.text((idx[0] + idx[-1]) / 2, 1.01, b, ha="center", va="bottom", fontsize=8,
+                transform=ax.get_xaxis_transform())
     ax.set_yscale("log")
     ax.set_xlabel(f"token frequency (DCT index, {n} tokens)")
     ax.set_ylabel("energy (mean squared coefficient)")
@@ -233,12 +239,14 @@ def plot_spectrum(results: list[ImageSpectrum], bands: tuple[str, ...], path: Pa
     return save_figure(fig, path)
 
 
-def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | None, bands: tuple[str, ...], path: Path) -> Path:
+def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | None, bands: tuple[str, ...],
+               path: Path) -> Path:
     """Left: CLIP score lost by removing each band, per group. Right: AUC per band (when computable)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.arange(len(bands))
-    for offset, (has_text, color, label) in zip((-0.2, 0.2), ((True, "tab:red", "text found"), (False, "tab:blue", "no text"))):
+    groups = ((True, "tab:red", "text found"), (False, "tab:blue", "no text"))
+    for offset, (has_text, color, label) in zip((-0.2, 0.2), groups):
         group = [r for r in results if r.text.has_text == has_text]
         if group:
             axes[0].bar(x + offset, [np.mean([r.drop(b) for r in group]) for b in bands], 0.4, color=color, label=label)

@@ -20,7 +20,13 @@ from spectralstyle.evaluation.outputs import PLOT_KIND, is_output_name
 from spectralstyle.media.images import IMAGE_SUFFIXES, list_images, open_rgb
 from spectralstyle.method.clip_model import tokenize_templated
 from spectralstyle.method.prompts import SEPARATOR, Prompt
-from spectralstyle.record import RecordError, RunRecord, find_record, json_type, png_record
+from spectralstyle.record import (
+    RecordError,
+    RunRecord,
+    find_record,
+    json_type,
+    png_record,
+)
 
 UNKNOWN_BAND = "unknown"
 SKIPPED_KINDS = ("comparison", PLOT_KIND)
@@ -130,7 +136,8 @@ def _prompts_field(meta: dict[str, Any], source: str) -> tuple[Prompt, ...]:
         if not isinstance(text, str) or not text.strip():
             raise SidecarError(f"{bad}; a prompt's text is {json_type(text) if text != '' else 'empty'}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise SidecarError(f"{bad}; the weight of {text!r} is {json_type(weight) if not isinstance(weight, float) else weight}")
+            shown = json_type(weight) if not isinstance(weight, float) else weight
+            raise SidecarError(f"{bad}; the weight of {text!r} is {shown}")
         prompts.append(Prompt(text.strip(), float(weight)))
     if prompts and not any(p.weight > 0 for p in prompts):
         raise SidecarError(f"{source}: no prompt has a positive weight, so there is nothing to score against")
@@ -148,8 +155,8 @@ def _text_problem(text: str) -> str | None:
 
 
 def _listed_sidecar(image: Path, in_folder: bool) -> tuple[dict[str, Any], str, RunRecord | None] | None:
-    """(sidecar settings, their source, the record) of ``image`` ({}, "" and None without one); None for our own plots and,
-    in folders, for comparison images, snapshots and interrupted runs. A bad sidecar, or a kind or status
+    """(sidecar settings, their source, the record) of ``image`` ({}, "" and None without one); None for our
+    own plots and, in folders, for comparison images, snapshots and interrupted runs. A bad sidecar, or a kind or status
     that is not a string, is a SidecarError."""
     found = _sidecar(image)
     meta, source, record = found if found else ({}, "", None)
@@ -296,7 +303,8 @@ def _discover(paths: list[Path], skipped: list[str] | None, out_dir: Path | None
         items.extend(found)
     if own and skipped is not None:
         names = ", ".join(str(p) for p in own[:4]) + (" ..." if len(own) > 4 else "")
-        skipped.append(f"{len(own)} plot{'s' if len(own) != 1 else ''} written by evaluate/analyze, not results: {names}")
+        plots = f"{len(own)} plot{'s' if len(own) != 1 else ''}"
+        skipped.append(f"{plots} written by evaluate/analyze, not results: {names}")
     if not items:
         raise SpectralStyleError(f"no result images in {', '.join(str(p) for p in paths)}"
                                  + (" (only plots written by evaluate/analyze)" if own else ""))

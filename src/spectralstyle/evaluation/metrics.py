@@ -15,19 +15,49 @@ import torchvision.transforms.functional as TF
 
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.evaluation.inputs import (  # noqa: F401 - re-exported
-    SKIPPED_KINDS, SKIPPED_STATUSES, UNKNOWN_BAND, EvalInput, ScoringModels, SidecarError, collect_images,
-    collect_inputs, read_sidecar, scoring_models,
+    SKIPPED_KINDS,
+    SKIPPED_STATUSES,
+    UNKNOWN_BAND,
+    EvalInput,
+    ScoringModels,
+    SidecarError,
+    collect_images,
+    collect_inputs,
+    read_sidecar,
+    scoring_models,
 )
 from spectralstyle.evaluation.ocr import (  # noqa: F401 - re-exported
-    DEFAULT_MIN_CONFIDENCE, MAX_OCR_ASPECT, OCR_MAX_SIDE, OcrCanvas, OcrError, TextBox, TextSummary, detect_text,
-    ocr_canvas, ocr_engine, text_summary,
+    DEFAULT_MIN_CONFIDENCE,
+    MAX_OCR_ASPECT,
+    OCR_MAX_SIDE,
+    OcrCanvas,
+    OcrError,
+    TextBox,
+    TextSummary,
+    detect_text,
+    ocr_canvas,
+    ocr_engine,
+    text_summary,
 )
 from spectralstyle.evaluation.outputs import (  # noqa: F401 - re-exported
-    ANALYZE_OUTPUTS, BAND_SCORES_PLOT, BANDS_PLOT, EVALUATE_OUTPUTS, PLOT_KIND, SCATTER_PLOT, SPECTRUM_PLOT,
+    ANALYZE_OUTPUTS,
+    BAND_SCORES_PLOT,
+    BANDS_PLOT,
+    EVALUATE_OUTPUTS,
+    PLOT_KIND,
+    SCATTER_PLOT,
+    SPECTRUM_PLOT,
 )
 from spectralstyle.evaluation.scores import (  # noqa: F401 - re-exported
-    SOURCE_TEXT, ClipScorer, ImageMetrics, clip_image_features, clip_score, directional_clip_score, gaussian_window,
-    ssim, vgg_content_distance,
+    SOURCE_TEXT,
+    ClipScorer,
+    ImageMetrics,
+    clip_image_features,
+    clip_score,
+    directional_clip_score,
+    gaussian_window,
+    ssim,
+    vgg_content_distance,
 )
 from spectralstyle.evaluation.video import evaluate_video
 from spectralstyle.media.images import load_image, open_rgb

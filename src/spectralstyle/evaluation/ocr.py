@@ -81,7 +81,8 @@ def _rapidocr_models_dir() -> Path:
     try:
         import rapidocr
     except ImportError:
-        raise SpectralStyleError("the OCR package rapidocr is not installed: pip install rapidocr onnxruntime") from None
+        raise SpectralStyleError("the OCR package rapidocr is not installed: "
+                                 "pip install rapidocr onnxruntime") from None
     return Path(rapidocr.__file__).resolve().parent / "models"
 
 
@@ -91,7 +92,8 @@ def ocr_engine() -> Any:
     models = _rapidocr_models_dir()
     missing = [name for name in OCR_MODEL_FILES.values() if not (models / name).is_file()]
     if missing:
-        raise SpectralStyleError(f"rapidocr's bundled models are missing from {models} ({', '.join(missing)}); reinstall rapidocr")
+        raise SpectralStyleError(f"rapidocr's bundled models are missing from {models} ({', '.join(missing)}); "
+                                 "reinstall rapidocr")
     from rapidocr import RapidOCR
 
     params: dict[str, Any] = {"Global.log_level": "error"}
@@ -157,7 +159,11 @@ def ocr_canvas(image: Image.Image, max_aspect: float = MAX_OCR_ASPECT, max_side:
     return OcrCanvas(canvas, left, top, sw / w, sh / h)
 
 
-def detect_text(image: Image.Image | torch.Tensor | str | Path, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[TextBox]:
+ImageLike = Image.Image | torch.Tensor | str | Path
+"""A PIL image, an image tensor [1, 3, H, W] in [0, 1], or an image file."""
+
+
+def detect_text(image: ImageLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> list[TextBox]:
     """Text lines that OCR reads in ``image`` with at least ``min_confidence``, in reading order.
 
     Very elongated images are padded first (``ocr_canvas``); boxes are in the image's own pixel
@@ -186,7 +192,7 @@ def detect_text(image: Image.Image | torch.Tensor | str | Path, min_confidence: 
     return boxes
 
 
-def text_summary(image: Image.Image | torch.Tensor | str | Path, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> TextSummary:
+def text_summary(image: ImageLike, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> TextSummary:
     """Boxes, covered area and strings of one image."""
     pil = as_pil(image)
     return TextSummary(tuple(detect_text(pil, min_confidence)), pil.width, pil.height)

@@ -20,11 +20,16 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from spectralstyle.evaluation.ocr import TextSummary
+from spectralstyle.evaluation.outputs import (
+    PLOT_KIND,
+    OutputNames,
+    choose_outputs,
+    write_evaluation_record,
+)
+from spectralstyle.evaluation.scores import ImageMetrics
 from spectralstyle.media.files import atomic_path
 from spectralstyle.media.images import METADATA_KEY, open_rgb
-from spectralstyle.evaluation.ocr import TextSummary
-from spectralstyle.evaluation.outputs import PLOT_KIND, OutputNames, choose_outputs, write_evaluation_record
-from spectralstyle.evaluation.scores import ImageMetrics
 
 THUMB_SIDE = 256
 """Images are shown (and their OCR boxes drawn) at least this large; small outputs are upscaled."""
@@ -198,7 +203,8 @@ def plot_scatter(results: list[ImageMetrics], path: Path) -> Path:
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{margin:0 0 4px} .sub{color:#666;margin-bottom:18px}
-table{border-collapse:collapse;margin:8px 0 20px;background:#fff} td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
+table{border-collapse:collapse;margin:8px 0 20px;background:#fff}
+td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:14px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
@@ -207,7 +213,8 @@ th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
 .settings{font-size:12px;color:#333;font-family:ui-monospace,monospace}
 .random{display:inline-block;background:#b60;color:#fff;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}
 .banner{background:#fff4e0;border:1px solid #e0a040;padding:6px 10px;margin-bottom:14px}
-.ocr{color:#c00;font-size:12px} .ocr.none{color:#777} .note{color:#888;font-size:11px} .plots img{max-width:100%;margin:6px 0}
+.ocr{color:#c00;font-size:12px} .ocr.none{color:#777} .note{color:#888;font-size:11px}
+.plots img{max-width:100%;margin:6px 0}
 """
 
 
@@ -253,11 +260,13 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
             + (f'<div class="settings">{e(settings)}</div>' if settings else "")
             + f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”'
             + (f' · scored against “{e(r.item.scored_text)}”' if r.item.weighted else "") + "</div>"
-            f'<div class="ocr{"" if r.text.has_text else " none"}">{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
+            f'<div class="ocr{"" if r.text.has_text else " none"}">'
+            f'{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
             f'{fmt(r.text.area_fraction, 4)} · {strings}</div>'
             f'<div class="meta">CLIP {fmt(r.clip_score)} · directional {fmt(r.directional)} · SSIM {fmt(r.ssim)} '
             f'· VGG dist {fmt(r.vgg_distance)}'
-            + (f' · temporal stability {fmt(r.temporal_stability)}' if r.temporal_stability is not None else "") + '</div>'
+            + (f' · temporal stability {fmt(r.temporal_stability)}' if r.temporal_stability is not None else "")
+            + '</div>'
             + (f'<div class="note">{e(r.note)}</div>' if r.note else "") + "</div>")
     plot_tags = "".join(f'<img alt="{e(p.name)}" src="{png_data_uri(Image.open(p))}">' for p in plots)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -18,9 +18,19 @@ from PIL import Image
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.evaluation.inputs import EvalInput, read_sidecar
 from spectralstyle.evaluation.ocr import DEFAULT_MIN_CONFIDENCE, text_summary
-from spectralstyle.evaluation.scores import ClipScorer, ImageMetrics, ssim, vgg_content_distance
+from spectralstyle.evaluation.scores import (
+    ClipScorer,
+    ImageMetrics,
+    ssim,
+    vgg_content_distance,
+)
 from spectralstyle.media.video import (
-    frame_strip, is_video, probe_video, sample_frames, temporal_stability, video_flicker,
+    frame_strip,
+    is_video,
+    probe_video,
+    sample_frames,
+    temporal_stability,
+    video_flicker,
 )
 from spectralstyle.method.vgg import VGGContent
 from spectralstyle.record import RunRecord
@@ -60,10 +70,11 @@ def evaluate_video(item: EvalInput, scorer: ClipScorer, vgg: VGGContent | None =
     if contents is not None and len(contents) == len(outputs):
         contents = [F.interpolate(c, size=o.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
                     if c.shape[-2:] != o.shape[-2:] else c for c, o in zip(contents, outputs)]
-        metrics.directional = float(np.mean([scorer.weighted_directional(o, c, prompts) for o, c in zip(outputs, contents)]))
-        metrics.ssim = float(np.mean([ssim(o, c) for o, c in zip(outputs, contents)]))
+        pairs = list(zip(outputs, contents))
+        metrics.directional = float(np.mean([scorer.weighted_directional(o, c, prompts) for o, c in pairs]))
+        metrics.ssim = float(np.mean([ssim(o, c) for o, c in pairs]))
         if vgg is not None:
-            metrics.vgg_distance = float(np.mean([vgg_content_distance(vgg, o, c) for o, c in zip(outputs, contents)]))
+            metrics.vgg_distance = float(np.mean([vgg_content_distance(vgg, o, c) for o, c in pairs]))
     stability = sidecar_stability(item.record if item.record is not None else read_sidecar(item.image))
     if stability is None and contents is not None:
         size = (info.width, info.height)

@@ -20,10 +20,10 @@ from spectralstyle import __version__
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import atomic_path, write_json
 from spectralstyle.media.images import finish_image, open_rgb, save_png, side_by_side
-from spectralstyle.record import RunRecord
-from spectralstyle.runs.checkpoints import Checkpointer
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.record import RunRecord
+from spectralstyle.runs.checkpoints import Checkpointer
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -127,7 +127,8 @@ class RunWriter:
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
-        return save_png(finish_image(image, self.contrast), path, {**self.record.to_dict(), "step": step, "status": "snapshot"})
+        record = {**self.record.to_dict(), "step": step, "status": "snapshot"}
+        return save_png(finish_image(image, self.contrast), path, record)
 
     def finish(self, result: RunHistory, image: torch.Tensor,
                before_write: Callable[[RunRecord], None] | None = None,
@@ -166,8 +167,9 @@ def write_comparison(results: list[JobOutput], out: str | Path, prefix: str, **e
     first = results[0].record
     panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
     stem = f"{prefix}_compare_" + "-vs-".join(band_label(r.record["band"]) for r in results)
-    record = RunRecord(kind="comparison", content=first.get("content"), text=first["text"], extra={
-        **extra, "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]})
+    panel_records = [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]
+    record = RunRecord(kind="comparison", content=first.get("content"), text=first["text"],
+                       extra={**extra, "panels": panel_records})
     out = Path(out)
     image = save_png(side_by_side(panels), out / f"{stem}.png", record.to_dict())
     return JobOutput(image, write_record(record, out / f"{stem}.json"), record.to_dict())
