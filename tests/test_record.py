@@ -111,3 +111,17 @@ def test_weights_and_key_settings_from_the_record_or_the_trained_model():
     applied = RunRecord.from_dict({"applied_model": "m.stylenet.pt", "trained_with": trained})
     assert applied.weights == "pretrained" and not applied.random_weights
     assert RunRecord().weights is None and RunRecord().key_settings() == {}
+
+
+def test_batch_reruns_a_finished_job_whose_sidecar_is_not_an_object(tmp_path, content_image):
+    from spectralstyle.batch.runner import FINISHED, Job, job_action
+    from spectralstyle.settings import TransferConfig
+
+    config = TransferConfig(steps=1)
+    job = Job("j1", content_image, content_image.name, "pop art", "c2", config, stem="photo_pop-art_c2")
+    save_png(Image.new("RGB", (8, 8)), tmp_path / "photo_pop-art_c2.png", {"config_hash": config.digest()})
+    write_json({"config_hash": config.digest()}, tmp_path / "photo_pop-art_c2.json")
+    state = {"status": FINISHED, "config_hash": config.digest()}
+    assert job_action(job, tmp_path, state) == ("skip", "finished")
+    (tmp_path / "photo_pop-art_c2.json").write_text("[]")
+    assert job_action(job, tmp_path, state) == ("run", "sidecar unreadable")  # not an AttributeError traceback
