@@ -14,12 +14,12 @@ import socket
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
-from weights_env import FileServer, isolate
 
 from spectralstyle.cli.app import app
 from spectralstyle.evaluation.inputs import scoring_models
 from spectralstyle.media.files import write_json
 from spectralstyle.record import RunRecord
+from weights_env import FileServer, isolate
 
 
 def random_result(folder, content) -> None:
