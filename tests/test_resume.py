@@ -24,15 +24,25 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from spectralstyle.batch.runner import FINISHED, INTERRUPTED, read_manifest
+from spectralstyle.batch.jobs import FINISHED, INTERRUPTED
+from spectralstyle.batch.manifest import read_manifest
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
+from spectralstyle.interrupts import (
+    StopRequested,
+    raise_if_stop_requested,
+    stop_at_step_boundary,
+    stop_requested,
+)
+from spectralstyle.runs.checkpoints import (
+    Checkpointer,
+    RunControl,
+    TrainingState,
+    interruption_message,
+)
 from spectralstyle.runs.generate import GenerateModels, run_generation
-from spectralstyle.settings import GenerateConfig
-from spectralstyle.interrupts import StopRequested, raise_if_stop_requested, stop_at_step_boundary, stop_requested
-from spectralstyle.runs.checkpoints import Checkpointer, RunControl, TrainingState, interruption_message
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import run_job
+from spectralstyle.settings import GenerateConfig, TransferConfig
 
 STEPS = 4
 CONFIG = TransferConfig(weights="random", device="cpu", steps=STEPS, width=64, height=64, crops=1, crop_size=32)
