@@ -58,7 +58,10 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def checkpoint_path(out: Path) -> Path:
-    return out / ".checkpoints" / f"{STEM}.pt"
+    """The one checkpoint in ``out`` (named by its run key, not by the result's name)."""
+    found = sorted(p for p in (out / ".checkpoints").glob("*.pt") if not p.name.startswith("."))
+    assert len(found) <= 1, found
+    return found[0] if found else out / ".checkpoints" / "none.pt"
 
 
 def stop_at(step_to_stop: int):
@@ -143,23 +146,34 @@ def test_resume_after_ctrl_c_repeats_the_uninterrupted_run_bit_for_bit(models, c
     assert not checkpoint_path(out).exists()
 
 
-def test_checkpoint_of_other_settings_is_ignored_with_a_note(models, content, interrupted, tmp_path):
+def test_checkpoint_of_other_settings_is_neither_used_nor_replaced(models, content, interrupted, tmp_path):
+    """Checkpoints are named by settings and inputs: a run of other settings under the same name never sees
+    the interrupted run's checkpoint, which stays for that run to resume."""
     out = tmp_path / "o"
     shutil.copytree(interrupted, out)
+    kept = checkpoint_path(out)
+    before = kept.read_bytes()
     notes: list[str] = []
     other = CONFIG.replace(lr=1e-3, steps=1)
-    result = run_job(content, TEXT, other, models, out, on_note=notes.append)
-    assert len(notes) == 1 and "ignoring checkpoint" in notes[0] and "other settings" in notes[0]
-    assert result.record["resumed_from_step"] == 0 and [r["step"] for r in result.record["losses"]] == [1]
+    result = run_job(content, TEXT, other, models, out, on_note=notes.append, stem=STEM)
+    assert notes == [] and result.record["resumed_from_step"] == 0
+    assert [r["step"] for r in result.record["losses"]] == [1]
+    assert kept.read_bytes() == before
 
 
-def test_checkpoint_of_other_inputs_is_ignored(interrupted):
-    """Same settings and file name, another content image or text: never resumed (checked before any state is loaded)."""
-    notes: list[str] = []
+def test_checkpoint_of_other_settings_or_inputs_is_ignored_with_a_note(interrupted, tmp_path):
+    """A checkpoint file under another run's key (copied or renamed by hand): never resumed, checked before
+    any state is loaded."""
     net = nn.Linear(2, 2)
     state = TrainingState(net, torch.optim.Adam(net.parameters()))
-    checkpoints = Checkpointer(interrupted, STEM, CONFIG.digest(), key="another-input", on_note=notes.append)
+    (tmp_path / ".checkpoints").mkdir()
+    shutil.copy(checkpoint_path(interrupted), tmp_path / ".checkpoints" / "another-input.pt")
+    notes: list[str] = []
+    checkpoints = Checkpointer(tmp_path, STEM, CONFIG.digest(), key="another-input", on_note=notes.append)
     assert checkpoints.resume(state) is None and "another content image or text" in notes[0]
+    notes.clear()
+    checkpoints = Checkpointer(tmp_path, STEM, "0" * 16, key="another-input", on_note=notes.append)
+    assert checkpoints.resume(state) is None and "other settings" in notes[0]
 
 
 def test_checkpoint_every_0_writes_none(models, content, tmp_path):

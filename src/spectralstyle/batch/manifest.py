@@ -10,7 +10,9 @@ on local filesystems and on NFS.
 ``OUT/manifest.json`` is a snapshot of that merge, written at the end of every batch process under the
 ``manifest`` lock: the jobs of this process's plan (pending if never started) and every job ever
 finished in that OUT by any plan (a second batch with other settings adds its jobs; it never shrinks
-the manifest). The ``.jobs`` folder is the truth; the manifest is for reading.
+the manifest; an earlier job whose result was since replaced with ``--overwrite`` is listed as
+``replaced``, one whose files are gone as ``missing``). The ``.jobs`` folder is the truth; the
+manifest is for reading.
 
 Resume rule (``job_action``): a job is skipped only when its state says finished, its outputs exist and
 the sidecar's config hash equals the job's; anything else (failed, interrupted, a "running" left by a
@@ -117,6 +119,18 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _still_there(out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """A job finished by an earlier plan, as the manifest lists it: ``replaced`` when its sidecar now holds
+    another run's result (``--overwrite``), ``missing`` when its outputs are gone."""
+    sidecar, image = state.get("sidecar"), state.get("image")
+    if not isinstance(sidecar, str) or not isinstance(image, str) or not (out / image).is_file():
+        return {**state, "status": "missing"}
+    record = _read_object(out / sidecar)
+    if record is None or record.get("config_hash") != state.get("config_hash"):
+        return {**state, "status": "replaced"}
+    return state
+
+
 def write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
     """``OUT/manifest.json``: this plan's jobs plus every job ever finished in OUT (see the module doc).
 
@@ -141,7 +155,8 @@ def _write_manifest(out: Path, plan: list[Job], config: TransferConfig) -> Path:
     planned = {j.job_id for j in plan}
     jobs = [states.get(j.job_id) or {"job_id": j.job_id, "name": j.name, "text": j.text, "band": j.band,
                                       "config_hash": j.config_hash, "stem": j.stem, "status": PENDING} for j in plan]
-    earlier = [s for jid, s in states.items() if jid not in planned and s.get("status") == FINISHED]
+    earlier = [_still_there(Path(out), s) for jid, s in states.items()
+               if jid not in planned and s.get("status") == FINISHED]
     earlier.sort(key=lambda s: (str(s.get("name")), str(s.get("text")), band_label(str(s.get("band"))),
                                 str(s.get("config_hash")), s["job_id"]))
     jobs += earlier

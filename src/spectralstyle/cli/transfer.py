@@ -9,13 +9,25 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from spectralstyle.cli.common import (
+    CheckpointEveryOpt,
+    ConfigOpt,
+    OutOpt,
+    ResumeOpt,
+    compared_configs,
+    console,
+    flag,
+    interrupted_exit,
+    log,
+    loss_line,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
+    with_settings,
+)
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
-from spectralstyle.cli.common import (
-    loss_line,
-    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
-    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
-)
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
@@ -24,7 +36,8 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
     from spectralstyle.runs.transfer import run_job
 
-    task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
+    label = label or f"{content.name} · {config.band_value.label}"
+    task = progress.add_task(escape(label), total=config.steps, losses="")
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
@@ -39,7 +52,8 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
         name.on_note = on_note  # the name moves at the write if another writer took it meanwhile
     result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
                      on_note=on_note, stem=stem, name=name)
-    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
+    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image,
+             result.record["wall_time_s"])
     return result
 
 
@@ -72,10 +86,10 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.media.images import load_image
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
 
     load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
@@ -100,8 +114,8 @@ def run_all(content: Path, text: str, configs: list[TransferConfig], names: list
     results = []
     with progress_bar() as progress:
         for cfg, name in zip(configs, names):
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control,
-                                       name=name)
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model,
+                                       control=control, name=name)
             if result.interrupted:
                 from spectralstyle.runs.checkpoints import interruption_message
 
@@ -113,15 +127,16 @@ def run_all(content: Path, text: str, configs: list[TransferConfig], names: list
 def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> Any:
     """The result's reserved name: the plain one unless another run's result is there or another run is
     writing it right now (then a note; see runs/naming.py)."""
-    from spectralstyle.runs.naming import reserve_stem
+    from spectralstyle.runs.naming import existing_record, reserve_stem
     from spectralstyle.runs.transfer import output_stem
 
     plain = output_stem(content, text, config.band)
     name = reserve_stem(out, plain, content, text, config.digest(), overwrite)
     if name.moved:
-        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png holds (or another run is writing) the result "
-                      f"of other settings or another image; writing {escape(name.stem)}.png beside it "
-                      "(--overwrite replaces a finished one)", highlight=False, soft_wrap=True)
+        what = ("holds the result of other settings or another image" if existing_record(out, plain) is not None
+                else "is being written by another run of other settings or another image")
+        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png {what}; writing {escape(name.stem)}.png "
+                      "beside it (--overwrite replaces a finished one)", highlight=False, soft_wrap=True)
     return name
 
 
