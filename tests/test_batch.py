@@ -33,14 +33,16 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.method.bands import split_band_list
 from spectralstyle.settings import TransferConfig
 
-TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu"]
+TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "32",
+        "--device", "cpu"]
 BIN = Path(sys.executable).parent
 WRAPPER = Path(__file__).with_name("batch_process.py")
 runner = CliRunner()
 
 
 def tiny_config(**changes) -> TransferConfig:
-    return TransferConfig(weights="random", steps=1, width=32, height=32, crops=2, crop_size=32, device="cpu", **changes)
+    return TransferConfig(weights="random", steps=1, width=32, height=32, crops=2, crop_size=32, device="cpu",
+                          **changes)
 
 
 def make_images(folder: Path, names: list[str]) -> Path:
@@ -53,7 +55,8 @@ def make_images(folder: Path, names: list[str]) -> Path:
     return folder
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     command = (launcher or [str(BIN / "spectralstyle")]) + [str(a) for a in args]
     return subprocess.run(command, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
@@ -106,7 +109,8 @@ def test_shard_sources():
     assert torchrun == DistEnv(3, 4, 1)
     assert resolve_shard(None, torchrun, {}) == Shard(3, 4)
     assert resolve_shard("1/3", torchrun, {}) == Shard(7, 12)
-    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "5"}
+    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "2",
+             "SLURM_ARRAY_TASK_MAX": "5"}
     assert resolve_shard(None, DistEnv(), slurm) == Shard(3, 4)
     assert resolve_shard("0/2", DistEnv(), slurm) == Shard(0, 2)  # --shard wins
     for bad in ("3/3", "x", "1/0", "-1/2"):

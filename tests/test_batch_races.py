@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_batch import BIN, TINY, WRAPPER, make_images, tiny_config
 
 from spectralstyle.batch.jobs import job_id
 from spectralstyle.batch.manifest import read_manifest, read_state
-from spectralstyle.batch.plan import make_plan
+from spectralstyle.batch.plan import build_plan, make_plan
+from spectralstyle.batch.runner import run_batch
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.method.vgg import load_vgg_content
 from spectralstyle.runs.checkpoints import RunControl
@@ -27,9 +27,10 @@ from spectralstyle.runs.models import Models
 from spectralstyle.runs.naming import NAMES_DIR, reserve_stem
 from spectralstyle.runs.transfer import output_stem, run_job
 from spectralstyle.settings import TransferConfig
+from test_batch import BIN, TINY, WRAPPER, make_images, tiny_config
 
 DEFAULT_HASH = "bc63e3042649e2ef"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SPECTRALSTYLE_LOCK_STALE_S": "4"}  # polls every 0.5 s
 
 
 def spectralstyle(*args, launcher: list[str] | None = None) -> subprocess.Popen:
@@ -136,6 +137,17 @@ def test_checkpoints_of_two_settings_under_one_name_are_kept_apart(models, photo
     assert len(list((out / ".checkpoints").glob("*.pt"))) == 1  # b's is still there
 
 
+def test_run_batch_is_usable_without_the_command_line(models, tmp_path):
+    photos = make_images(tmp_path / "photos", ["a.png"])
+    out, config = tmp_path / "out", tiny_config()
+    plan = build_plan(photos, ["pop art"], ["4-7,16-49", "c1"], config, out)  # one band, spelled twice: one job
+    assert len(plan) == 1 and plan[0].stem == "a_pop-art_c1"
+    outcome = run_batch(plan, out, device="cpu", config=config, models=models)
+    assert outcome.count("finished") == 1 and not outcome.failed and not outcome.left_to_others
+    assert json.loads(outcome.manifest.read_text())["counts"] == {"finished": 1}
+    assert run_batch(plan, out, device="cpu", config=config, models=models).count("skipped") == 1
+
+
 def test_state_files_that_are_not_objects_are_ignored(tmp_path):
     (tmp_path / ".jobs").mkdir()
     (tmp_path / ".jobs" / "0123456789abcdef.json").write_text("[]")
@@ -206,7 +218,7 @@ def test_the_survivor_finishes_the_job_of_an_owner_killed_with_sigkill(tmp_path)
     assert owner.wait(timeout=60) == -signal.SIGKILL
     stdout, stderr = survivor.communicate(timeout=400)
     assert survivor.returncode == 0, stderr
-    assert "waiting for 1 job(s)" in stderr and "2 finished" in stderr, stderr
+    assert "2 finished" in stderr and "Traceback" not in stderr, stderr
     states = read_manifest(out)
     assert all(states[j.job_id]["status"] == "finished" and states[j.job_id]["pid"] == survivor.pid for j in plan)
     assert [a["pid"] for a in states[plan[0].job_id]["attempts"]] == [owner.pid]  # taken over from the dead owner
@@ -215,7 +227,7 @@ def test_the_survivor_finishes_the_job_of_an_owner_killed_with_sigkill(tmp_path)
     assert not list((out / ".jobs").glob("*.lock")) and not (out / NAMES_DIR).exists()
 
 
-def test_no_wait_exits_75_when_jobs_are_left_to_another_process(tmp_path):
+def test_no_wait_exits_75_and_a_waiting_process_takes_over_when_the_owner_dies(tmp_path):
     photos = make_images(tmp_path / "photos", ["a.png"])
     out = tmp_path / "out"
     args = ["batch", photos, "--text", "pop art", "--out", out, *TINY]
@@ -223,11 +235,21 @@ def test_no_wait_exits_75_when_jobs_are_left_to_another_process(tmp_path):
     try:
         impatient = spectralstyle(*args, "--no-wait")
         _, stderr = impatient.communicate(timeout=400)
+        assert impatient.returncode == 75, stderr
+        assert "1 running elsewhere" in stderr and "--no-wait" in stderr and "Traceback" not in stderr
+        log = tmp_path / "patient.err"
+        with log.open("w") as err:
+            patient = subprocess.Popen([str(BIN / "spectralstyle"), *map(str, args)], stdout=subprocess.PIPE,
+                                       stderr=err, text=True, env=ENV)
+        wait_for(lambda: "waiting for 1 job(s)" in log.read_text() or patient.poll() is not None, what="the note")
+        assert patient.poll() is None, log.read_text()  # it waits while the owner lives
     finally:
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait(timeout=60)
-    assert impatient.returncode == 75, stderr
-    assert "1 running elsewhere" in stderr and "--no-wait" in stderr and "Traceback" not in stderr
+    patient.communicate(timeout=400)
+    assert patient.returncode == 0, log.read_text()
+    assert "1 finished" in log.read_text()
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"finished": 1}
 
 
 def test_a_lock_of_a_killed_unreaped_process_is_stale(tmp_path):

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from test_batch import BIN, TINY, make_images, tiny_config
-
 from spectralstyle.batch.manifest import read_manifest
 from spectralstyle.batch.plan import make_plan
 from spectralstyle.media.claims import (
@@ -22,6 +20,7 @@ from spectralstyle.media.claims import (
     read_owner,
     try_claim,
 )
+from test_batch import BIN, TINY, make_images, tiny_config
 
 
 def dead_pid() -> int:

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 from PIL import Image
-from test_batch import TINY, invoke, make_images, tiny_config
 
 from spectralstyle.batch.manifest import read_manifest
 from spectralstyle.batch.plan import make_plan
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.method.vgg import load_vgg_content
+from test_batch import TINY, invoke, make_images, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from spectralstyle.batch.jobs import FINISHED, Job, job_id
 from spectralstyle.batch.manifest import read_state
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import list_images
-from spectralstyle.method.bands import band_label, split_band_list
+from spectralstyle.method.bands import band_label, canonical_band, split_band_list
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
 from spectralstyle.runs.train import TrainSettings, train_digest
 from spectralstyle.settings import TransferConfig
@@ -82,6 +82,19 @@ def build_plan(content_dir: str | Path, prompts: list[str], bands: list[str], co
 
 
 # --- plan -----------------------------------------------------------------------------------------
+def band_configs(config: TransferConfig, bands: list[str]) -> dict[str, TransferConfig]:
+    """Band spec -> the batch's settings with that band (each validated); spellings of one set of kept
+    frequencies (``4-7,16-49`` and ``c1``) are one band, under the first spelling."""
+    configs: dict[str, TransferConfig] = {}
+    seen: set[str] = set()
+    for band in bands:
+        cfg = config.replace(band=band)
+        if canonical_band(band) not in seen:
+            seen.add(canonical_band(band))
+            configs[band] = cfg
+    return configs
+
+
 def make_plan(
     content_dir: str | Path, prompts: list[str], bands: list[str], config: TransferConfig, out: Path | None = None,
     overwrite: bool = False,
@@ -102,7 +115,7 @@ def make_plan(
         raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}{extra}")
     if not prompts:
         raise SpectralStyleError("no prompts")
-    configs = {band: config.replace(band=band) for band in bands}  # validates each band
+    configs = band_configs(config, bands)
     jobs = [
         Job(job_id(image.name, text, band, cfg.digest()), image, image.name, text, band, cfg)
         for image in images for text in prompts for band, cfg in configs.items()
@@ -137,7 +150,7 @@ def make_train_plan(
         raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
     if not prompts:
         raise SpectralStyleError("no prompts")
-    configs = {band: config.replace(band=band) for band in bands}
+    configs = band_configs(config, bands)
     for cfg in configs.values():
         train.check(cfg)
     name = f"{folder.name} ({len(images)} images)"

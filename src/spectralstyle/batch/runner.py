@@ -134,11 +134,30 @@ class BatchRunner:
 
     def _wait_for(self, jobs: list[Job], waiting: list[int], results: dict[int, JobResult]) -> None:
         """Poll the jobs running elsewhere until each is finished by its owner or taken over and run here."""
-        owners = sorted({results[k].error for k in waiting})
-        self._note(f"waiting for {len(waiting)} job(s) of this plan running in another process ({'; '.join(owners)}); "
-                   f"checking every {poll_interval_s():g}s, and taking over any whose owner stops "
-                   "(--no-wait exits now instead)")
-        while waiting:
+        noted = False
+        while True:
+            still = []
+            for k in waiting:
+                job = jobs[k - 1]
+                if holder(self.out / STATE_DIR, job.job_id) is not None:
+                    still.append(k)  # its owner is alive: look again later
+                    continue
+                results[k] = result = self._attempt(job, k, len(jobs), quiet=True)
+                if result.status == ELSEWHERE:
+                    still.append(k)  # claimed again by another process in between
+                elif result.status == SKIPPED:
+                    self._end(job, result)  # finished by its owner: say so once
+                elif result.status == INTERRUPTED:
+                    return
+            waiting = still
+            if not waiting:
+                return
+            if not noted:
+                owners = sorted({results[k].error for k in waiting})
+                self._note(f"waiting for {len(waiting)} job(s) of this plan running in another process "
+                           f"({'; '.join(owners)}); checking every {poll_interval_s():g}s, and taking over any "
+                           "whose process stops (--no-wait exits instead)")
+                noted = True
             deadline = time.monotonic() + poll_interval_s()
             while time.monotonic() < deadline:
                 if stop_requested() is not None:
@@ -148,21 +167,6 @@ class BatchRunner:
                                                     "run the same command to continue")
                     return
                 time.sleep(min(0.1, poll_interval_s()))
-            still = []
-            for k in waiting:
-                job = jobs[k - 1]
-                if holder(self.out / STATE_DIR, job.job_id) is not None:
-                    still.append(k)  # its owner is alive: look again later
-                    continue
-                result = self._attempt(job, k, len(jobs), quiet=True)
-                results[k] = result
-                if result.status == ELSEWHERE:
-                    still.append(k)  # claimed again by another process in between
-                elif result.status == SKIPPED:
-                    self._end(job, result)  # finished by its owner: say so once
-                elif result.status == INTERRUPTED:
-                    return
-            waiting = still
 
     def _attempt(self, job: Job, position: int, total: int, quiet: bool = False) -> JobResult:
         """Skip, run, or leave to its live owner one job."""

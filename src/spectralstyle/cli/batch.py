@@ -111,7 +111,8 @@ def batch(
     plan = build_plan(content_dir, prompt_list, band_list, config, out, mode=mode, train=train, overwrite=overwrite)
     own = split_own_results(list_images(content_dir))[1]
     if own:
-        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by spectralstyle "
+        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by "
+                      "spectralstyle "
                       f"(like {escape(own[0].name)}) and are not used as content", highlight=False, soft_wrap=True)
     moved = [j for j in plan if j.stem.endswith(j.config_hash[:8]) or j.stem.endswith(content_tag(j.content))]
     if moved:
@@ -239,7 +240,8 @@ def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
                   f"{counts[FAILED]} failed  "
                   f"[dim]{escape(str(manifest))}[/]", highlight=False, soft_wrap=True)
     for r in failed:
-        console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}", highlight=False, soft_wrap=True)
+        console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}",
+                      highlight=False, soft_wrap=True)
     return len(failed)
 
 
@@ -248,7 +250,8 @@ def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands:
     from spectralstyle.batch.manifest import STATE_DIR, job_action, read_state
     from spectralstyle.media.claims import holder
 
-    table = Table(title=f"{len(plan)} jobs = {len({j.name for j in plan})} images x {n_prompts} prompts x {n_bands} bands",
+    images = len({j.name for j in plan})
+    table = Table(title=f"{len(plan)} jobs = {images} images x {n_prompts} prompts x {n_bands} bands",
                   title_justify="left")
     for column in ("#", "job", "content", "prompt", "band", *(["shard"] if shards > 1 else []), "action", "output"):
         table.add_column(column, overflow="fold", no_wrap=column in ("#", "job", "band", "shard"))
