@@ -4,9 +4,10 @@
     python tests/batch_process.py hang N FILE ARGS...  # when job N+1 starts to run, create FILE and sleep;
                                                      # the test then kills it (kill -9) at that known point
 
-"Starts to run" is the moment the batch runner calls the transfer job: the job is claimed, its name is
-reserved, its state says running and the models are loaded. Why a wrapper and not a hook in the package:
-production code carries no test switches; the wrapper patches the runner's call from outside.
+"Starts to run" is the moment the batch runner asks for the models of a job it runs: the job is claimed,
+its name is reserved and its state says running (after N jobs finished in this process). Why a wrapper
+and not a hook in the package: production code carries no test switches; the wrapper patches the
+runner's method from outside.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from spectralstyle.cli import main
 
 
 def stop_at_job(after: int, stop) -> None:
-    real, started = runner.run_job, [0]
+    real, started = runner.BatchRunner._models, [0]
 
-    def run_job(*args, **kwargs):
+    def models(self, config):
         if started[0] >= after:
             stop()
         started[0] += 1
-        return real(*args, **kwargs)
+        return real(self, config)
 
-    runner.run_job = run_job
+    runner.BatchRunner._models = models
 
 
 if __name__ == "__main__":

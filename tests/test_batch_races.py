@@ -19,7 +19,7 @@ import pytest
 from spectralstyle.batch.jobs import job_id
 from spectralstyle.batch.manifest import read_manifest, read_state
 from spectralstyle.batch.plan import build_plan, make_plan
-from spectralstyle.batch.runner import run_batch
+from spectralstyle.batch.runner import BatchHooks, run_batch
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.method.vgg import load_vgg_content
 from spectralstyle.runs.checkpoints import RunControl
@@ -78,12 +78,18 @@ def photo(tmp_path) -> Path:
     return make_images(tmp_path / "photos", ["boat.png"]) / "boat.png"
 
 
-def test_equivalent_band_spellings_write_one_file(models, photo, tmp_path):
-    out = tmp_path / "out"
-    first = run_job(photo, "pop art", tiny_config(band="c1"), models, out)
-    second = run_job(photo, "pop art", tiny_config(band="4-7,16-49"), models, out)
-    assert first.image == second.image == out / "boat_pop-art_c1.png"
-    assert sorted(p.name for p in out.glob("*.png")) == ["boat_pop-art_c1.png"]
+def test_a_result_of_an_equivalent_band_spelling_is_this_run_s(photo, tmp_path):
+    """A ``c1`` result is the same run as ``--band 4-7,16-49``: same name, no hashed file beside it."""
+    out, c1, spelled = tmp_path / "out", tiny_config().replace(band="c1"), tiny_config().replace(band="4-7,16-49")
+    out.mkdir()
+    plain = output_stem(photo, "pop art", spelled.band)
+    assert plain == output_stem(photo, "pop art", c1.band) == "boat_pop-art_c1"
+    record = {"content": str(photo.resolve()), "text": "pop art", "config_hash": c1.digest(), "band": "c1"}
+    (out / f"{plain}.json").write_text(json.dumps(record))
+    with reserve_stem(out, plain, photo, "pop art", spelled.digest()) as name:
+        assert name.stem == plain and not name.moved
+    with reserve_stem(out, plain, photo, "pop art", tiny_config().replace(band="c2").digest()) as other:
+        assert other.moved
 
 
 def test_a_name_another_run_holds_is_not_free(models, photo, tmp_path):
@@ -103,7 +109,7 @@ def test_a_name_another_run_holds_is_not_free(models, photo, tmp_path):
 
 def test_the_name_is_checked_again_at_the_write(models, photo, tmp_path):
     """Another writer (a tool that does not reserve) puts a result under the name while the run runs."""
-    out, config = tmp_path / "out", tiny_config(steps=2)
+    out, config = tmp_path / "out", tiny_config().replace(steps=2)
     plain = output_stem(photo, "pop art", config.band)
     foreign = {"content": str(photo.resolve()), "text": "pop art", "config_hash": "f" * 16, "status": "finished"}
 
@@ -121,7 +127,7 @@ def test_the_name_is_checked_again_at_the_write(models, photo, tmp_path):
 
 def test_checkpoints_of_two_settings_under_one_name_are_kept_apart(models, photo, tmp_path):
     out = tmp_path / "out"
-    a, b = tiny_config(steps=3), tiny_config(steps=3, lr=2e-4)
+    a, b = tiny_config().replace(steps=3), tiny_config().replace(steps=3, lr=2e-4)
 
     def stop(step: int, losses: dict) -> None:
         if step == 1:
@@ -146,6 +152,27 @@ def test_run_batch_is_usable_without_the_command_line(models, tmp_path):
     assert outcome.count("finished") == 1 and not outcome.failed and not outcome.left_to_others
     assert json.loads(outcome.manifest.read_text())["counts"] == {"finished": 1}
     assert run_batch(plan, out, device="cpu", config=config, models=models).count("skipped") == 1
+
+
+def test_a_batch_job_writes_beside_a_name_another_run_is_writing(models, tmp_path):
+    """Another process (of other settings) holds the job's name: the job moves, records its name, and the
+    manifest lists it under that name."""
+    photos = make_images(tmp_path / "photos", ["a.png"])
+    out, config = tmp_path / "out", tiny_config()
+    plan = build_plan(photos, ["pop art"], ["c2"], config, out)
+    other = reserve_stem(out, plan[0].stem, photos / "a.png", "pop art", config.replace(steps=5).digest())
+    notes: list[str] = []
+    try:
+        outcome = run_batch(plan, out, device="cpu", config=config, models=models,
+                            hooks=BatchHooks(on_note=notes.append))
+    finally:
+        other.release()
+    moved = f"a_pop-art_c2_{config.digest()[:8]}"
+    assert outcome.count("finished") == 1 and read_manifest(out)[plan[0].job_id]["stem"] == moved
+    assert (out / f"{moved}.png").is_file() and not (out / "a_pop-art_c2.png").exists()
+    assert any("writing " + moved in n for n in notes), notes
+    again = build_plan(photos, ["pop art"], ["c2"], config, out)  # a rerun finds the job under its name
+    assert again[0].stem == moved and run_batch(again, out, device="cpu", models=models).count("skipped") == 1
 
 
 def test_state_files_that_are_not_objects_are_ignored(tmp_path):
@@ -177,6 +204,7 @@ def test_two_transfers_with_other_steps_started_together_keep_both(tmp_path):
     assert not (out / NAMES_DIR).exists() and not (out / ".checkpoints").exists()
 
 
+@pytest.mark.slow  # test_a_batch_job_writes_beside_a_name_another_run_is_writing covers it in one process
 def test_two_batches_with_other_steps_started_together_keep_both_and_the_manifest_lists_both(tmp_path):
     photos = make_images(tmp_path / "photos", ["boat.png"])
     out = tmp_path / "out"
@@ -227,7 +255,7 @@ def test_the_survivor_finishes_the_job_of_an_owner_killed_with_sigkill(tmp_path)
     assert not list((out / ".jobs").glob("*.lock")) and not (out / NAMES_DIR).exists()
 
 
-def test_no_wait_exits_75_and_a_waiting_process_takes_over_when_the_owner_dies(tmp_path):
+def test_no_wait_exits_75_and_without_it_a_batch_waits_for_a_live_owner(tmp_path):
     photos = make_images(tmp_path / "photos", ["a.png"])
     out = tmp_path / "out"
     args = ["batch", photos, "--text", "pop art", "--out", out, *TINY]
@@ -242,14 +270,15 @@ def test_no_wait_exits_75_and_a_waiting_process_takes_over_when_the_owner_dies(t
             patient = subprocess.Popen([str(BIN / "spectralstyle"), *map(str, args)], stdout=subprocess.PIPE,
                                        stderr=err, text=True, env=ENV)
         wait_for(lambda: "waiting for 1 job(s)" in log.read_text() or patient.poll() is not None, what="the note")
+        time.sleep(1.0)  # two polls of the live owner's lock
         assert patient.poll() is None, log.read_text()  # it waits while the owner lives
+        patient.send_signal(signal.SIGTERM)  # the wait is interruptible like a job
+        patient.communicate(timeout=120)
     finally:
         os.kill(owner.pid, signal.SIGKILL)
         owner.wait(timeout=60)
-    patient.communicate(timeout=400)
-    assert patient.returncode == 0, log.read_text()
-    assert "1 finished" in log.read_text()
-    assert json.loads((out / "manifest.json").read_text())["counts"] == {"finished": 1}
+    assert patient.returncode == 130, log.read_text()
+    assert "interrupted while waiting" in log.read_text() and "Traceback" not in log.read_text()
 
 
 def test_a_lock_of_a_killed_unreaped_process_is_stale(tmp_path):
