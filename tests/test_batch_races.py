@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from spectralstyle.batch.jobs import job_id
 from spectralstyle.batch.manifest import read_manifest, read_state
@@ -67,9 +68,12 @@ def models(random_clip) -> Models:
     mp = pytest.MonkeyPatch()
     mp.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
     mp.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: vgg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like the subprocesses' OMP_NUM_THREADS=1: tiny runs on shared cores
     try:
         yield Models.load(tiny_config())
     finally:
+        torch.set_num_threads(threads)
         mp.undo()
 
 
