@@ -24,6 +24,7 @@ from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.runs.checkpoints import Checkpointer
+from spectralstyle.runs.naming import ReservedName
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -122,8 +123,10 @@ class RunWriter:
     half-done is presented as a result.
     """
 
-    def __init__(self, out: Path, stem: str, record: RunRecord, contrast: float) -> None:
+    def __init__(self, out: Path, stem: str, record: RunRecord, contrast: float,
+                 name: ReservedName | None = None) -> None:
         self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
+        self.name = name  # the reservation of ``stem`` (runs/naming.py), checked again just before the write
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
@@ -151,6 +154,8 @@ class RunWriter:
             path = self.snapshot(result.steps_done, image)
             return JobOutput(path, write_record(record, path.with_suffix(".json")), record.to_dict(), interrupted=True)
         record.status = "finished"
+        if self.name is not None:
+            self.stem = self.name.confirm()
         image_path, sidecar_path = self.out / f"{self.stem}.png", self.out / f"{self.stem}.json"
         record.output = str(image_path)
         if before_write:
