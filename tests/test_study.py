@@ -81,3 +81,27 @@ def test_content_from_folders_and_images(tmp_path):
     plan = study_plan([a / "y.png", b / "z.png"], ["pop art"], ["none", "c2"], config, tmp_path / "S")
     assert [(j.name, j.band) for j in plan] == [("y.png", "c2"), ("y.png", "none"), ("z.png", "c2"), ("z.png", "none")]
     assert not grid_progress(plan, tmp_path / "S").complete and grid_progress(plan, tmp_path / "S").total == 4
+
+
+def test_slurm_script_submits_the_array_then_the_summary(tmp_path):
+    """scripts/study_slurm.sh with a stand-in sbatch that records its arguments."""
+    from pathlib import Path
+
+    log = tmp_path / "sbatch.log"
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> {log}\necho ---- >> {log}\n'
+                    'n=$(grep -c -- ---- ' f'{log}); echo "$((1000 + n))"\n')
+    fake.chmod(0o755)
+    script = Path(__file__).parents[1] / "scripts" / "study_slurm.sh"
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(script), "3", "photos dir/", "--text", "pop art", "--out", "/shared/s"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    grid, summary = log.read_text().split("----\n")[:2]
+    assert "--array=0-2" in grid and "--phase run" in grid
+    assert "study photos\\ dir/ --text pop\\ art --out /shared/s --phase run" in grid  # arguments stay quoted
+    assert "--dependency=afterok:1001" in summary and "--phase summary" in summary
+    assert "array job 1001 (3 tasks)" in proc.stdout and "job 1002" in proc.stdout
+    bad = subprocess.run(["bash", str(script), "zero"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
