@@ -105,3 +105,14 @@ def test_slurm_script_submits_the_array_then_the_summary(tmp_path):
     assert "array job 1001 (3 tasks)" in proc.stdout and "job 1002" in proc.stdout
     bad = subprocess.run(["bash", str(script), "zero"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+def test_a_missing_judge_stops_the_study_before_its_grid():
+    from spectralstyle.study.pipeline import find_judge
+
+    find_judge(TransferConfig(weights="random"), "ViT-L/14")  # random weights: nothing to find
+    with pytest.raises(SpectralStyleError) as info:  # offline with an empty cache (conftest)
+        find_judge(TransferConfig(), "ViT-B/16")
+    assert "ViT-B-16" in str(info.value) or "ViT-B/16" in str(info.value)
+    with pytest.raises(SpectralStyleError, match="unknown judge"):
+        find_judge(TransferConfig(), "RN50")

@@ -104,7 +104,7 @@ def study(
     from spectralstyle.batch.runner import collect_prompts
     from spectralstyle.method.bands import split_band_list
     from spectralstyle.study.grid import grid_progress, study_plan
-    from spectralstyle.study.pipeline import check_judge
+    from spectralstyle.study.pipeline import check_judge, find_judge
 
     if settings.get("band") is not None:
         raise SpectralStyleError("a study runs several bands: give --bands (for example --bands none,c2), not --band")
@@ -119,6 +119,8 @@ def study(
     except ValueError as exc:
         raise SpectralStyleError(str(exc)) from None
     plan = study_plan(content, prompt_list, band_list, config, out, overwrite=overwrite)
+    if phase != "run":
+        find_judge(config, judge, judge_weights)
     models = None
     if phase in ("all", "run"):
         summarises, models = run_grid(plan, out, config, shard, RunControl(checkpoint_every, resume), overwrite)
