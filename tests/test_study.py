@@ -81,6 +81,10 @@ def test_content_from_folders_and_images(tmp_path):
     plan = study_plan([a / "y.png", b / "z.png"], ["pop art"], ["none", "c2"], config, tmp_path / "S")
     assert [(j.name, j.band) for j in plan] == [("y.png", "c2"), ("y.png", "none"), ("z.png", "c2"), ("z.png", "none")]
     assert not grid_progress(plan, tmp_path / "S").complete and grid_progress(plan, tmp_path / "S").total == 4
+    from spectralstyle.study.pipeline import summarize_study
+
+    with pytest.raises(SpectralStyleError, match="4 of 4 jobs of the study are not finished"):
+        summarize_study(plan, tmp_path / "S", config, "ViT-B/16")  # before any model is loaded
 
 
 def test_slurm_script_submits_the_array_then_the_summary(tmp_path):

@@ -134,6 +134,8 @@ def plot_intervals(rows: list[BandRow], path: Path) -> Path:
                   [0.0 if math.isnan(e.value) else e.hi - e.value for e in est]]
         ax.bar(bands, values, yerr=errors, capsize=4, color=color)
         ax.set_title(f"{title} (95% interval)")
+        if metric == "text_rate":
+            ax.set_ylim(0, 1)
     fig.tight_layout()
     return save_figure(fig, path)
 
