@@ -4,6 +4,7 @@ sequence (c1, c2), with random weights."""
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from pathlib import Path
@@ -185,6 +186,10 @@ def test_forward_text_and_attributes_pass_through(images):
     assert wrapped.logit_scale is oc_model.logit_scale and wrapped.visual.conv1 is oc_model.visual.conv1
     assert wrapped.model is oc_model and oc_model.visual.__class__.__name__ == "VisionTransformer"  # unmodified
     assert sum(p.numel() for p in wrapped.parameters()) == sum(p.numel() for p in oc_model.parameters())
+    copied = copy.deepcopy(wrapped)  # a copy's filtered tower reads the copy's weights
+    assert copied.visual.model is copied.model.visual and copied.visual.conv1 is not oc_model.visual.conv1
+    with torch.no_grad():
+        assert torch.equal(copied.encode_image(images), wrapped.encode_image(images))
 
     hf = spectral_clip(hf_model, "c2")
     ids = torch.tensor([[49406, 320, 2368, 49407]])

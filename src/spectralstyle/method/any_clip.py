@@ -44,9 +44,10 @@ class _PassThrough(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            if name == "model":
+            wrapped = self.__dict__.get("_modules", {}).get("model")  # absent while unpickling or constructing
+            if wrapped is None or name == "model":
                 raise
-        return getattr(self._modules["model"], name)
+        return getattr(wrapped, name)
 
 
 class _CLSPool:
