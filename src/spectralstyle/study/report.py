@@ -182,7 +182,13 @@ def write_study_report(judged: list[Judged], rows: list[BandRow], styles: list[S
     (out / PLOTS_DIR).mkdir(exist_ok=True)
     plot = plot_intervals(rows, out / PLOTS_DIR / "bands_with_intervals.png")
     evaluation = write_report([j.metrics for j in judged], out / EVALUATION_DIR)
-    columns = ["band", "results"] + [c for m in MD_METRICS for c in (m, f"{m}_lo", f"{m}_hi", f"{m}_diff_vs_none")]
+    shown = []  # the markdown table's cells: "mean [lo, hi]", and a row of paired differences per band
+    for row in rows:
+        shown.append({"band": row.band, "results": row.results, **{m: row.estimates[m].text() for m in MD_METRICS}})
+        if row.band != BASELINE:
+            shown.append({"band": f"{row.band} - none", "results": "", **{
+                m: d.text(signed=True) if (d := row.differences[m]) is not None else "" for m in MD_METRICS}})
+    columns = ["band", "results", *MD_METRICS]
     e = html.escape
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = f"""<!DOCTYPE html>
@@ -191,8 +197,8 @@ def write_study_report(judged: list[Judged], rows: list[BandRow], styles: list[S
 <div class="sub">judge {e(info.judge)} · guide {e(info.guide)} · {e(info.settings)} · {info.images} image(s) x
 {info.prompts} prompt(s) · {stamp}</div>
 <h2>Per band</h2><p class="note">Means with 95% bootstrap intervals over images and prompts ({info.rounds} rounds);
-_diff_vs_none: the paired difference to plain CLIP (same image, prompt, seed). All columns: {TABLE_CSV}.</p>
-{_html_table(table, columns)}
+"band - none": the paired difference to plain CLIP (same image, prompt, seed). All columns: {TABLE_CSV}.</p>
+{_html_table(shown, columns)}
 <h2>Plots</h2><div class="plots"><img alt="bands" src="{png_data_uri(Image.open(plot))}"></div>
 <h2>Per style</h2>{_html_table(style_table(styles), ["style", "band", *STYLE_METRICS, "paper_band", "best_band_here"])}
 <h2>Images</h2>{image_grid(judged, [r.band for r in rows])}
