@@ -8,14 +8,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.batch.runner import make_train_plan, read_manifest
+from spectralstyle.batch.manifest import read_manifest
+from spectralstyle.batch.plan import make_train_plan
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
 from spectralstyle.runs.train import TrainSettings
+from spectralstyle.settings import TransferConfig
 
 runner = CliRunner()
-TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu",
-        "--batch", "2", "--preview", "2"]
+TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "16",
+        "--device", "cpu", "--batch", "2", "--preview", "2"]
 
 
 def invoke(*args: object):

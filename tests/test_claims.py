@@ -10,9 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from spectralstyle.batch.runner import make_plan, read_manifest
-from spectralstyle.batch.claims import _break_stale, holder, lock_path, owner_info, read_owner, try_claim
-
+from spectralstyle.batch.manifest import read_manifest
+from spectralstyle.batch.plan import make_plan
+from spectralstyle.media.claims import (
+    _break_stale,
+    holder,
+    lock_path,
+    owner_info,
+    read_owner,
+    try_claim,
+)
 from test_batch import BIN, TINY, make_images, tiny_config
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from spectralstyle.batch.runner import make_plan, read_manifest
+from spectralstyle.batch.manifest import read_manifest
+from spectralstyle.batch.plan import make_plan
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.method.vgg import load_vgg_content
-
 from test_batch import TINY, invoke, make_images, tiny_config
 
 
@@ -54,6 +54,8 @@ def test_two_batches_with_other_steps_keep_both_results(tmp_path):
     state = read_manifest(out)[plan2[0].job_id]
     assert state["stem"] == plan2[0].stem == f"a_pop-art_c2_{config2.digest()[:8]}"
     assert json.loads((out / "manifest.json").read_text())["jobs"][0]["stem"] == state["stem"]
+    # the first batch's finished job stays in the manifest: it is the union of every finished job in --out
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"finished": 2}
     again = invoke(*base, "--steps", "2")
     assert again.exit_code == 0 and "1 skipped" in again.output, again.output
     # --overwrite puts the run under the plain name, replacing the other result
@@ -61,6 +63,7 @@ def test_two_batches_with_other_steps_keep_both_results(tmp_path):
     assert replaced.exit_code == 0, replaced.output
     assert json.loads((out / "a_pop-art_c2.json").read_text())["config"]["steps"] == 3
     assert len(sidecars(out)) == 2
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"finished": 2, "replaced": 1}
 
 
 def test_transfer_png_then_jpg_of_the_same_stem_keeps_both(tmp_path, content_image):

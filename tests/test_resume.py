@@ -24,15 +24,25 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from spectralstyle.batch.runner import FINISHED, INTERRUPTED, read_manifest
+from spectralstyle.batch.jobs import FINISHED, INTERRUPTED
+from spectralstyle.batch.manifest import read_manifest
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
+from spectralstyle.interrupts import (
+    StopRequested,
+    raise_if_stop_requested,
+    stop_at_step_boundary,
+    stop_requested,
+)
+from spectralstyle.runs.checkpoints import (
+    Checkpointer,
+    RunControl,
+    TrainingState,
+    interruption_message,
+)
 from spectralstyle.runs.generate import GenerateModels, run_generation
-from spectralstyle.settings import GenerateConfig
-from spectralstyle.interrupts import StopRequested, raise_if_stop_requested, stop_at_step_boundary, stop_requested
-from spectralstyle.runs.checkpoints import Checkpointer, RunControl, TrainingState, interruption_message
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import run_job
+from spectralstyle.settings import GenerateConfig, TransferConfig
 
 STEPS = 4
 CONFIG = TransferConfig(weights="random", device="cpu", steps=STEPS, width=64, height=64, crops=1, crop_size=32)
@@ -48,7 +58,10 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def checkpoint_path(out: Path) -> Path:
-    return out / ".checkpoints" / f"{STEM}.pt"
+    """The one checkpoint in ``out`` (named by its run key, not by the result's name)."""
+    found = sorted(p for p in (out / ".checkpoints").glob("*.pt") if not p.name.startswith("."))
+    assert len(found) <= 1, found
+    return found[0] if found else out / ".checkpoints" / "none.pt"
 
 
 def stop_at(step_to_stop: int):
@@ -118,11 +131,13 @@ def test_checkpoint_every_n_steps_removed_after_the_result(reference):
     assert "checkpoint_every" not in record["config"] and record["config_hash"] == CONFIG.digest()
 
 
-def test_resume_after_ctrl_c_repeats_the_uninterrupted_run_bit_for_bit(models, content, reference, interrupted, tmp_path):
+def test_resume_after_ctrl_c_repeats_the_uninterrupted_run_bit_for_bit(models, content, reference, interrupted,
+                                                                       tmp_path):
     out = tmp_path / "o"
     shutil.copytree(interrupted, out)
     saved = torch.load(checkpoint_path(out), weights_only=True)  # loads without running code
-    assert saved["step"] == 1 and saved["config_hash"] == CONFIG.digest() and len(json.loads(saved["history_json"])) == 1
+    assert saved["step"] == 1 and saved["config_hash"] == CONFIG.digest()
+    assert len(json.loads(saved["history_json"])) == 1
 
     notes: list[str] = []
     result = run_job(content, TEXT, CONFIG, models, out, control=RunControl(checkpoint_every=2), on_note=notes.append)
@@ -133,27 +148,39 @@ def test_resume_after_ctrl_c_repeats_the_uninterrupted_run_bit_for_bit(models, c
     assert not checkpoint_path(out).exists()
 
 
-def test_checkpoint_of_other_settings_is_ignored_with_a_note(models, content, interrupted, tmp_path):
+def test_checkpoint_of_other_settings_is_neither_used_nor_replaced(models, content, interrupted, tmp_path):
+    """Checkpoints are named by settings and inputs: a run of other settings under the same name never sees
+    the interrupted run's checkpoint, which stays for that run to resume."""
     out = tmp_path / "o"
     shutil.copytree(interrupted, out)
+    kept = checkpoint_path(out)
+    before = kept.read_bytes()
     notes: list[str] = []
     other = CONFIG.replace(lr=1e-3, steps=1)
-    result = run_job(content, TEXT, other, models, out, on_note=notes.append)
-    assert len(notes) == 1 and "ignoring checkpoint" in notes[0] and "other settings" in notes[0]
-    assert result.record["resumed_from_step"] == 0 and [r["step"] for r in result.record["losses"]] == [1]
+    result = run_job(content, TEXT, other, models, out, on_note=notes.append, stem=STEM)
+    assert notes == [] and result.record["resumed_from_step"] == 0
+    assert [r["step"] for r in result.record["losses"]] == [1]
+    assert kept.read_bytes() == before
 
 
-def test_checkpoint_of_other_inputs_is_ignored(interrupted):
-    """Same settings and file name, another content image or text: never resumed (checked before any state is loaded)."""
-    notes: list[str] = []
+def test_checkpoint_of_other_settings_or_inputs_is_ignored_with_a_note(interrupted, tmp_path):
+    """A checkpoint file under another run's key (copied or renamed by hand): never resumed, checked before
+    any state is loaded."""
     net = nn.Linear(2, 2)
     state = TrainingState(net, torch.optim.Adam(net.parameters()))
-    checkpoints = Checkpointer(interrupted, STEM, CONFIG.digest(), key="another-input", on_note=notes.append)
+    (tmp_path / ".checkpoints").mkdir()
+    shutil.copy(checkpoint_path(interrupted), tmp_path / ".checkpoints" / "another-input.pt")
+    notes: list[str] = []
+    checkpoints = Checkpointer(tmp_path, STEM, CONFIG.digest(), key="another-input", on_note=notes.append)
     assert checkpoints.resume(state) is None and "another content image or text" in notes[0]
+    notes.clear()
+    checkpoints = Checkpointer(tmp_path, STEM, "0" * 16, key="another-input", on_note=notes.append)
+    assert checkpoints.resume(state) is None and "other settings" in notes[0]
 
 
 def test_checkpoint_every_0_writes_none(models, content, tmp_path):
-    result = run_job(content, TEXT, CONFIG, models, tmp_path, on_step=stop_at(1), control=RunControl(checkpoint_every=0))
+    result = run_job(content, TEXT, CONFIG, models, tmp_path, on_step=stop_at(1),
+                     control=RunControl(checkpoint_every=0))
     assert result.interrupted and result.record["checkpoint_step"] is None
     assert not (tmp_path / ".checkpoints").exists()
     assert "checkpoints are off" in interruption_message(result.record)
@@ -267,13 +294,12 @@ def test_sigterm_to_batch_then_the_job_resumes_bit_for_bit(content, reference, c
 def test_no_resume_starts_over(content, interrupted, cli_models, tmp_path):
     out = tmp_path / "o"
     shutil.copytree(interrupted, out)
-    flags = list(FLAGS)
-    flags[flags.index("--steps") + 1] = "1"
-    res = runner.invoke(app, ["transfer", str(content), TEXT, *flags, "--no-resume", "--out", str(out)])
+    res = runner.invoke(app, ["transfer", str(content), TEXT, *FLAGS, "--no-resume", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert f"not resuming {STEM} (--no-resume): starting over" in res.output and "from step" not in res.output
     record = json.loads((out / f"{STEM}.json").read_text())
-    assert record["resumed_from_step"] == 0 and record["steps_done"] == 1 and record["run_control"]["resume"] is False
+    assert record["resumed_from_step"] == 0 and record["steps_done"] == STEPS
+    assert record["run_control"]["resume"] is False
     assert not checkpoint_path(out).exists()
 
 

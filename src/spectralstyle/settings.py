@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from spectralstyle.method.bands import DEFAULT_BAND, Band
+from spectralstyle.method.bands import DEFAULT_BAND, Band, canonical_band
 from spectralstyle.errors import SpectralStyleError
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -210,6 +210,8 @@ class Settings:
         """Short stable hash of the settings that determine the result (for manifests, names and resuming)."""
         hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
                   if info_of(f).in_hash}
+        if "band" in hashed:  # one hash per set of kept frequencies: '4-7,16-49' and 'c1' are one result
+            hashed["band"] = canonical_band(hashed["band"])
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self: S, **changes: Any) -> S:

@@ -1,12 +1,14 @@
 """``spectralstyle batch``: every (image, prompt, band) of a folder, resumable, split over GPUs and machines.
 
-The plan, the split and the manifest are in :mod:`spectralstyle.batch.runner`; this module parses options,
-shows progress and the final summary, and picks the exit code (0 all done, 1 a job failed, 2 user
-error, 130 interrupted).
+The plan, the split, the manifest and the runner are in :mod:`spectralstyle.batch` (plan, shards, manifest,
+runner); this module parses options, shows progress and the final summary, and picks the exit code (0 all
+done, 1 a job failed, 2 user error, 75 ``--no-wait`` left jobs to other processes, 130 interrupted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
@@ -15,20 +17,34 @@ from rich.markup import escape
 from rich.table import Table
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
-    resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt,
+    ConfigOpt,
+    ResumeOpt,
+    console,
+    flag,
+    interrupted_exit,
+    log,
+    make_console,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
+    with_settings,
 )
 from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt
-from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from spectralstyle.batch.runner import BatchRunner, DistEnv, Job, JobResult, Shard
+    from spectralstyle.batch.jobs import Job, JobResult
+    from spectralstyle.batch.runner import BatchHooks
+    from spectralstyle.batch.shards import DistEnv, Shard
 
 JOB_FAILED_EXIT = 1
+LEFT_TO_OTHERS_EXIT = 75
+"""``--no-wait`` and jobs of the plan still running in another process: come back later (sysexits' EX_TEMPFAIL)."""
 
 PromptsOpt = Annotated[Optional[Path], typer.Option("--prompts", "-p", help="Text file: one prompt per line; blank lines and # comments ignored.")]
 TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
@@ -42,6 +58,8 @@ DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no mod
 SaveModelFlag = flag("save-model", "Also save each trained StyleNet (for `apply`).")
 OverwriteFlag = flag("overwrite", "Replace results of other settings or content under the same name "
                                   "(default: write beside them, with a short config hash).")
+NoWaitFlag = flag("no-wait", "Exit (code 75) instead of waiting when jobs of the plan run in another process "
+                             "(default: wait for them, and take over any whose process dies).")
 
 
 @user_errors
@@ -64,46 +82,37 @@ def batch(
     preview: PreviewOpt = 4,
     checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
     resume: ResumeOpt = True,
+    no_wait: NoWaitFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
-    Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
+    Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
+    with --shard; every job runs in exactly one process.
     """
-    from spectralstyle.method.bands import split_band_list
+    from spectralstyle.batch.manifest import job_action, read_state
+    from spectralstyle.batch.plan import band_specs, build_plan, collect_prompts
+    from spectralstyle.batch.runner import run_batch
+    from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
     from spectralstyle.media.images import list_images
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.naming import content_tag, split_own_results
-    from spectralstyle.batch.runner import (
-        INTERRUPTED, BatchRunner, DistEnv, collect_prompts, crash_after_from_env, gather_results, job_action,
-        make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
-    )
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    if settings.get("band") is not None and bands:
-        raise SpectralStyleError("give --band or --bands, not both")
-    try:
-        band_list = [b.spec for b in split_band_list(bands)] if bands else [config.band]
-    except ValueError as exc:
-        raise SpectralStyleError(str(exc)) from None
-    if not band_list:
-        raise SpectralStyleError("--bands is empty; use for example --bands c2,none")
+    band_list = band_specs(bands, config, band_given=settings.get("band") is not None)
     prompt_list = collect_prompts(prompts, text)
+    train = None
     if mode == "train":
-        from spectralstyle.batch.runner import make_train_plan
         from spectralstyle.cli.train import train_settings
 
-        plan = make_train_plan(content_dir, prompt_list, band_list, config,
-                               train_settings(batch_size, train_size, preview, config), out)
-    elif mode == "transfer":
-        plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
-    else:
-        raise SpectralStyleError(f"unknown --mode {mode!r}; use transfer or train")
+        train = train_settings(batch_size, train_size, preview, config)
+    plan = build_plan(content_dir, prompt_list, band_list, config, out, mode=mode, train=train, overwrite=overwrite)
     own = split_own_results(list_images(content_dir))[1]
     if own:
-        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by spectralstyle "
+        console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by "
+                      "spectralstyle "
                       f"(like {escape(own[0].name)}) and are not used as content", highlight=False, soft_wrap=True)
     moved = [j for j in plan if j.stem.endswith(j.config_hash[:8]) or j.stem.endswith(content_tag(j.content))]
     if moved:
@@ -132,20 +141,20 @@ def batch(
     check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
     for note in input_notes(sorted({j.content for j in plan}), config.size):
         console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control,
-                         overwrite=overwrite)
     live = my_shard.count == 1 and console.is_terminal
-    results = run_shard(runner, mine, todo, config.steps, prefix, live)
-
-    interrupted = [r for r in results if r.status == INTERRUPTED]
-    if interrupted:
-        write_manifest(out, plan, config)
+    with batch_display(todo, config.steps, prefix, live) as hooks:
+        outcome = run_batch(plan, out, device=dev, shard=my_shard, dist=dist, config=config, save_model=save_model,
+                            overwrite=overwrite, control=control, hooks=hooks, wait=not no_wait)
+    if outcome.interrupted:
         shard_label = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # plain text: interrupted_exit escapes
-        raise interrupted_exit(f"{shard_label}{interrupted[0].describe}: {interrupted[0].error}")
-    failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
-                    write_manifest(out, plan, config))
+        raise interrupted_exit(f"{shard_label}{outcome.interrupted[0].describe}: {outcome.interrupted[0].error}")
+    failed = report(outcome.merged, outcome.results, dist, my_shard, prefix, outcome.manifest)
     if failed:
         raise typer.Exit(JOB_FAILED_EXIT)
+    if outcome.left_to_others:
+        console.print(f"{prefix}[yellow]{len(outcome.left_to_others)} job(s) are left to the processes running them "
+                      f"(--no-wait); run the same command later to check them[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(LEFT_TO_OTHERS_EXIT)
 
 
 def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistEnv, my_shard: Shard, prefix: str,
@@ -158,23 +167,25 @@ def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistE
                       highlight=False)
     if merged is None:  # this process's jobs only
         return print_summary(results, prefix, manifest)
-    from spectralstyle.batch.runner import Shard
+    from spectralstyle.batch.shards import Shard
 
     task = Shard(my_shard.index // dist.world_size, my_shard.count // dist.world_size)  # all ranks of this launch
     return print_summary(merged, escape(f"[shard {task}] ") if task.count > 1 else "", manifest)
 
 
-def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefix: str, live: bool) -> list[JobResult]:
-    """Run with a live progress display on a terminal (one process), else one line per job."""
+@contextmanager
+def batch_display(todo: int, steps: int, prefix: str, live: bool) -> Iterator[BatchHooks]:
+    """The runner's callbacks: a live progress display on a terminal (one process), else one line per job."""
+    from spectralstyle.batch.jobs import ELSEWHERE
     from spectralstyle.batch.runner import BatchHooks
 
     if not live:
-        runner.hooks = BatchHooks(
+        yield BatchHooks(
             on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
             on_job_end=lambda job, r: print_job_end(console, r, prefix),
             on_note=lambda message: console.print(f"{prefix}{escape(message)}", highlight=False, soft_wrap=True),
         )
-        return runner.run(jobs)
+        return
     with progress_bar() as progress:
         overall = progress.add_task("jobs", total=todo, losses="")
         current = progress.add_task("", total=steps, losses="", visible=False)
@@ -186,26 +197,28 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
             progress.update(current, completed=n, losses=f"total {losses['total']:.1f}")
 
         def end(job: Job, result: JobResult) -> None:
-            progress.advance(overall)
+            if result.status != ELSEWHERE:  # a job running elsewhere ends later (here, or by its owner)
+                progress.advance(overall)
             print_job_end(progress.console, result)
 
-        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
-                                  lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
-        results = runner.run(jobs)
+        yield BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
+                         lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         progress.update(current, visible=False)
-    return results
 
 
 def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
     """One line per job; none for an interrupted one, whose line ends the command."""
-    from spectralstyle.batch.runner import INTERRUPTED
+    from spectralstyle.batch.jobs import INTERRUPTED, SKIPPED
 
-    if result.status != INTERRUPTED:
+    if result.status == SKIPPED:  # finished by the process that owned it while this one waited
+        out.print(f"{prefix}[green]done elsewhere[/] {escape(result.describe)}  [dim]{escape(result.image)}[/]",
+                  highlight=False, soft_wrap=True)
+    elif result.status != INTERRUPTED:
         out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
 
 
 def result_line(result: JobResult) -> str:
-    from spectralstyle.batch.runner import ELSEWHERE, FINISHED
+    from spectralstyle.batch.jobs import ELSEWHERE, FINISHED
 
     if result.status == ELSEWHERE:
         return f"[yellow]elsewhere[/] {escape(result.describe)}: {escape(result.error)}"
@@ -216,26 +229,29 @@ def result_line(result: JobResult) -> str:
 
 def print_summary(results: list[JobResult], prefix: str, manifest: Path) -> int:
     """Counts, then one line per failed job; returns the number of failures."""
-    from spectralstyle.batch.runner import ELSEWHERE, FAILED, FINISHED, SKIPPED
+    from spectralstyle.batch.jobs import ELSEWHERE, FAILED, FINISHED, SKIPPED
 
     counts = {s: sum(r.status == s for r in results) for s in (FINISHED, SKIPPED, ELSEWHERE, FAILED)}
     failed = [r for r in results if r.status == FAILED]
     colour = "red" if failed else "green"
     elsewhere = f"{counts[ELSEWHERE]} running elsewhere (another process owns them), " if counts[ELSEWHERE] else ""
     console.print(f"{prefix}[bold {colour}]batch: {len(results)} jobs[/]: {counts[FINISHED]} finished, "
-                  f"{counts[SKIPPED]} skipped (finished before), {elsewhere}{counts[FAILED]} failed  "
+                  f"{counts[SKIPPED]} skipped (finished before or by another process), {elsewhere}"
+                  f"{counts[FAILED]} failed  "
                   f"[dim]{escape(str(manifest))}[/]", highlight=False, soft_wrap=True)
     for r in failed:
-        console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}", highlight=False, soft_wrap=True)
+        console.print(f"{prefix}  [red]failed[/] {escape(r.describe)} [dim]({r.job_id})[/]: {escape(r.error)}",
+                      highlight=False, soft_wrap=True)
     return len(failed)
 
 
 def print_plan(plan: list[Job], out: Path, shards: int, n_prompts: int, n_bands: int) -> None:
     """The dry run: a table of every job, its shard and what a run would do with it (on stdout)."""
-    from spectralstyle.batch.runner import STATE_DIR, job_action, read_state
-    from spectralstyle.batch.claims import holder
+    from spectralstyle.batch.manifest import STATE_DIR, job_action, read_state
+    from spectralstyle.media.claims import holder
 
-    table = Table(title=f"{len(plan)} jobs = {len({j.name for j in plan})} images x {n_prompts} prompts x {n_bands} bands",
+    images = len({j.name for j in plan})
+    table = Table(title=f"{len(plan)} jobs = {images} images x {n_prompts} prompts x {n_bands} bands",
                   title_justify="left")
     for column in ("#", "job", "content", "prompt", "band", *(["shard"] if shards > 1 else []), "action", "output"):
         table.add_column(column, overflow="fold", no_wrap=column in ("#", "job", "band", "shard"))

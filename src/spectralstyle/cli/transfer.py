@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from spectralstyle.cli.common import (
+    CheckpointEveryOpt,
+    ConfigOpt,
+    OutOpt,
+    ResumeOpt,
+    compared_configs,
+    console,
+    flag,
+    interrupted_exit,
+    log,
+    loss_line,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
+    with_settings,
+)
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
-from spectralstyle.cli.common import (
-    loss_line,
-    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
-    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
-)
 
 
 def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
                       save_model: bool = False, label: str | None = None, control: RunControl | None = None,
-                      stem: str | None = None) -> Any:
+                      stem: str | None = None, name: Any = None) -> Any:
     """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
     from spectralstyle.runs.transfer import run_job
 
-    task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
+    label = label or f"{content.name} · {config.band_value.label}"
+    task = progress.add_task(escape(label), total=config.steps, losses="")
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
@@ -34,9 +48,12 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     def on_note(message: str) -> None:
         progress.console.print(escape(message), highlight=False, soft_wrap=True)
 
+    if name is not None:
+        name.on_note = on_note  # the name moves at the write if another writer took it meanwhile
     result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
-                     on_note=on_note, stem=stem)
-    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
+                     on_note=on_note, stem=stem, name=name)
+    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image,
+             result.record["wall_time_s"])
     return result
 
 
@@ -69,10 +86,10 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.media.images import load_image
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
 
     load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
@@ -81,36 +98,46 @@ def transfer(
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
     for note in input_notes([content], config.size):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    models = Models.load(config)
-    stems = [result_stem(content, text, cfg, out, overwrite) for cfg in configs]
-    results = []
-    with progress_bar() as progress:
-        for cfg, stem in zip(configs, stems):
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control,
-                                       stem=stem)
-            if result.interrupted:
-                from spectralstyle.runs.checkpoints import interruption_message
-
-                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
-            results.append(result)
+    with contextlib.ExitStack() as names:  # each result's name is reserved until it is written (runs/naming.py)
+        reserved = [names.enter_context(result_stem(content, text, cfg, out, overwrite)) for cfg in configs]
+        models = Models.load(config)
+        results = run_all(content, text, configs, reserved, models, out, save_model, control)
     if len(results) == 2:
         results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
 
 
-def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:
-    """The result's name: the plain one unless another run's result is there (then a note; see results.py)."""
-    from spectralstyle.runs.naming import free_stem
+def run_all(content: Path, text: str, configs: list[TransferConfig], names: list[Any], models: Any, out: Path,
+            save_model: bool, control: RunControl) -> list[Any]:
+    """Each compared config in turn, under its reserved name; Ctrl-C ends the command (exit 130)."""
+    results = []
+    with progress_bar() as progress:
+        for cfg, name in zip(configs, names):
+            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model,
+                                       control=control, name=name)
+            if result.interrupted:
+                from spectralstyle.runs.checkpoints import interruption_message
+
+                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
+            results.append(result)
+    return results
+
+
+def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> Any:
+    """The result's reserved name: the plain one unless another run's result is there or another run is
+    writing it right now (then a note; see runs/naming.py)."""
+    from spectralstyle.runs.naming import existing_record, reserve_stem
     from spectralstyle.runs.transfer import output_stem
 
     plain = output_stem(content, text, config.band)
-    stem = free_stem(out, plain, content, text, config.digest(), overwrite)
-    if stem != plain:
-        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png holds the result of other settings or another "
-                      f"image; writing {escape(stem)}.png beside it (--overwrite replaces it)", highlight=False,
-                      soft_wrap=True)
-    return stem
+    name = reserve_stem(out, plain, content, text, config.digest(), overwrite)
+    if name.moved:
+        what = ("holds the result of other settings or another image" if existing_record(out, plain) is not None
+                else "is being written by another run of other settings or another image")
+        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png {what}; writing {escape(name.stem)}.png "
+                      "beside it (--overwrite replaces a finished one)", highlight=False, soft_wrap=True)
+    return name
 
 
 def write_transfer_comparison(results: list[Any], out: Path) -> Any:

@@ -66,6 +66,18 @@ class Band:
         return re.sub(r"[^0-9-]+", "_", self.spec.strip()).strip("_")
 
     @property
+    def canonical(self) -> str:
+        """One spelling per set of kept frequencies: the preset name, else sorted ranges ('3-10,20-21').
+
+        Why: the config hash, job ids and result names use it, so ``4-7,16-49`` and ``c1`` (or ``0-49``
+        and ``none``) are one result with one name, not two.
+        """
+        for name, preset in BAND_PRESETS.items():
+            if _parse(preset).kept == self.kept:
+                return name
+        return ranges_of(sorted(self.kept))
+
+    @property
     def keeps_everything(self) -> bool:
         """True for plain CLIP (band ``none``): the filter is the identity."""
         return len(self.kept) == REFERENCE_TOKENS
@@ -139,6 +151,14 @@ def band_label(spec: str) -> str:
         return Band.parse(spec).label
     except ValueError:
         return re.sub(r"[^0-9-]+", "_", str(spec).strip()).strip("_")
+
+
+def canonical_band(spec: str) -> str:
+    """``Band.parse(spec).canonical``; an unparseable spec is returned stripped (validation reports it)."""
+    try:
+        return Band.parse(spec).canonical
+    except (ValueError, TypeError, AttributeError):
+        return spec.strip() if isinstance(spec, str) else spec
 
 
 def split_band_list(values: list[str]) -> list[Band]:

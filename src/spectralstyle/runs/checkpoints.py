@@ -1,6 +1,6 @@
 """Checkpoints that let an interrupted run continue where it stopped, with the same result bit for bit.
 
-A checkpoint, ``OUT/.checkpoints/<stem>.pt``, holds everything that decides the steps still to come:
+A checkpoint, ``OUT/.checkpoints/<run key>.pt``, holds everything that decides the steps still to come:
 the trainable parameters, the Adam, schedule and GradScaler states, every random generator (torch's
 global CPU and CUDA generators and the crop samplers' own), the step and the loss history. Restoring
 all of it makes the resumed steps the very same computations as in an uninterrupted run, so the
@@ -12,8 +12,11 @@ are tensors, numbers, strings and lists, so ``torch.load(weights_only=True)`` re
 checkpoint never runs code. The loss history is stored as JSON text.
 
 A checkpoint is used only when it belongs to the same run: the same settings (config hash) and the
-same inputs (content pixels and text, or prompt). Anything else is ignored with a note, never half
-used. The run-control options here (how often to checkpoint, whether to resume) do not change the
+same inputs (content pixels and text, or prompt). Its file name is that run key (``run_key``), not the
+result's name, so runs of other settings that share a name (started together, or one after the other)
+never read or replace each other's checkpoint, and a run that moved to another name still finds its own.
+A file whose content does not match its key is ignored with a note, never half used. The run-control
+options here (how often to checkpoint, whether to resume) do not change the
 result, so they are not settings and stay out of the config hash.
 """
 
@@ -33,8 +36,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from spectralstyle.media.files import atomic_path
 from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.media.files import atomic_path
 from spectralstyle.settings import RunControl
 
 log = logging.getLogger("spectralstyle")
@@ -140,7 +143,7 @@ class Resumed:
 
 
 class Checkpointer:
-    """Saves and finds the checkpoint of one run (``OUT/.checkpoints/<stem>.pt``).
+    """Saves and finds the checkpoint of one run (``OUT/.checkpoints/<run key>.pt``; ``stem`` names it in notes).
 
     The optimisation loop calls ``resume`` once before its first step, ``after_step`` after every
     step and ``on_interrupt`` when it stops early; ``run_job`` calls ``remove`` once the result is
@@ -149,7 +152,7 @@ class Checkpointer:
 
     def __init__(self, out: str | Path, stem: str, config_hash: str, key: str, control: RunControl | None = None,
                  on_note: NoteCallback | None = None) -> None:
-        self.path = Path(out) / CHECKPOINT_DIR / f"{stem}.pt"
+        self.path = Path(out) / CHECKPOINT_DIR / f"{key}.pt"  # keyed by settings and inputs, not by the name
         self.stem, self.config_hash, self.key = stem, config_hash, key
         self.control = control or RunControl()
         self.on_note = on_note
@@ -182,11 +185,13 @@ class Checkpointer:
             self.note(f"ignoring checkpoint {self.path}: unreadable ({type(exc).__name__}); starting from step 0")
             return None
         if saved.get("config_hash") != self.config_hash:
-            self.note(f"ignoring checkpoint {self.path}: written with other settings (config {saved.get('config_hash')}, "
+            self.note(f"ignoring checkpoint {self.path}: written with other settings "
+                      f"(config {saved.get('config_hash')}, "
                       f"now {self.config_hash}); starting from step 0")
             return None
         if saved.get("run_key") != self.key:
-            self.note(f"ignoring checkpoint {self.path}: written for another content image or text; starting from step 0")
+            self.note(f"ignoring checkpoint {self.path}: written for another content image or text; "
+                      "starting from step 0")
             return None
         snapshot = copy.deepcopy(state.state_dict())  # to put back if the checkpoint does not fit the model
         try:
@@ -236,7 +241,8 @@ class Checkpointer:
             self.path.parent.rmdir()
 
 
-def resume_into(checkpoints: Checkpointer | None, state: TrainingState, history: list[dict[str, float]]) -> tuple[int, float]:
+def resume_into(checkpoints: Checkpointer | None, state: TrainingState,
+                history: list[dict[str, float]]) -> tuple[int, float]:
     """Restore ``state`` (and the loss ``history``, in place) from a matching checkpoint.
 
     Returns the first step to run and the seconds already spent (1 and 0.0 for a fresh start).

@@ -206,7 +206,7 @@ def run_generation(
     """Generate one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots) in ``out_dir``.
 
     On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names
-    are not written; the checkpoint ``.checkpoints/<stem>.pt`` lets the same call continue.
+    are not written; the checkpoint ``.checkpoints/<run key>.pt`` lets the same call continue.
     """
     prompts = parse_prompts(prompt)
     out = Path(out_dir)

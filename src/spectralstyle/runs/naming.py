@@ -8,6 +8,15 @@ content file, text and config hash: re-running the same command rewrites the sam
 the run moves to the first free name of a fixed list (short config hash, then short content-path hash,
 then both), so the same command always finds the same name again. ``--overwrite`` keeps the plain name.
 
+Reserving a name. Choosing a free name at start is not enough when runs start together: two runs with
+other settings (``--steps 4`` and ``--steps 6``) would both find the plain name free and write over each
+other. So a run reserves its name (``reserve_stem``) before it starts: it claims ``OUT/.names/<stem>.lock``
+with an exclusive create (:mod:`spectralstyle.media.claims`: owner, heartbeat, takeover of a lock whose
+owner died), and a name whose lock a live run holds is not free. The reservation is checked again just
+before the result is written (``ReservedName.confirm``): if another writer put a result of other settings
+under the name meanwhile (a tool that does not reserve), the run moves to the next free name with a note.
+Every command that writes a result should reserve its name this way.
+
 Images this tool wrote carry their settings in the PNG text chunk ``spectralstyle`` (see image_io);
 they are never taken as content, so a batch whose ``--out`` is its content folder does not stylise its
 own results on the next run.
@@ -15,15 +24,25 @@ own results on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.claims import Claim, holder, try_claim
 from spectralstyle.media.images import METADATA_KEY
+
+log = logging.getLogger("spectralstyle")
+
+NAMES_DIR = ".names"
+"""``OUT/.names/<stem>.lock``: the result names reserved by running runs."""
 
 FOREIGN: dict[str, Any] = {"foreign": True}
 """The record of a file this tool did not write (or cannot read): never ours to replace."""
@@ -76,7 +95,8 @@ def free_stem(out: str | Path, stem: str, content: Path, text: str, config_hash:
               overwrite: bool = False, taken: set[str] | None = None) -> str:
     """The name this run writes under: ``stem`` unless another run's result is there (see the module doc).
 
-    ``taken`` holds the names other jobs of the same plan write under (not on disk yet).
+    ``taken`` holds the names other jobs of the same plan write under (not on disk yet). A name that a
+    running run has reserved is not free either; ``reserve_stem`` is this plus the reservation.
     """
     if overwrite:
         return stem
@@ -87,9 +107,104 @@ def free_stem(out: str | Path, stem: str, content: Path, text: str, config_hash:
         if taken and candidate in taken:
             continue
         record = existing_record(out, candidate)
-        if record is None or same_run(record, content, text, config_hash):
+        free = record is None or same_run(record, content, text, config_hash)
+        if free and holder(out / NAMES_DIR, candidate) is None:
             return candidate
     return f"{stem}_{hashlib.sha1(f'{content_tag(content)}{text}{config_hash}'.encode()).hexdigest()[:12]}"
+
+
+def _free_on_disk(out: Path, stem: str, content: Path, text: str, config_hash: str) -> bool:
+    record = existing_record(out, stem)
+    return record is None or same_run(record, content, text, config_hash)
+
+
+@dataclass
+class ReservedName:
+    """A result name this run holds (``OUT/.names/<stem>.lock``) from its start until its result is written.
+
+    ``plain`` is the name asked for, ``stem`` the one held (``plain`` or a hashed variant beside it).
+    """
+
+    out: Path
+    plain: str
+    stem: str
+    content: Path
+    text: str
+    config_hash: str
+    overwrite: bool = False
+    claim: Claim | None = None
+    on_note: Callable[[str], None] | None = None
+
+    @property
+    def moved(self) -> bool:
+        """True when the plain name holds (or is being written with) another run's result."""
+        return self.stem != self.plain
+
+    def confirm(self) -> str:
+        """The name to write under now: checked again just before the write (see the module doc)."""
+        lost = self.claim is not None and (self.claim.lost or not self.claim.holds())
+        replaceable = self.overwrite and self.stem == self.plain
+        if not lost and (replaceable or _free_on_disk(self.out, self.stem, self.content, self.text, self.config_hash)):
+            return self.stem
+        previous = self.stem
+        self.release()
+        again = reserve_stem(self.out, self.plain, self.content, self.text, self.config_hash, taken={previous})
+        self.stem, self.claim = again.stem, again.claim
+        message = (f"{self.out / previous}.png was taken by another run while this one ran; "
+                   f"writing {self.stem}.png instead")
+        log.warning(message)
+        if self.on_note:
+            self.on_note(message)
+        return self.stem
+
+    def release(self) -> None:
+        """Give the name up (the result is written, or the run ended without one)."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+            with contextlib.suppress(OSError):  # other runs' reservations remain: keep the folder
+                (self.out / NAMES_DIR).rmdir()
+
+    def __enter__(self) -> "ReservedName":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def reserve_stem(out: str | Path, stem: str, content: Path, text: str, config_hash: str, overwrite: bool = False,
+                 taken: set[str] | None = None, first: str | None = None) -> ReservedName:
+    """Reserve the name this run writes under: the first of ``free_stem``'s list that holds nothing of
+    another run on disk and that no live run holds (see the module doc). Release it when done.
+
+    ``overwrite`` takes the first name whatever is on disk (unless a live run is writing it). ``taken``
+    holds names other jobs of the same plan write under; ``first`` is tried before that list (a name
+    chosen earlier, such as a batch plan's).
+    """
+    out = Path(out)
+    folder = out / NAMES_DIR
+    identity = {"content": str(Path(content).resolve()), "text": text, "config_hash": config_hash}
+    base = existing_record(out, stem)
+    other_content = base is not None and base.get("content") not in (None, identity["content"])
+    fallback = f"{stem}_{hashlib.sha1(f'{content_tag(content)}{text}{config_hash}'.encode()).hexdigest()[:12]}"
+    candidates = list(dict.fromkeys([*([first] if first else []), *candidate_stems(stem, content, config_hash,
+                                                                                     other_content),
+                                     fallback, *(f"{fallback}-{n}" for n in range(2, 10))]))
+    for i, candidate in enumerate(candidates):
+        if taken and candidate in taken:
+            continue
+        replaceable = overwrite and i == 0
+        if not replaceable and not _free_on_disk(out, candidate, content, text, config_hash):
+            continue
+        if holder(folder, candidate) is not None:  # a live run is writing under it right now
+            continue
+        claim = try_claim(folder, candidate, extra={"reserved_for": identity})
+        if claim is None:
+            continue
+        if replaceable or _free_on_disk(out, candidate, content, text, config_hash):  # again: one may have finished
+            return ReservedName(out, stem, candidate, Path(content), text, config_hash, overwrite, claim)
+        claim.release()
+    raise SpectralStyleError(f"no free name for {stem}.png in {out}: other runs hold every name tried")
 
 
 def is_own_result(path: Path) -> bool:

@@ -20,9 +20,10 @@ from spectralstyle import __version__
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import atomic_path, write_json
 from spectralstyle.media.images import finish_image, open_rgb, save_png, side_by_side
-from spectralstyle.runs.checkpoints import Checkpointer
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.checkpoints import Checkpointer
+from spectralstyle.runs.naming import ReservedName
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -114,8 +115,10 @@ class RunWriter:
     half-done is presented as a result.
     """
 
-    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float) -> None:
+    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float,
+                 name: ReservedName | None = None) -> None:
         self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
+        self.name = name  # the reservation of ``stem`` (runs/naming.py), checked again just before the write
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
@@ -141,6 +144,8 @@ class RunWriter:
             path = self.snapshot(result.steps_done, image)
             return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
         record["status"] = "finished"
+        if self.name is not None:
+            self.stem = self.name.confirm()
         image_path, sidecar_path = self.out / f"{self.stem}.png", self.out / f"{self.stem}.json"
         record["output"] = str(image_path)
         if before_write:

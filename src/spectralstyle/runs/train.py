@@ -33,7 +33,7 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
-from spectralstyle.method.bands import band_label
+from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import (
@@ -88,7 +88,8 @@ class TrainSettings:
 
 def train_digest(config: TransferConfig, train: TrainSettings) -> str:
     """Short stable hash of everything that shapes a trained model (the batch skip rule compares it)."""
-    key = json.dumps({"config": config.to_dict(), "train": train.to_dict()}, sort_keys=True)
+    settings = {**config.to_dict(), "band": canonical_band(config.band)}  # one hash per set of kept frequencies
+    key = json.dumps({"config": settings, "train": train.to_dict()}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -13,19 +13,37 @@ from typing import Any
 
 import torch
 
-from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.runs.models import Models
-from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from spectralstyle.runs.outputs import (
-    JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, autocast_context, environment_info,
-    is_compile_error, save_stylenet,
-)
-from spectralstyle.settings import TransferConfig
+from spectralstyle.media.images import load_image, slugify
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.checkpoints import (
+    Checkpointer,
+    NoteCallback,
+    RunControl,
+    TrainingState,
+    end_step,
+    resume_into,
+    run_key,
+    save_on_stop,
+)
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.naming import ReservedName, reserve_stem
+from spectralstyle.runs.outputs import (
+    JobOutput,
+    RunHistory,
+    RunWriter,
+    SnapshotCallback,
+    StepCallback,
+    StepLog,
+    autocast_context,
+    environment_info,
+    is_compile_error,
+    save_stylenet,
+)
+from spectralstyle.settings import TransferConfig
 
 
 @dataclass
@@ -76,7 +94,8 @@ def optimize(
             scaler.step(optimizer)
             scaler.update()
             record = {"step": step, "lr": optimizer.param_groups[0]["lr"], **terms.as_floats()}
-            with warnings.catch_warnings():  # fp16: the scaler skips steps with inf gradients; the schedule still counts them
+            # fp16: the scaler skips steps with inf gradients; the schedule still counts them
+            with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
                 scheduler.step()
             stepped = step
@@ -113,18 +132,30 @@ def run_job(
     stem: str | None = None,
     control: RunControl | None = None,
     on_note: NoteCallback | None = None,
+    name: ReservedName | None = None,
+    overwrite: bool = False,
 ) -> JobOutput:
     """Stylise one image and write ``<stem>.png`` and ``<stem>.json`` (and snapshots, model) in ``out_dir``.
 
-    On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png`` and the finished names are
-    not written, so nothing half-done is presented as a result; the checkpoint in
-    ``.checkpoints/<stem>.pt`` (see ``resume``) lets the same call continue, and is removed once the
-    result is written. ``on_note`` receives the lines about resuming.
+    The name: ``name`` (a reservation the caller holds, runs/naming.py), else ``stem`` as given, else
+    this call reserves the transfer name (or a hashed one beside another run's result, unless
+    ``overwrite``) for its duration. On Ctrl-C the current state goes to ``snapshots/<stem>_stepNNNN.png``
+    and the finished names are not written, so nothing half-done is presented as a result; the
+    checkpoint in ``.checkpoints/<run key>.pt`` (settings and inputs, see ``checkpoints``) lets the same
+    call continue, and is removed once the result is written. ``on_note`` receives the lines about resuming.
     """
     content_path = Path(content_path)
+    if name is None and stem is None:
+        plain = output_stem(content_path, text, config.band)
+        with reserve_stem(out_dir, plain, content_path, text, config.digest(), overwrite) as reserved:
+            reserved.on_note = on_note
+            return run_job(content_path, text, config, models, out_dir, on_step=on_step, save_model=save_model,
+                           control=control, on_note=on_note, name=reserved)
     out = Path(out_dir)
     content = load_image(content_path, config.size)
-    stem = stem or output_stem(content_path, text, config.band)
+    if name is not None:
+        stem = name.stem
+    assert stem is not None
     control = control or RunControl()
     checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), content, text), control, on_note)
     record: dict[str, Any] = {
@@ -138,16 +169,18 @@ def run_job(
         "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
     }
 
-    writer = RunWriter(out, stem, record, config.contrast)
-    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot, checkpoints=checkpoints)
-    model_path = out / f"{stem}.stylenet.pt" if save_model else None
+    writer = RunWriter(out, stem, record, config.contrast, name)
+    result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot,
+                      checkpoints=checkpoints)
+    model_paths: list[Path] = []
 
     def save_model_file(finished: dict[str, Any]) -> None:
-        if model_path is not None:
-            save_stylenet(result.net, model_path, finished)
-            finished["model"] = str(model_path)
+        if save_model:  # under the name confirmed just before the write
+            model_paths.append(out / f"{writer.stem}.stylenet.pt")
+            save_stylenet(result.net, model_paths[0], finished)
+            finished["model"] = str(model_paths[0])
 
     output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
-    if not output.interrupted:
-        output.model = model_path
+    if not output.interrupted and model_paths:
+        output.model = model_paths[0]
     return output

@@ -1,4 +1,7 @@
-"""One owner per batch job: a lock file per job, claimed atomically, kept alive by a heartbeat.
+"""One owner per name: a lock file per batch job (or per result name), claimed atomically, kept alive by a heartbeat.
+
+Used for batch jobs (``OUT/.jobs/<job-id>.lock``, :mod:`spectralstyle.batch.runner`) and for result names
+reserved by a run (``OUT/.names/<stem>.lock``, :mod:`spectralstyle.runs.naming`). Pure Python (no torch).
 
 Why files and not a lock server: batch processes may run on several machines that share only the
 output folder (Slurm array tasks, a resubmitted task while the first still runs). The only atomic,
@@ -11,7 +14,8 @@ Claim. ``OUT/.jobs/<job-id>.lock`` is created with ``O_CREAT|O_EXCL`` and holds 
 process's start time (so a recycled pid is not taken for the owner), a random token, the start time
 and a heartbeat time. Only one process can create it; the others see it and judge its owner:
 
-- same host: the owner is alive while its pid exists with the same process start time;
+- same host: the owner is alive while its pid exists with the same process start time and is not a
+  zombie (a process killed with ``kill -9`` whose parent has not reaped it yet runs no more code);
 - another host: the owner is alive while its heartbeat (rewritten every ``HEARTBEAT_S`` seconds by a
   daemon thread, atomically through a temporary file and ``rename``) is younger than ``STALE_AFTER_S``.
   This compares the owner's clock with the reader's: clock skew between hosts must stay well below the
@@ -35,7 +39,8 @@ through ``<job-id>.takeover-<its token>``. Lock files are therefore only ever re
 
 The one assumption this rests on: an owner judged stale really is gone. On one host the pid check
 makes that exact; across hosts it holds when the heartbeat timeout is far longer than any pause of a
-live owner (a suspended Slurm job on another node is the case to avoid: raise ``STALE_AFTER_S``).
+live owner (a suspended Slurm job on another node is the case to avoid: raise the timeout with
+``$SPECTRALSTYLE_LOCK_STALE_S``).
 
 After claiming, the caller must re-read the job's state: another process may have finished the job
 between the caller's first look and its claim.
@@ -61,16 +66,39 @@ HEARTBEAT_S = 5.0
 """How often an owner rewrites its lock's heartbeat."""
 STALE_AFTER_S = 120.0
 """A lock of another host whose heartbeat is older than this is stale (its owner is presumed dead)."""
+STALE_AFTER_ENV = "SPECTRALSTYLE_LOCK_STALE_S"
+"""Environment variable that replaces ``STALE_AFTER_S`` (seconds), e.g. for a cluster with long pauses, or tests."""
 LOCK_SUFFIX = ".lock"
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (Linux ``/proc``), to tell a recycled pid from the owner; None elsewhere."""
+def stale_after_s() -> float:
+    """The heartbeat age after which another host's lock is stale: ``$SPECTRALSTYLE_LOCK_STALE_S`` or 120 s."""
+    value = os.environ.get(STALE_AFTER_ENV, "").strip()
+    try:
+        seconds = float(value) if value else STALE_AFTER_S
+    except ValueError:
+        return STALE_AFTER_S
+    return seconds if seconds > 0 else STALE_AFTER_S
+
+
+def heartbeat_s() -> float:
+    """How often a claim refreshes its heartbeat: every 5 s, or more often when the stale timeout is short."""
+    return min(HEARTBEAT_S, stale_after_s() / 4)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3 onwards of ``/proc/<pid>/stat`` (Linux; None elsewhere): state, ppid, ..., start time."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 counted from 1; fields 1-2 end at the last ")"
+    return stat.rsplit(")", 1)[-1].split()  # fields 1-2 (pid, name) end at the last ")"
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid``, to tell a recycled pid from the owner; None without ``/proc``."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None  # field 22 counted from 1
 
 
 def _pid_alive(pid: int, start: str | None) -> bool:
@@ -82,14 +110,17 @@ def _pid_alive(pid: int, start: str | None) -> bool:
         pass
     except OSError:
         return False
-    now_start = _process_start(pid)
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # killed (e.g. kill -9), not yet reaped by its parent: it runs no code
+        return False
+    now_start = fields[19] if fields else None
     return start is None or now_start is None or now_start == start
 
 
-def owner_info(token: str | None = None) -> dict[str, Any]:
-    """What a lock (or takeover marker) says about the process holding it."""
+def owner_info(token: str | None = None, **extra: Any) -> dict[str, Any]:
+    """What a lock (or takeover marker) says about the process holding it, plus ``extra`` (what it is for)."""
     now = time.time()
-    return {"host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+    return {**extra, "host": socket.gethostname(), "pid": os.getpid(), "process_start": _process_start(os.getpid()),
             "token": token or secrets.token_hex(8), "started": now, "heartbeat": now}
 
 
@@ -110,9 +141,10 @@ def read_owner(path: Path) -> dict[str, Any] | None:
     return {"token": f"x{st.st_ino}-{st.st_mtime_ns}", "heartbeat": st.st_mtime, "unreadable": True}
 
 
-def is_live(info: dict[str, Any], stale_after: float = STALE_AFTER_S, now: float | None = None) -> bool:
+def is_live(info: dict[str, Any], stale_after: float | None = None, now: float | None = None) -> bool:
     """Same host: the pid runs (and is the same process). Other host or unreadable: a fresh heartbeat."""
     now = time.time() if now is None else now
+    stale_after = stale_after_s() if stale_after is None else stale_after
     if not info.get("unreadable") and info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
         return _pid_alive(info["pid"], info.get("process_start"))
     try:
@@ -145,7 +177,7 @@ class Claim:
 
     path: Path
     info: dict[str, Any]
-    interval: float = HEARTBEAT_S
+    interval: float = field(default_factory=heartbeat_s)
     lost: bool = False
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -158,6 +190,10 @@ class Claim:
     def _mine(self) -> bool:
         current = read_owner(self.path)
         return current is not None and current.get("token") == self.info["token"]
+
+    def holds(self) -> bool:
+        """True while the lock on disk is still this claim's (not released, not taken over)."""
+        return not self.lost and self._mine()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
@@ -192,19 +228,25 @@ def lock_path(folder: Path, name: str) -> Path:
     return Path(folder) / f"{name}{LOCK_SUFFIX}"
 
 
-def holder(folder: Path, name: str, stale_after: float = STALE_AFTER_S) -> dict[str, Any] | None:
+def holder(folder: Path, name: str, stale_after: float | None = None) -> dict[str, Any] | None:
     """The live owner of lock ``name`` in ``folder``, or None when it is free or stale."""
     info = read_owner(lock_path(folder, name))
     return info if info is not None and is_live(info, stale_after) else None
 
 
-def try_claim(folder: str | Path, name: str, stale_after: float = STALE_AFTER_S,
-              interval: float = HEARTBEAT_S, heartbeat: bool = True) -> Claim | None:
-    """Claim lock ``name`` in ``folder`` (taking over a stale one), or None if a live process holds it."""
+def try_claim(folder: str | Path, name: str, stale_after: float | None = None,
+              interval: float | None = None, heartbeat: bool = True,
+              extra: dict[str, Any] | None = None) -> Claim | None:
+    """Claim lock ``name`` in ``folder`` (taking over a stale one), or None if a live process holds it.
+
+    ``extra`` is stored in the lock beside the owner (what the claim is for: a reserved name's run).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = lock_path(folder, name)
-    mine = owner_info()
+    stale_after = stale_after_s() if stale_after is None else stale_after
+    interval = heartbeat_s() if interval is None else interval
+    mine = owner_info(**(extra or {}))
     for _ in range(8):  # each round either wins, meets a live owner, or saw the lock change under it
         if _create_exclusive(path, mine):
             claim = Claim(path, mine, interval)
