@@ -77,6 +77,11 @@ class Progress:
         return self.finished == self.total
 
 
+def result_path(job: Job, out: Path) -> Path:
+    """Where a finished job's image is (the name its state recorded)."""
+    return job.image_path(out)
+
+
 def grid_progress(plan: list[Job], out: Path) -> Progress:
     done = sum(job_action(job, out, read_state(out, job.job_id))[0] == "skip" for job in plan)
     return Progress(done, len(plan))

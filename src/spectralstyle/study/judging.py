@@ -27,6 +27,7 @@ from spectralstyle.method.bands import band_label
 from spectralstyle.method.clip_model import load_clip
 from spectralstyle.runs.models import Models
 from spectralstyle.settings import TransferConfig
+from spectralstyle.study.grid import result_path
 
 
 def judge_label(judge: str, weights: str, judge_weights: str | None = None) -> str:
@@ -101,5 +102,5 @@ def judge_all(plan: list[Job], out: Path, judge: Judge, min_confidence: float,
     for n, job in enumerate(plan, 1):
         if on_start is not None:
             on_start(n, job)
-        judged.append(judge.measure(job, job.image_path(out), min_confidence))
+        judged.append(judge.measure(job, result_path(job, out), min_confidence))
     return judged
