@@ -101,7 +101,7 @@ def study(
     Without --text/--prompts it is the paper's study (--protocol paper). Shard it like a batch (--shard I/N,
     Slurm arrays: scripts/study_slurm.sh), then `--phase summary` once every shard is done.
     """
-    from spectralstyle.batch.runner import collect_prompts
+    from spectralstyle.batch.plan import collect_prompts
     from spectralstyle.method.bands import split_band_list
     from spectralstyle.study.grid import grid_progress, study_plan
     from spectralstyle.study.pipeline import check_judge, find_judge
@@ -136,23 +136,14 @@ def study(
 
 def run_grid(plan: list[Any], out: Path, config: TransferConfig, shard: str | None, control: RunControl,
              overwrite: bool) -> tuple[bool, Any]:
-    """This process's jobs of the grid with batch's runner and display: (whether this process may summarise,
-    the models the runner loaded or None); another rank than 0 leaves the summary to rank 0."""
-    from spectralstyle.batch.runner import (
-        INTERRUPTED,
-        BatchRunner,
-        DistEnv,
-        crash_after_from_env,
-        gather_results,
-        job_action,
-        plan_digest,
-        rank_device,
-        read_state,
-        resolve_shard,
-        shard_jobs,
-        write_manifest,
-    )
-    from spectralstyle.cli.batch import report, run_shard
+    """This process's jobs of the grid with batch's ``run_batch`` and display: (whether this process may
+    summarise, the guide's models, loaded once for the runs and the summary); rank 0 summarises."""
+    from spectralstyle.batch.jobs import INTERRUPTED
+    from spectralstyle.batch.manifest import job_action, read_state
+    from spectralstyle.batch.runner import run_batch
+    from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
+    from spectralstyle.cli.batch import batch_display, report
+    from spectralstyle.runs.models import Models
 
     dist = DistEnv.from_env()
     my_shard = resolve_shard(shard, dist)
@@ -164,17 +155,16 @@ def run_grid(plan: list[Any], out: Path, config: TransferConfig, shard: str | No
     console.print(f"{prefix}study: {len(plan)} jobs in the grid; this process (device {dev}) has {len(mine)}: "
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("study: grid of %d jobs, shard %s, %d to run, config %s", len(plan), my_shard, todo, config.digest())
-    runner = BatchRunner(out, my_shard, dev, crash_after=crash_after_from_env(), control=control, overwrite=overwrite)
-    results = run_shard(runner, mine, todo, config.steps, prefix, my_shard.count == 1 and console.is_terminal)
-    interrupted = [r for r in results if r.status == INTERRUPTED]
+    models = Models.load(config.replace(device=str(dev))) if todo else None
+    with batch_display(todo, config.steps, prefix, my_shard.count == 1 and console.is_terminal) as hooks:
+        outcome = run_batch(plan, out, device=dev, shard=my_shard, dist=dist, config=config, overwrite=overwrite,
+                            control=control, hooks=hooks, models=models)
+    interrupted = [r for r in outcome.results if r.status == INTERRUPTED]
     if interrupted:
-        write_manifest(out, plan, config)
         raise interrupted_exit(f"{interrupted[0].describe}: {interrupted[0].error}")
-    failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
-                    write_manifest(out, plan, config))
-    if failed:
+    if report(outcome.merged, outcome.results, dist, my_shard, prefix, outcome.manifest):
         raise typer.Exit(JOB_FAILED_EXIT)
-    return dist.rank == 0, runner.models
+    return dist.rank == 0, models
 
 
 def summarize(plan: list[Any], out: Path, config: TransferConfig, judge: str, judge_weights: str | None,

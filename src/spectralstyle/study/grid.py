@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spectralstyle.batch.runner import Job, job_action, make_plan, read_state
+from spectralstyle.batch.jobs import Job
+from spectralstyle.batch.manifest import job_action, read_state, recorded_paths
+from spectralstyle.batch.plan import make_plan
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import list_images
 from spectralstyle.method.bands import band_label
@@ -79,7 +81,7 @@ class Progress:
 
 def result_path(job: Job, out: Path) -> Path:
     """Where a finished job's image is (the name its state recorded)."""
-    return job.image_path(out)
+    return recorded_paths(job, out, read_state(out, job.job_id))[0]
 
 
 def grid_progress(plan: list[Job], out: Path) -> Progress:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torchvision.transforms.functional as TF
 
-from spectralstyle.batch.runner import Job
+from spectralstyle.batch.jobs import Job
 from spectralstyle.evaluation.metrics import ClipScorer, EvalInput, ImageMetrics, evaluate_image
 from spectralstyle.media.images import load_image, open_rgb
 from spectralstyle.method.bands import band_label

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spectralstyle.batch.runner import Job
+from spectralstyle.batch.jobs import Job
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.method.bands import band_label
 from spectralstyle.runs.models import Models
