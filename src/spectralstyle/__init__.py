@@ -5,6 +5,7 @@ The Python API (imported on first use, so ``import spectralstyle`` loads no torc
 - ``stylize(content, text, **settings) -> Result`` (``.image``, ``.record``, ``.model``, ``.save(path)``)
 - ``StyleModel.load(path).apply(image)``: a trained style on any picture
 - ``SpectralCLIP``, ``load_clip``: CLIP with the spectral filter, as the tool uses it
+- ``spectral_clip(model, band)``: the filter on a CLIP model of clip, open_clip or transformers
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _LAZY = {
     "StyleModel": "spectralstyle.api",
     "SpectralCLIP": "spectralstyle.method.clip_model",
     "load_clip": "spectralstyle.method.clip_model",
+    "spectral_clip": "spectralstyle.method.any_clip",
     "TransferConfig": "spectralstyle.settings",
     "SpectralStyleError": "spectralstyle.errors",
 }

@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on plain click
 from spectralstyle import __version__
 from spectralstyle.cli import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
 from spectralstyle.cli import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
+from spectralstyle.cli import study as cli_study
 from spectralstyle.cli import weights as cli_weights
 from spectralstyle.cli.common import fail
 
@@ -78,6 +79,7 @@ app.command("generate")(cli_generate.generate)
 app.command("train")(cli_train.train)
 app.command("video")(cli_video.video)
 app.command("bench")(cli_bench.bench)
+app.command("study")(cli_study.study)
 app.add_typer(cli_weights.weights_app, name="weights")
 
 
