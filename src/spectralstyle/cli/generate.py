@@ -37,9 +37,12 @@ def generate(
     Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
     the same command then resumes.
     """
+    from spectralstyle.weights.formats import check_given_files
+
+    check_given_files(resolve_from_flags(GenerateConfig, config_file, settings))  # before torch loads
     from spectralstyle.device import resolve_device
     from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
-    from spectralstyle.method.generators import resolve_vqgan_file
+    from spectralstyle.method.vqgan import resolve_vqgan_file
     from spectralstyle.media.images import load_image
     from spectralstyle.method.prompts import parse_prompts
 

@@ -69,6 +69,9 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
+    from spectralstyle.weights.formats import check_given_files
+
+    check_given_files(config)  # a cut or zero-filled weights file: one line, before torch loads
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.media.images import load_image
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes

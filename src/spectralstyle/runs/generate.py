@@ -25,7 +25,8 @@ from spectralstyle.method.clip_model import CLIP_SIZE, SpectralCLIP, clip_input,
 from spectralstyle.settings import GenerateConfig
 from spectralstyle.device import resolve_device
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
+from spectralstyle.method.generators import FourierGenerator, Generator
+from spectralstyle.method.vqgan import VQGANDecoderModel, VQGANGenerator, load_vqgan
 from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.method.losses import normalize

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spectralstyle.weights.download import ChecksumMismatch, download, sha256_of
 from spectralstyle.errors import WeightsMissingError
 from spectralstyle.media.files import write_json
+from spectralstyle.weights.download import ChecksumMismatch, download, sha256_of
 
 CACHE_ENV = "SPECTRALSTYLE_CACHE"
 OFFLINE_ENV = "SPECTRALSTYLE_OFFLINE"
@@ -126,7 +126,9 @@ def clip_package_dir() -> Path:
 def openai_url(name: str) -> str:
     with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
         warnings.simplefilter("ignore")
-        from clip import clip as clip_impl  # its URL table, read at call time so tests can point it elsewhere
+        from clip import (
+            clip as clip_impl,  # its URL table, read at call time so tests can point it elsewhere
+        )
 
     return clip_impl._MODELS[name]
 
