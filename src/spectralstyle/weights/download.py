@@ -27,6 +27,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from spectralstyle.interrupts import interruptible
+
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK_BYTES = 1 << 20
 
@@ -60,7 +62,8 @@ def download(url: str, target: Path, sha256: str = "", label: str | None = None,
     with lock_for(target):
         if target.is_file() and not replace:  # another process finished it while this one waited
             return target
-        _fetch(url, target, sha256, label or target.name, quiet, timeout)
+        with interruptible():  # nothing of a download is kept, so a signal stops it at once
+            _fetch(url, target, sha256, label or target.name, quiet, timeout)
     return target
 
 
@@ -114,7 +117,7 @@ def sha256_of(path: Path) -> str:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, interruptible():  # gigabytes: Ctrl-C/SIGTERM must not wait for the end
             while chunk := f.read(CHUNK_BYTES):
                 digest.update(chunk)
         _DIGESTS[key] = digest.hexdigest()
