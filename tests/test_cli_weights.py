@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 from weights_env import isolate, sha256
 
-from spectralstyle.weights import check as weights_check, sources as weights
+from spectralstyle.weights import check as weights_check, resolve, sources as weights
 from spectralstyle.cli.app import app
 
 runner = CliRunner()
@@ -37,7 +37,8 @@ def test_acceptance_offline_without_weights(roots, content_image, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no pretrained weights for CLIP ViT-B/32 and VGG19")
-    assert "openai/clip-vit-base-patch32" in lines[0] and "timm/vit_base_patch32_clip_224.openai" in lines[0]
+    assert "spectralstyle weights download" in lines[0] and "--weights random" in lines[0]
+    assert "spectralstyle weights list" in lines[0] and len(lines[0]) < 1000
     listed = invoke("weights", "list", "--json")
     assert listed.exit_code == 0
     models = {m["model"]: m for m in json.loads(listed.stdout)["models"]}
@@ -117,4 +118,4 @@ def test_download_to_a_shared_folder_copies_what_is_found(roots, tmp_path, monke
     assert "copied to" in result.stderr
     monkeypatch.setenv("SPECTRALSTYLE_CACHE", str(shared))
     clip_file.unlink()
-    assert weights.locate("clip-vit-b-32").found.path == shared / "ViT-B-32.pt"
+    assert resolve.locate("clip-vit-b-32").found.path == shared / "ViT-B-32.pt"

@@ -42,7 +42,7 @@ def generate(
     check_given_files(resolve_from_flags(GenerateConfig, config_file, settings))  # before torch loads
     from spectralstyle.device import resolve_device
     from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
-    from spectralstyle.method.vqgan import resolve_vqgan_file
+    from spectralstyle.weights.resolve import require_generate_files
     from spectralstyle.media.images import load_image
     from spectralstyle.method.prompts import parse_prompts
 
@@ -52,8 +52,10 @@ def generate(
     if config.init_image:
         load_image(config.init_image)
     resolve_device(config.device)
-    if config.generator == "vqgan":
-        resolve_vqgan_file(config.vqgan_checkpoint, config.weights)
+    require_generate_files(config.clip_weights or config.clip_model, "pretrained" if config.clip_weights else config.weights,
+                           config.clip_model, config.vqgan_checkpoint,
+                           config.weights if config.generator == "vqgan" else None,
+                           check_only=True)  # every missing model named, in seconds without network
     models = GenerateModels.load(config)
     setup_log_file(out)
     results = []

@@ -70,8 +70,10 @@ def transfer(
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
     from spectralstyle.weights.formats import check_given_files
+    from spectralstyle.weights.resolve import require_run_files
 
     check_given_files(config)  # a cut or zero-filled weights file: one line, before torch loads
+    require_run_files(config)  # missing weights: one message in seconds, before torch loads
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.media.images import load_image
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes

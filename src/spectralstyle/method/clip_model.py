@@ -20,7 +20,8 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.method.spectral import DEFAULT_BAND, SpectralFilter
 from spectralstyle.seeding import repeatable_init
 from spectralstyle.weights.clip_formats import CLIP_ARCHITECTURES, load_clip_weights
-from spectralstyle.weights.sources import clip_key, fetch_model, local_file
+from spectralstyle.weights.resolve import fetch_model, local_file
+from spectralstyle.weights.sources import clip_key
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")

@@ -8,7 +8,7 @@ from torchvision.models import vgg19
 
 from spectralstyle.errors import WeightsMissingError
 from spectralstyle.seeding import repeatable_init
-from spectralstyle.weights.sources import fetch_model, local_file
+from spectralstyle.weights.resolve import fetch_model, local_file
 from spectralstyle.weights.state_dicts import read_vgg19_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -20,7 +20,7 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.method.generators import Generator
 from spectralstyle.seeding import repeatable_init
 from spectralstyle.settings import read_yaml_mapping
-from spectralstyle.weights.sources import fetch_model, local_file
+from spectralstyle.weights.resolve import fetch_model, local_file
 from spectralstyle.weights.state_dicts import load_strictly, read_vqgan_state
 
 VQGAN_DEFAULT_NAME = "vqgan_imagenet_f16_16384"
