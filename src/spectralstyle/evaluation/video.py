@@ -16,21 +16,10 @@ import numpy as np
 import torch.nn.functional as F
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
+from spectralstyle.evaluation.temporal import temporal_stability, video_flicker
+from spectralstyle.media.video import is_video, probe_video, sample_frames
 
 EVAL_FRAMES = 4
-
-
-def video_flicker(path: Path, size: tuple[int, int]) -> float:
-    """Mean |frame[t] - frame[t-1]| of a video at ``size`` (width, height), streamed."""
-    flicker = _Flicker()
-    container = _open(path)
-    try:
-        for frame in _decoded_frames(container, path):
-            flicker.add(_to_tensor(frame, size))
-    finally:
-        container.close()
-    return flicker.value
 
 
 def sidecar_stability(meta: dict[str, Any] | None) -> float | None:
