@@ -43,14 +43,14 @@ def generate(
     from spectralstyle.device import resolve_device
     from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
     from spectralstyle.weights.resolve import require_generate_files
-    from spectralstyle.media.images import load_image
+    from spectralstyle.media.images import check_image
     from spectralstyle.method.prompts import parse_prompts
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
     parse_prompts(prompt)  # empty, too long or badly weighted prompts fail before any model loads
     if config.init_image:
-        load_image(config.init_image)
+        check_image(config.init_image)  # its header: no pixels decoded
     resolve_device(config.device)
     require_generate_files(config.clip_weights or config.clip_model, "pretrained" if config.clip_weights else config.weights,
                            config.clip_model, config.vqgan_checkpoint,
@@ -58,6 +58,9 @@ def generate(
                            check_only=True)  # every missing model named, in seconds without network
     models = GenerateModels.load(config)
     setup_log_file(out)
+    from spectralstyle.runs.preflight import check_free_space, generate_needed_bytes
+
+    check_free_space(out, generate_needed_bytes(config, 1 + compare), "the image(s)")
     results = []
     with progress_bar() as progress:
         for cfg in compared_configs(config, compare):
