@@ -140,7 +140,7 @@ def test_generate_and_train_check_free_space(tmp_path, monkeypatch):
     Image.new("RGB", (64, 48)).save(image)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     for args in (["generate", "a red apple", "--size", "64x64", "--steps", "1"],
-                 ["train", "pop art", "--images", str(image), "--size", "64x48", "--steps", "1"]):
+                 ["train", "pop art", "--images", str(image), "--size", "64x48", "--crop-size", "32", "--steps", "1"]):
         result = CliRunner().invoke(app, [*args, "--weights", "random", "--device", "cpu", "--out", str(tmp_path / "o")])
         assert result.exit_code == 2 and "not enough free space" in result.stderr, result.output
     assert not list((tmp_path / "o").glob("*.png"))
