@@ -49,7 +49,8 @@ def open_rgb(path: str | Path) -> Image.Image:
                 if img.width * img.height > MAX_PIXELS:
                     raise _too_large(p, img.size)
                 img.load()
-                return _as_rgb(ImageOps.exif_transpose(img))
+                rotated = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
+                return _as_rgb(rotated)  # one copy of the pixels at most: 3 bytes per pixel, not 9
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(p, pil_message=str(exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -65,7 +66,7 @@ def _as_rgb(img: Image.Image) -> Image.Image:
         img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         img = Image.fromarray(float_to_8bit(np.asarray(img))[0], "L")
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def float_to_8bit(values: np.ndarray) -> tuple[np.ndarray, str]:
