@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
-from weights_env import isolate, sha256
 
-from spectralstyle.weights import check as weights_check, resolve, sources as weights
 from spectralstyle.cli.app import app
+from spectralstyle.weights import check as weights_check
+from spectralstyle.weights import resolve
+from spectralstyle.weights import sources as weights
+from weights_env import isolate, sha256
 
 runner = CliRunner()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +140,7 @@ def test_generate_and_train_check_free_space(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     for args in (["generate", "a red apple", "--size", "64x64", "--steps", "1"],
                  ["train", "pop art", "--images", str(image), "--size", "64x48", "--crop-size", "32", "--steps", "1"]):
-        result = CliRunner().invoke(app, [*args, "--weights", "random", "--device", "cpu", "--out", str(tmp_path / "o")])
+        flags = ["--weights", "random", "--device", "cpu", "--out", str(tmp_path / "o")]
+        result = CliRunner().invoke(app, [*args, *flags])
         assert result.exit_code == 2 and "not enough free space" in result.stderr, result.output
     assert not list((tmp_path / "o").glob("*.png"))

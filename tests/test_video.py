@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from spectralstyle.errors import SpectralStyleError
 from spectralstyle.apply.frames import stylize_video
+from spectralstyle.errors import SpectralStyleError
 from spectralstyle.evaluation.temporal import temporal_stability
 from spectralstyle.media.video import output_size, probe_video, sample_frames
 from videos import make_video, read_frames

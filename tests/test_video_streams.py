@@ -8,12 +8,12 @@ import av
 import numpy as np
 import torch
 from typer.testing import CliRunner
-from videos import make_video
 
 from spectralstyle.cli.app import app
 from spectralstyle.media.video import probe_video
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.outputs import save_stylenet
+from videos import make_video
 
 
 def _tracks(path):

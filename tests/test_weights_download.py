@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from weights_env import FileServer, isolate, sha256
 
-from spectralstyle.weights import resolve, sources as weights
-from spectralstyle.weights.download import ChecksumMismatch, IncompleteDownload, download
 from spectralstyle.errors import WeightsMissingError
+from spectralstyle.weights import resolve
+from spectralstyle.weights import sources as weights
+from spectralstyle.weights.download import ChecksumMismatch, IncompleteDownload, download
+from weights_env import FileServer, isolate, sha256
 
 DATA = os.urandom(300_000)
 SRC = Path(__file__).resolve().parents[1] / "src"

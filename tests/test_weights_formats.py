@@ -28,7 +28,8 @@ def test_zero_filled_clip_weights_is_one_line_within_seconds(tmp_path, content_i
         f.truncate(300 * 2**20)  # sparse: what a preallocated, interrupted download leaves
     start = time.monotonic()
     proc = subprocess.run([str(EXE), "transfer", str(content_image), "pop art", "--clip-weights", str(zeros),
-                           "--weights", "random", "--steps", "1", "--size", "64x48", "--crops", "2", "--crop-size", "32",
+                           "--weights", "random", "--steps", "1", "--size", "64x48", "--crops", "2",
+                           "--crop-size", "32",
                            "--device", "cpu", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - start

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from weights_env import FileServer, isolate
 
 from spectralstyle.errors import WeightsMissingError
 from spectralstyle.weights import network
 from spectralstyle.weights.download import download
 from spectralstyle.weights.resolve import require_generate_files
+from weights_env import FileServer, isolate
 
 EXE = Path(sys.executable).with_name("spectralstyle")
 
@@ -117,5 +117,6 @@ def test_missing_weights_are_found_before_torch_is_imported(roots):
     code = ("import sys, types\nfrom spectralstyle.weights.resolve import require_run_files\n"
             "try:\n    require_run_files(types.SimpleNamespace())\nexcept Exception as exc:\n"
             "    print(type(exc).__name__, 'torch' in sys.modules, 'clip' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ))
     assert proc.stdout.split() == ["WeightsMissingError", "False", "False"], proc.stderr

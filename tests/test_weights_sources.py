@@ -7,12 +7,13 @@ tested in test_cli_weights.py. Every test runs with an empty HOME, TORCH_HOME, H
 from __future__ import annotations
 
 import pytest
-from weights_env import hf_snapshot, isolate, sha256
 
-from spectralstyle.weights import resolve, sources as weights
 from spectralstyle.errors import WeightsMissingError
+from spectralstyle.weights import resolve
+from spectralstyle.weights import sources as weights
 from spectralstyle.weights.resolve import Request, locate, require
 from spectralstyle.weights.sources import CLIP_HUB_REPO, CLIP_HUB_REVISION
+from weights_env import hf_snapshot, isolate, sha256
 
 CLIP_BYTES = b"stand-in for ViT-B-32.pt"
 
@@ -166,8 +167,8 @@ def test_vqgan_record_names_a_damaged_file(roots):
 
 
 def test_transfer_models_report_a_missing_clip_path_and_vgg_together(roots, tmp_path):
-    from spectralstyle.settings import TransferConfig
     from spectralstyle.runs.models import Models
+    from spectralstyle.settings import TransferConfig
 
     absent = tmp_path / "absent.pt"
     with pytest.raises(WeightsMissingError) as err:

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import image_header
+from spectralstyle.settings import TransferConfig
 
 SMALL_INPUT_FACTOR = 8
 """Inputs with fewer than 1/8 of the working size's pixels are warned about (they are upscaled)."""

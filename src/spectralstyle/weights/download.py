@@ -57,7 +57,8 @@ def download(url: str, target: Path, sha256: str = "", label: str | None = None,
 
     ``sha256`` is the full digest or a prefix of it; empty means the file has no published digest.
     ``replace`` downloads even over an existing (damaged) file. Raises ``OSError``/``URLError`` on
-    network trouble (``NetworkUnreachable`` within seconds when the server does not answer) and ``ChecksumMismatch`` when the bytes are not the published file.
+    network trouble (``NetworkUnreachable`` within seconds when the server does not answer) and
+    ``ChecksumMismatch`` when the bytes are not the published file.
     """
     if target.is_file() and not replace:
         return target

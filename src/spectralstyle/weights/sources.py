@@ -129,7 +129,8 @@ def clip_package_dir() -> Path:
 
 # OpenAI's download table of the ViTs, as the clip package has it (clip.clip._MODELS), used until that
 # package is imported anyway (importing it takes seconds: a missing-weights message should not wait for it).
-OPENAI_URLS = {name: f"https://openaipublic.azureedge.net/clip/models/{sha}/{name.replace('/', '-')}.pt" for name, sha in (
+OPENAI_URLS = {name: f"https://openaipublic.azureedge.net/clip/models/{sha}/{name.replace('/', '-')}.pt"
+               for name, sha in (
     ("ViT-B/32", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"),
     ("ViT-B/16", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
     ("ViT-L/14", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"))}
