@@ -166,4 +166,4 @@ def test_given_files_are_sniffed_without_torch(tmp_path):
             f"except Exception as exc:\n    print(json.dumps([str(exc), 'torch' in sys.modules]))\n")
     proc = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, timeout=60)
     message, torch_loaded = json.loads(proc.stdout)
-    assert "incomplete download" in message and "vgg weights" in message and not torch_loaded
+    assert "incomplete download" in message and "not a readable VGG19 state dict" in message and not torch_loaded

@@ -105,7 +105,8 @@ def check_given_files(config: object) -> None:
     """Sniff the weights files a config names (``clip_weights``, ``vgg_weights``, ``vqgan_checkpoint``)
     before torch is even imported, so a zero-filled or cut file is one line in well under a second.
     Folders and names of known models are left to the loaders; missing paths to the lookup."""
-    for name in ("clip_weights", "vgg_weights", "vqgan_checkpoint"):
+    for name, what in (("clip_weights", "CLIP checkpoint"), ("vgg_weights", "VGG19 state dict"),
+                       ("vqgan_checkpoint", "VQGAN checkpoint")):
         value = getattr(config, name, None)
         if value and Path(value).expanduser().is_file():
-            sniff(Path(value).expanduser(), name.replace("_", " "))
+            sniff(Path(value).expanduser(), what)
