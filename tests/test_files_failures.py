@@ -144,3 +144,33 @@ def test_generate_and_train_check_free_space(tmp_path, monkeypatch):
         result = CliRunner().invoke(app, [*args, *flags])
         assert result.exit_code == 2 and "not enough free space" in result.stderr, result.output
     assert not list((tmp_path / "o").glob("*.png"))
+
+
+def test_train_on_a_disk_full_at_the_model_leaves_no_preview(tmp_path, monkeypatch):
+    """The model's torch.save fails as on a full disk (torch's own error text): one line, no preview, no sidecar."""
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+    from spectralstyle.runs import outputs
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (120, 40, 200)).save(image)
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("format", "").startswith("spectralstyle-stylenet"):
+            real_save(obj, f, *args, **kwargs)  # the bytes are written, then the writer fails at the end
+            raise RuntimeError(TORCH_FULL_DISK)
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.torch, "save", full_disk)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["train", "pop art", "--images", str(image), "--size", "64x48", "--crops", "2",
+                                      "--crop-size", "32", "--steps", "1", "--preview", "1", "--weights", "random",
+                                      "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # beside the progress bar
+    assert len(errors) == 1 and "could not write" in errors[0] and ".stylenet.pt" in errors[0]
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["spectralstyle.log"]
+    assert not [p for p in out.rglob("*.tmp*")]

@@ -158,6 +158,21 @@ def open_for_append(path: str | Path) -> TextIO:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
+@contextmanager
+def all_or_none(*paths: str | Path) -> Iterator[None]:
+    """The files of one result (a model, its preview, its sidecar) written together: if the block fails
+    (a full disk at the second file), those of ``paths`` that it created are removed again, so a failed
+    run leaves no stray preview beside no model. Files that existed before are left alone."""
+    fresh = [Path(p) for p in paths if not Path(p).exists()]
+    try:
+        yield
+    except BaseException:
+        for path in fresh:
+            if path.is_file():
+                path.unlink()
+        raise
+
+
 def write_json(data: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -31,7 +31,7 @@ from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.media.files import write_json
+from spectralstyle.media.files import all_or_none, write_json
 from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
@@ -305,13 +305,14 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dic
         return save_interrupted_model(result, record, out, stem)
     model_path, preview_path, sidecar = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}_preview.png", out / f"{stem}.json"
     record.update(status="finished", model=str(model_path), preview=str(preview_path))
-    if train.preview:
-        save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
-                 {k: v for k, v in record.items() if k != "losses"})
-    else:
-        record.pop("preview")
-    save_stylenet(result.net, model_path, record)
-    write_json(record, sidecar)
+    with all_or_none(preview_path, model_path, sidecar):  # a full disk at the model: no stray preview
+        if train.preview:
+            save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
+                     {k: v for k, v in record.items() if k != "losses"})
+        else:
+            record.pop("preview")
+        save_stylenet(result.net, model_path, record)
+        write_json(record, sidecar)
     return JobOutput(model_path, sidecar, record, model=model_path)
 
 
