@@ -116,6 +116,8 @@ def check_image(path: str | Path) -> tuple[tuple[int, int], str]:
                 size, mode = img.size, img.mode
                 if size[0] * size[1] > MAX_PIXELS:
                     raise _too_large(p, size)
+                if not img.tile:  # a header that declares pixels it does not hold (a PNG without IDAT)
+                    raise SyntaxError("no image data")
                 img.verify()  # PNG: every chunk's CRC; other formats: their structure (no pixels decoded)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(p, pil_message=str(exc)) from None
