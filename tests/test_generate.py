@@ -175,7 +175,7 @@ BAD_INPUTS = [
     (["pop art", "--size", "60x64"], "multiples of 8"),
     (["pop art", "--init-image", "missing.png", "--init-weight", "1"], "does not exist"),
     (["pop art", "--device", "tpu"], "unknown device"),
-    (["pop art", "--generator", "vqgan", "--weights", "pretrained"], "vqgan_imagenet_f16_16384.ckpt"),
+    (["pop art", "--generator", "vqgan", "--weights", "pretrained"], "CLIP ViT-B/32 and VQGAN f16_16384"),
     (["pop art", "--generator", "vqgan", "--vqgan-checkpoint", "nope.ckpt"], "does not exist"),
     (["pop art", "--config", "nope.yaml"], "does not exist"),
 ]
