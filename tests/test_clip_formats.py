@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from spectralstyle.method.clip_model import load_clip
 from spectralstyle.errors import WeightsMissingError
+from spectralstyle.method.clip_model import load_clip
 from spectralstyle.weights.safeload import flatten_module_tree, read_weights
 
 with warnings.catch_warnings():
@@ -194,11 +194,10 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
 @pytest.mark.parametrize("name,patch,width,layers,text_width", [("ViT-B/16", 16, 768, 12, 512), ("ViT-L/14", 14, 1024, 24, 768)])
 def test_architecture_inferred_for_b16_and_l14(name, patch, width, layers, text_width):
     """Shapes alone (meta tensors, nothing allocated) give ViT-B/16's and ViT-L/14's architecture."""
-    from spectralstyle.weights.clip_formats import build_clip
-    from spectralstyle.method.clip_model import _ARCHITECTURES
+    from spectralstyle.weights.clip_formats import CLIP_ARCHITECTURES, build_clip
 
     with torch.device("meta"):
-        state = CLIP(image_resolution=224, context_length=77, vocab_size=49408, **_ARCHITECTURES[name]).state_dict()
+        state = CLIP(image_resolution=224, context_length=77, vocab_size=49408, **CLIP_ARCHITECTURES[name]).state_dict()
     model = build_clip(dict(state), Path(name))
     assert model.visual.conv1.kernel_size == (patch, patch) and model.visual.input_resolution == 224
     assert model.visual.conv1.out_channels == width and len(model.visual.transformer.resblocks) == layers

@@ -15,7 +15,7 @@ from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.runs.generate import Cutouts, GenerateModels, make_generator, prompt_distances, prompt_slug, run_generation
 from spectralstyle.settings import GenerateConfig, resolve_generate_config
-from spectralstyle.method.generators import random_vqgan
+from spectralstyle.method.vqgan import random_vqgan
 from spectralstyle.media.images import load_image, read_png_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ BAD_INPUTS = [
     (["pop art", "--size", "60x64"], "multiples of 8"),
     (["pop art", "--init-image", "missing.png", "--init-weight", "1"], "does not exist"),
     (["pop art", "--device", "tpu"], "unknown device"),
-    (["pop art", "--generator", "vqgan", "--weights", "pretrained"], "vqgan_imagenet_f16_16384.ckpt"),
+    (["pop art", "--generator", "vqgan", "--weights", "pretrained"], "CLIP ViT-B/32 and VQGAN f16_16384"),
     (["pop art", "--generator", "vqgan", "--vqgan-checkpoint", "nope.ckpt"], "does not exist"),
     (["pop art", "--config", "nope.yaml"], "does not exist"),
 ]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 import yaml
 
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
-from spectralstyle.method.generators import (
-    FourierGenerator, VQGANConfig, VQGANDecoderModel, VQGANGenerator, color_matrix, load_vqgan,
-    load_vqgan_checkpoint, random_vqgan, vector_quantize,
+from spectralstyle.method.generators import FourierGenerator, color_matrix
+from spectralstyle.method.vqgan import (
+    VQGANConfig,
+    VQGANDecoderModel,
+    VQGANGenerator,
+    load_vqgan,
+    load_vqgan_checkpoint,
+    random_vqgan,
+    vector_quantize,
 )
 
 # Names as they appear in taming-transformers' vqgan_imagenet_f16_16384 checkpoint.

@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.method.clip_model import load_clip
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.method.generators import VQGANConfig, VQGANDecoderModel, load_vqgan_checkpoint
+from spectralstyle.method.clip_model import load_clip
+from spectralstyle.method.vqgan import VQGANConfig, VQGANDecoderModel, load_vqgan_checkpoint
 from spectralstyle.weights.safeload import Placeholder, read_weights
 
 runner = CliRunner()

@@ -143,7 +143,7 @@ BAD_INPUTS = [
     (["transfer", "{boat}", "   "], "empty"),
     (["transfer", "{boat}", "very " * 80], "too long"),
     (["transfer", "{boat}", "pop art", "--device", "tpu"], "unknown device"),
-    (["transfer", "{boat}", "pop art", "--weights", "pretrained"], "ViT-B-32.pt"),
+    (["transfer", "{boat}", "pop art", "--weights", "pretrained"], "no pretrained weights for CLIP ViT-B/32"),
     (["transfer", "{boat}", "pop art", "--crop-size", "128"], "larger than the image"),
     (["transfer", "{boat}", "pop art", "--config", "nope.yaml"], "does not exist"),
     (["transfer", "{boat}", "pop art", "--precision", "fp16"], "fp16 is for GPUs"),

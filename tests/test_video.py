@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from spectralstyle.apply.frames import stylize_video
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.video import output_size, probe_video, sample_frames, stylize_video, temporal_stability
+from spectralstyle.evaluation.temporal import temporal_stability
+from spectralstyle.media.video import output_size, probe_video, sample_frames
 from videos import make_video, read_frames
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -124,7 +126,7 @@ def test_corrupt_video_is_one_line_error(tmp_path, clip, content):
 
 SLOW_STYLIZE = """
 import sys, time
-from spectralstyle.media.video import stylize_video
+from spectralstyle.apply.frames import stylize_video
 def slow(x):
     print("frame", flush=True)
     time.sleep(0.3)

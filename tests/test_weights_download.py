@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from weights_env import FileServer, isolate, sha256
 
+from spectralstyle.errors import WeightsMissingError
+from spectralstyle.weights import resolve
 from spectralstyle.weights import sources as weights
 from spectralstyle.weights.download import ChecksumMismatch, IncompleteDownload, download
-from spectralstyle.errors import WeightsMissingError
+from weights_env import FileServer, isolate, sha256
 
 DATA = os.urandom(300_000)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -75,13 +76,13 @@ def test_vgg_downloads_into_torchvision_cache_with_its_hash_prefix(server, tmp_p
     server.files[name] = DATA
     monkeypatch.setattr(weights, "VGG19_FILE", name)
     monkeypatch.setattr(weights, "VGG19_URL", f"{server.url}/{name}")
-    path = weights.fetch_model("vgg19")
+    path = resolve.fetch_model("vgg19")
     assert path == roots["torch"] / "hub" / "checkpoints" / name and path.read_bytes() == DATA
     server.files["vgg19-00000000.pth"] = DATA
     monkeypatch.setattr(weights, "VGG19_FILE", "vgg19-00000000.pth")
     monkeypatch.setattr(weights, "VGG19_URL", f"{server.url}/vgg19-00000000.pth")
     with pytest.raises(WeightsMissingError, match="could not be downloaded: SHA-256"):
-        weights.fetch_model("vgg19")
+        resolve.fetch_model("vgg19")
     assert not (roots["torch"] / "hub" / "checkpoints" / "vgg19-00000000.pth").exists()
 
 
@@ -89,12 +90,12 @@ def test_vqgan_download_records_size_and_digest(server, tmp_path, monkeypatch):
     roots = isolate(tmp_path, monkeypatch)
     monkeypatch.delenv("SPECTRALSTYLE_OFFLINE")
     monkeypatch.setattr(weights, "VQGAN_URL", f"{server.url}/w.bin")
-    path = weights.fetch_model("vqgan-f16-16384")
+    path = resolve.fetch_model("vqgan-f16-16384")
     assert path == roots["cache"] / "vqgan_imagenet_f16_16384.ckpt"
     assert weights.check_record(path) == "recorded" and str(len(DATA)) in weights.record_path(path).read_text()
     path.write_bytes(DATA[:-1])
     with pytest.raises(WeightsMissingError, match="is damaged"):
-        weights.fetch_model("vqgan-f16-16384")
+        resolve.fetch_model("vqgan-f16-16384")
     weights.redownload_vqgan()
-    assert weights.fetch_model("vqgan-f16-16384").read_bytes() == DATA
+    assert resolve.fetch_model("vqgan-f16-16384").read_bytes() == DATA
     assert server.requests["/w.bin"] == 2

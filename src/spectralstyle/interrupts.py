@@ -32,6 +32,7 @@ INTERRUPTED_EXIT = 130
 
 _requested: list[int] = []  # the signal numbers received inside the active context (empty: none)
 _depth: list[bool] = []  # non-empty while the context is active
+_at_once: list[bool] = []  # non-empty inside ``interruptible()``: the first signal stops at once
 
 
 class StopRequested(KeyboardInterrupt):
@@ -58,6 +59,8 @@ def _handler(signum: int, frame: object) -> None:
     if _requested:  # the second signal: stop now, mid-step if need be
         raise KeyboardInterrupt
     _requested.append(signum)
+    if _at_once:  # reading or fetching files: no state to keep, so no reason to wait
+        raise StopRequested(signum)
     if signum == signal.SIGINT and sys.stderr is not None and sys.stderr.isatty():
         # os.write, not print or logging: those take locks the interrupted main thread may hold
         os.write(2, b"\nstopping after the current step (press Ctrl-C again to stop at once)\n")
@@ -86,6 +89,37 @@ def stop_at_step_boundary() -> Iterator[None]:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         _requested.clear()
+
+
+def _stop_now(signum: int, frame: object) -> None:
+    raise StopRequested(signum)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Within: the first SIGINT or SIGTERM raises ``StopRequested`` at once, also inside
+    ``stop_at_step_boundary()``: for work with no state worth keeping (reading, hashing and downloading
+    weights), which may take minutes on a large or slow file. A signal that came just before stops too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raise_if_stop_requested()
+    if _depth:  # inside stop_at_step_boundary: its handler reads _at_once
+        _at_once.append(True)
+        try:
+            yield
+        finally:
+            _at_once.pop()
+        return
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
+    for signum in INTERRUPT_SIGNALS:
+        signal.signal(signum, _stop_now)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def stops_at_step_boundary(func: F) -> F:

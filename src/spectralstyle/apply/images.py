@@ -21,7 +21,8 @@ from spectralstyle.record import RunRecord
 from spectralstyle.weights.safeload import read_weights
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.apply.tiling import STATS_MODES, stylize_large
-from spectralstyle.media.video import VIDEO_SUFFIXES, stylize_video
+from spectralstyle.apply.frames import stylize_video
+from spectralstyle.media.video import VIDEO_SUFFIXES
 
 ProgressFn = Callable[[int, int], None]
 
@@ -107,8 +108,9 @@ def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings
 
 
 def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings, metadata: dict[str, Any],
-                on_frame: ProgressFn | None = None) -> dict[str, Any]:
-    """Stylise every frame of a video (each frame as one image) into ``target`` (mp4) plus ``target``.json."""
+                on_frame: ProgressFn | None = None, on_note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Stylise every frame of a video (each frame as one image) into ``target`` (mp4) plus ``target``.json;
+    ``on_note`` hears of every input stream that could not be kept (also listed in the sidecar)."""
     device = settings.device
 
     def frame_fn(frame: torch.Tensor) -> torch.Tensor:
@@ -116,7 +118,7 @@ def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings
             return finish_image(net.stylize(frame.to(device)), settings.contrast).cpu()
 
     try:
-        result = stylize_video(path, target, frame_fn, max_side=settings.max_side, on_frame=on_frame)
+        result = stylize_video(path, target, frame_fn, max_side=settings.max_side, on_frame=on_frame, on_note=on_note)
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise

@@ -24,7 +24,8 @@ from spectralstyle.runs.train import (
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet, write_record
 from spectralstyle.runs.transfer import output_stem
-from spectralstyle.media.video import VideoResult, probe_video, sample_frames, stylize_video
+from spectralstyle.apply.frames import VideoResult, stylize_video
+from spectralstyle.media.video import probe_video, sample_frames
 
 FrameCallback = Callable[[int, int], None]
 

@@ -81,7 +81,8 @@ def apply(
             if is_video(path):
                 target = out / Path(names[path]).with_suffix(".mp4")
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)
-                result = apply_video(net, path, target, settings, metadata, on_frame=progress_of(task))
+                result = apply_video(net, path, target, settings, metadata, on_frame=progress_of(task),
+                                     on_note=lambda text: progress.console.print(f"note: {escape(text)}", highlight=False))
                 progress.remove_task(task)
                 stability = result["temporal_stability"]
                 note = f"temporal stability {stability:.3f}" if stability is not None else "still input"

@@ -54,13 +54,13 @@ def bench(
     """Seconds per step and peak memory of the reference pattern and of our pipeline, and the speedup."""
     from spectralstyle.bench.runner import run_benchmark
     from spectralstyle.media.files import ensure_writable_dir, write_json
-    from spectralstyle.media.images import load_image
+    from spectralstyle.media.images import check_image
 
     if steps < 1 or rounds < 1:
         raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")
     config = resolve_from_flags(TransferConfig, None, settings)
     if content is not None:
-        load_image(content)  # a bad image fails before any model is loaded
+        check_image(content)  # a bad image fails before any model is loaded (its header only)
     if json_out is not None:  # before the benchmark, not after its minutes of work
         if json_out.is_dir():
             raise SpectralStyleError(f"--json {json_out} is a folder; give a file name")

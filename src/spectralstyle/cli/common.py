@@ -79,12 +79,15 @@ def user_errors(func: F) -> F:
 
 def setup_log_file(out_dir: Path) -> Path:
     """Append this run's log lines to ``OUT/spectralstyle.log``."""
-    from spectralstyle.media.files import ensure_writable_dir
+    from spectralstyle.media.files import ensure_writable_dir  # also removes what killed runs left there
 
     ensure_writable_dir(out_dir)
     path = out_dir / "spectralstyle.log"
-    if not any(getattr(h, "baseFilename", None) == str(path.resolve()) for h in log.handlers):
-        handler = logging.FileHandler(path)
+    if not any(getattr(h, "log_path", None) == str(path.absolute()) for h in log.handlers):
+        from spectralstyle.media.files import open_for_append
+
+        handler = logging.StreamHandler(open_for_append(path))  # never through a symbolic link (O_NOFOLLOW)
+        handler.log_path = str(path.absolute())  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)

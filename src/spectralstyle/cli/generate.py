@@ -37,22 +37,30 @@ def generate(
     Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
     the same command then resumes.
     """
+    from spectralstyle.weights.formats import check_given_files
+
+    check_given_files(resolve_from_flags(GenerateConfig, config_file, settings))  # before torch loads
     from spectralstyle.device import resolve_device
     from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
-    from spectralstyle.method.generators import resolve_vqgan_file
-    from spectralstyle.media.images import load_image
+    from spectralstyle.weights.resolve import require_generate_files
+    from spectralstyle.media.images import check_image
     from spectralstyle.method.prompts import parse_prompts
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
     parse_prompts(prompt)  # empty, too long or badly weighted prompts fail before any model loads
     if config.init_image:
-        load_image(config.init_image)
+        check_image(config.init_image)  # its header: no pixels decoded
     resolve_device(config.device)
-    if config.generator == "vqgan":
-        resolve_vqgan_file(config.vqgan_checkpoint, config.weights)
+    require_generate_files(config.clip_weights or config.clip_model, "pretrained" if config.clip_weights else config.weights,
+                           config.clip_model, config.vqgan_checkpoint,
+                           config.weights if config.generator == "vqgan" else None,
+                           check_only=True)  # every missing model named, in seconds without network
     models = GenerateModels.load(config)
     setup_log_file(out)
+    from spectralstyle.runs.preflight import check_free_space, generate_needed_bytes
+
+    check_free_space(out, generate_needed_bytes(config, 1 + compare), "the image(s)")
     results = []
     with progress_bar() as progress:
         for cfg in compared_configs(config, compare):

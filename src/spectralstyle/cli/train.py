@@ -61,17 +61,19 @@ def train(
     SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
     from spectralstyle.method.clip_model import tokenize_templated
-    from spectralstyle.media.images import load_image
+    from spectralstyle.media.images import check_image
     from spectralstyle.runs.train import collect_images, run_train_job
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.preflight import check_free_space, train_needed_bytes
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
     train = train_settings(batch, train_size, preview, config)
     paths = collect_images(images)
     for path in paths:
-        load_image(path)  # fail on a bad image before loading any model
+        check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
+    check_free_space(out, train_needed_bytes(config, train.preview), "the model and its preview")
     models = Models.load(config)
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(paths),
              config.steps, config.width, config.height, train.batch, models.device)

@@ -86,12 +86,17 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    from spectralstyle.media.images import load_image
+    from spectralstyle.weights.formats import check_given_files
+    from spectralstyle.weights.resolve import require_run_files
+
+    check_given_files(config)  # a cut or zero-filled weights file: one line, before torch loads
+    require_run_files(config)  # missing weights: one message in seconds, before torch loads
+    from spectralstyle.media.images import check_image
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
 
-    load_image(content)  # fail on a bad image before loading any model
+    check_image(content)  # fail on a bad image before loading any model (its header: no pixels decoded)
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
     configs = compared_configs(config, compare)

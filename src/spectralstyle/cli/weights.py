@@ -20,9 +20,8 @@ from rich.table import Table
 
 from spectralstyle.cli.common import console, make_console, user_errors
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
-from spectralstyle.weights.sources import (
-    CACHE_ENV, MODEL_KEYS, TITLES, Lookup, locate, model_key, offline_reason, redownload_vqgan,
-)
+from spectralstyle.weights.resolve import Lookup, locate
+from spectralstyle.weights.sources import CACHE_ENV, MODEL_KEYS, TITLES, model_key, offline_reason, redownload_vqgan
 
 RUN_MODELS = ("clip-vit-b-32", "vgg19")  # what `transfer` needs: the default of download and verify
 MISSING_EXIT = 1

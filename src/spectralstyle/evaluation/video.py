@@ -24,14 +24,8 @@ from spectralstyle.evaluation.scores import (
     ssim,
     vgg_content_distance,
 )
-from spectralstyle.media.video import (
-    frame_strip,
-    is_video,
-    probe_video,
-    sample_frames,
-    temporal_stability,
-    video_flicker,
-)
+from spectralstyle.evaluation.temporal import temporal_stability, video_flicker
+from spectralstyle.media.video import frame_strip, is_video, probe_video, sample_frames
 from spectralstyle.method.vgg import VGGContent
 from spectralstyle.record import RunRecord
 

@@ -1,20 +1,18 @@
-"""Reading and writing videos with PyAV (FFmpeg in its wheel), one frame at a time.
+"""Video containers with PyAV (FFmpeg in its wheel): probing, decoding frames, and writing an mp4.
 
 Why PyAV and not an ``ffmpeg`` binary: the binary may be missing, and a library lets us stream frames
-through a StyleNet without ever holding the whole video in memory. ``stylize_video`` keeps what a user
-expects of a "filter": the input's frame timestamps (so frame rate, frame count and variable frame
-rates survive), its size (odd sides are cropped by one pixel, because H.264 in yuv420p needs even
-sides), and its audio stream, copied packet by packet (or transcoded to AAC when MP4 cannot hold the
-codec). The result is written under a temporary name and renamed at the end, so Ctrl-C, SIGTERM or an
-error never leave a half-written mp4 under the final name.
+through a StyleNet without ever holding the whole video in memory. ``VideoWriter`` keeps what a user
+expects of a "filter" (``apply/frames.py`` is the pipeline that uses it): the display rotation of a
+phone video (its display matrix, so it plays upright as the input does), and every audio track, copied
+packet by packet (or transcoded to AAC when MP4 cannot hold the codec), and every subtitle or data
+stream MP4 can hold; a stream it cannot is dropped with one note naming it.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,16 +23,12 @@ import torch
 from PIL import Image
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.files import atomic_path
-from spectralstyle.interrupts import raise_if_stop_requested, stop_at_step_boundary
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")  # GIFs are images here
 # Audio codecs the MP4 muxer stores as they are; anything else (PCM, Vorbis, ...) is transcoded to AAC.
 MP4_AUDIO_CODECS = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
 # H.264 encoders in order of preference; mpeg4 (part 2) is in every FFmpeg build as a last resort.
 VIDEO_ENCODERS = ("libx264", "h264", "libopenh264", "mpeg4")
-FrameFn = Callable[[torch.Tensor], torch.Tensor]
-ProgressFn = Callable[[int, int], None]
 
 
 def is_video(path: str | Path) -> bool:
@@ -56,6 +50,9 @@ class VideoInfo:
     video_codec: str
     audio_codec: str | None
     variable_frame_rate: bool
+    rotation: int = 0  # counter-clockwise degrees of the display matrix (phones: 90, 180, 270)
+    audio_streams: int = 0
+    other_streams: tuple[str, ...] = field(default=())  # subtitle/data/extra video streams, as "type codec"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,29 +60,7 @@ class VideoInfo:
         return data
 
 
-@dataclass
-class VideoResult:
-    """What ``stylize_video`` wrote, with the temporal stability of the result."""
-
-    path: Path
-    frames: int
-    width: int
-    height: int
-    fps: Fraction
-    encoder: str
-    audio: str  # "copied", "transcoded to aac" or "none"
-    input_flicker: float  # mean |frame[t] - frame[t-1]| of the input (after resizing), in [0, 1]
-    output_flicker: float  # the same for the output
-    temporal_stability: float | None  # output_flicker / input_flicker; 1.0 = no added flicker
-    seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["path"], data["fps"] = str(self.path), str(self.fps)
-        return data
-
-
-def _open(path: str | Path) -> av.container.InputContainer:
+def open_video(path: str | Path) -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise SpectralStyleError(f"video {p} does not exist")
@@ -106,7 +81,7 @@ def _reason(exc: BaseException) -> str:
     return text.strip().splitlines()[0][:160]
 
 
-def _unreadable(path: str | Path, exc: BaseException) -> SpectralStyleError:
+def unreadable(path: str | Path, exc: BaseException) -> SpectralStyleError:
     return SpectralStyleError(f"{path} is not a readable video: decoding failed ({_reason(exc)})")
 
 
@@ -116,7 +91,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     The frame count comes from demuxing the video packets (no decoding, fast): headers of edited or
     streamed files often omit it or get it wrong. Timestamps show whether the frame rate varies.
     """
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         pts: list[int] = []
@@ -127,7 +102,7 @@ def probe_video(path: str | Path) -> VideoInfo:
                 elif packet.size:
                     pts.append(len(pts))
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise _unreadable(path, exc) from None
+            raise unreadable(path, exc) from None
         if not pts:
             raise SpectralStyleError(f"{path} has no video frames")
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -150,13 +125,33 @@ def probe_video(path: str | Path) -> VideoInfo:
             fps = Fraction(len(pts), 1) / Fraction(duration).limit_denominator(1_000_000)
             fps = fps.limit_denominator(1001 * 1000)
         audio = container.streams.audio[0] if container.streams.audio else None
+        others = tuple(f"{st.type} {_codec_name(st)}" for st in container.streams
+                       if st.type not in ("audio",) and st is not stream)
         return VideoInfo(
             path=str(path), width=width, height=height, fps=fps, frames=len(pts), duration=round(duration, 6),
             has_audio=audio is not None, video_codec=stream.codec_context.name,
             audio_codec=audio.codec_context.name if audio is not None else None, variable_frame_rate=variable,
+            rotation=display_rotation(path), audio_streams=len(container.streams.audio), other_streams=others,
         )
     finally:
         container.close()
+
+
+def _codec_name(stream: Any) -> str:
+    context = getattr(stream, "codec_context", None)
+    return getattr(context, "name", None) or getattr(stream, "codec_tag", None) or "unknown"
+
+
+def display_rotation(path: str | Path) -> int:
+    """The display rotation of the first video frame (counter-clockwise degrees, 0/90/180/270), from its
+    display matrix: phones store portrait video as landscape frames plus this rotation."""
+    container = open_video(path)
+    try:
+        for frame in decoded_frames(container, path):
+            return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    finally:
+        container.close()
+    return 0
 
 
 def output_size(width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
@@ -171,7 +166,7 @@ def output_size(width: int, height: int, max_side: int | None = None) -> tuple[i
     return max(2, width - width % 2), max(2, height - height % 2)
 
 
-def _to_tensor(frame: av.VideoFrame, size: tuple[int, int]) -> torch.Tensor:
+def frame_to_tensor(frame: av.VideoFrame, size: tuple[int, int]) -> torch.Tensor:
     """[1, 3, H, W] float in [0, 1] at ``size``; odd sides cropped, larger frames downscaled (Lanczos via PIL)."""
     image = frame.to_image()  # RGB PIL image
     if image.size != size:
@@ -185,15 +180,15 @@ def _to_tensor(frame: av.VideoFrame, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
 
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
+def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
     return image.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def _decoded_frames(container: av.container.InputContainer, path: str | Path) -> Iterator[av.VideoFrame]:
+def decoded_frames(container: av.container.InputContainer, path: str | Path) -> Iterator[av.VideoFrame]:
     try:
         yield from container.decode(container.streams.video[0])
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
 
 
 def sample_frames(path: str | Path, n: int, max_side: int | None = None) -> list[torch.Tensor]:
@@ -206,11 +201,11 @@ def sample_frames(path: str | Path, n: int, max_side: int | None = None) -> list
     wanted = sorted({round(i * (info.frames - 1) / max(1, count - 1)) for i in range(count)})
     size = output_size(info.width, info.height, max_side)
     chosen: list[torch.Tensor] = []
-    container = _open(path)
+    container = open_video(path)
     try:
-        for index, frame in enumerate(_decoded_frames(container, path)):
+        for index, frame in enumerate(decoded_frames(container, path)):
             if index in wanted:
-                chosen.append(_to_tensor(frame, size))
+                chosen.append(frame_to_tensor(frame, size))
                 if len(chosen) == len(wanted):
                     break
     finally:
@@ -231,148 +226,12 @@ def pick_encoder() -> str:
     raise SpectralStyleError("this PyAV build has no H.264 or MPEG-4 encoder; install the PyAV wheel from PyPI")
 
 
-class _Flicker:
-    """Running mean absolute difference between consecutive frames (the temporal stability measure)."""
-
-    def __init__(self) -> None:
-        self.previous: torch.Tensor | None = None
-        self.total = 0.0
-        self.count = 0
-
-    def add(self, frame: torch.Tensor) -> None:
-        frame = frame.detach().float().cpu()
-        if self.previous is not None:
-            self.total += float((frame - self.previous).abs().mean())
-            self.count += 1
-        self.previous = frame
-
-    @property
-    def value(self) -> float:
-        return self.total / self.count if self.count else 0.0
-
-
-def temporal_stability(input_flicker: float, output_flicker: float) -> float | None:
-    """Output flicker over input flicker (1.0 = the result changes from frame to frame as much as the input).
-
-    A still input (no change at all) has no ratio: None, unless the output is still too (1.0).
-    """
-    if input_flicker > 0:
-        return output_flicker / input_flicker
-    return 1.0 if output_flicker == 0 else None
-
-
-def stylize_video(
-    src: str | Path,
-    dst: str | Path,
-    frame_fn: FrameFn,
-    max_side: int | None = None,
-    on_frame: ProgressFn | None = None,
-    crf: int = 18,
-) -> VideoResult:
-    """Apply ``frame_fn`` ([1,3,H,W] in [0,1] -> the same shape) to every frame of ``src``; write an mp4 to ``dst``.
-
-    Frames are decoded, processed and encoded one at a time. Each output frame keeps the timestamp of
-    its input frame, so the frame count, the frame rate and variable frame rates are preserved; audio
-    packets are copied between the video packets in the order they were read.
-    ``on_frame(done, total)`` is called after each frame (for a progress bar).
-    """
-    start = time.perf_counter()
-    info = probe_video(src)
-    size = output_size(info.width, info.height, max_side)
-    encoder = pick_encoder()
-    dst = Path(dst)
-    flicker_in, flicker_out = _Flicker(), _Flicker()
-    audio_mode = "none"
-    written = 0
-    with stop_at_step_boundary(), atomic_path(dst) as tmp:  # SIGTERM like Ctrl-C: the temporary file is removed
-        source = _open(src)
-        try:
-            output = av.open(str(tmp), mode="w", format="mp4")
-            try:
-                in_video = source.streams.video[0]
-                time_base = in_video.time_base or Fraction(1, int(round(info.fps)) or 25)
-                out_video = output.add_stream(encoder, rate=info.fps)
-                out_video.width, out_video.height = size
-                out_video.pix_fmt = "yuv420p"
-                out_video.codec_context.time_base = time_base
-                out_video.time_base = time_base
-                if encoder in ("libx264", "h264"):
-                    out_video.options = {"crf": str(crf), "preset": "medium"}
-                elif encoder == "mpeg4":
-                    out_video.options = {"qscale": "2"}
-                    out_video.codec_context.qscale = 2
-                in_audio = source.streams.audio[0] if source.streams.audio else None
-                out_audio = None
-                transcode_audio = False
-                if in_audio is not None:
-                    if in_audio.codec_context.name in MP4_AUDIO_CODECS:
-                        out_audio = output.add_stream_from_template(in_audio)
-                        audio_mode = "copied"
-                    else:
-                        out_audio = output.add_stream("aac", rate=in_audio.codec_context.sample_rate or 48000)
-                        out_audio.layout = in_audio.codec_context.layout.name if in_audio.codec_context.layout else "stereo"
-                        transcode_audio = True
-                        audio_mode = "transcoded to aac"
-                streams = [in_video] + ([in_audio] if in_audio is not None else [])
-                last_pts: int | None = None
-                try:
-                    for packet in source.demux(*streams):
-                        if packet.stream.type == "audio":
-                            if packet.dts is None:
-                                continue
-                            if transcode_audio:
-                                for audio_frame in packet.decode():
-                                    audio_frame.pts = None  # the encoder numbers its samples itself
-                                    output.mux(out_audio.encode(audio_frame))
-                            else:
-                                packet.stream = out_audio
-                                output.mux(packet)
-                            continue
-                        for frame in packet.decode():
-                            tensor = _to_tensor(frame, size)
-                            result = frame_fn(tensor)
-                            if tuple(result.shape[-2:]) != tuple(tensor.shape[-2:]):
-                                raise ValueError(f"frame_fn changed the frame size from {tuple(tensor.shape[-2:])} "
-                                                 f"to {tuple(result.shape[-2:])}")
-                            flicker_in.add(tensor)
-                            flicker_out.add(result)
-                            out_frame = av.VideoFrame.from_ndarray(_to_uint8(result), format="rgb24")
-                            pts = frame.pts if frame.pts is not None else written
-                            if last_pts is not None and pts <= last_pts:  # duplicate timestamps would be dropped
-                                pts = last_pts + 1
-                            out_frame.pts, out_frame.time_base, last_pts = pts, time_base, pts
-                            output.mux(out_video.encode(out_frame))
-                            written += 1
-                            if on_frame:
-                                on_frame(written, info.frames)
-                            raise_if_stop_requested()  # Ctrl-C / SIGTERM: no half-written mp4 under the final name
-                except (av.FFmpegError, OSError) as exc:
-                    if isinstance(exc, av.FFmpegError) or not getattr(exc, "filename", None):
-                        raise _unreadable(src, exc) from None
-                    raise
-                output.mux(out_video.encode(None))
-                if transcode_audio:
-                    output.mux(out_audio.encode(None))
-            finally:
-                output.close()
-        finally:
-            source.close()
-        if written == 0:
-            raise SpectralStyleError(f"{src} has no decodable video frames")
-    stability = temporal_stability(flicker_in.value, flicker_out.value)
-    return VideoResult(
-        path=dst, frames=written, width=size[0], height=size[1], fps=info.fps, encoder=encoder, audio=audio_mode,
-        input_flicker=round(flicker_in.value, 6), output_flicker=round(flicker_out.value, 6),
-        temporal_stability=None if stability is None else round(stability, 6), seconds=round(time.perf_counter() - start, 3),
-    )
-
-
 def frame_strip(path: str | Path, n: int = 6, height: int = 96) -> Image.Image:
     """``n`` evenly spread frames side by side at ``height`` pixels (for reports)."""
     frames = sample_frames(path, n)
     images = []
     for frame in frames:
-        img = Image.fromarray(_to_uint8(frame))
+        img = Image.fromarray(tensor_to_uint8(frame))
         width = max(1, round(img.width * height / img.height))
         images.append(img.resize((width, height), Image.BICUBIC))
     strip = Image.new("RGB", (sum(i.width for i in images) + 2 * (len(images) - 1), height), "white")
@@ -387,14 +246,91 @@ def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def video_flicker(path: str | Path, size: tuple[int, int]) -> float:
-    """Mean |frame[t] - frame[t-1]| of a video at ``size`` (width, height), streamed: the measure behind
-    ``temporal_stability`` for a video whose sidecar does not record it (evaluate)."""
-    flicker = _Flicker()
-    container = _open(path)
-    try:
-        for frame in _decoded_frames(container, path):
-            flicker.add(_to_tensor(frame, size))
-    finally:
-        container.close()
-    return flicker.value
+class VideoWriter:
+    """An mp4 written frame by frame: H.264 (else MPEG-4) video at the timestamps given, the input's display
+    rotation, and the input's other streams carried over (see the module docstring). ``notes`` name every
+    stream that could not be kept; ``audio`` says what happened to each audio track."""
+
+    def __init__(self, source: av.container.InputContainer, path: Path, size: tuple[int, int], fps: Fraction,
+                 time_base: Fraction, rotation: int = 0, crf: int = 18) -> None:
+        self.encoder = pick_encoder()
+        self.output = av.open(str(path), mode="w", format="mp4")
+        self.notes: list[str] = []
+        self.audio: list[str] = []
+        self.carried: dict[int, tuple[Any, bool]] = {}  # input stream index -> (output stream, transcode)
+        video = self.output.add_stream(self.encoder, rate=fps)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = time_base
+        video.time_base = time_base
+        if self.encoder in ("libx264", "h264"):
+            video.options = {"crf": str(crf), "preset": "medium"}
+        elif self.encoder == "mpeg4":
+            video.options = {"qscale": "2"}
+            video.codec_context.qscale = 2
+        if rotation:
+            video.set_display_rotation(rotation)  # the same display matrix: plays upright as the input does
+        self.video, self.time_base = video, time_base
+        first_video = source.streams.video[0]
+        for stream in source.streams:
+            if stream is not first_video:
+                self._carry(stream)
+
+    def _carry(self, stream: Any) -> None:
+        name = _codec_name(stream)
+        label = f"{stream.type} stream {stream.index} ({name})"
+        try:
+            if stream.type == "audio" and name in MP4_AUDIO_CODECS:
+                self.carried[stream.index] = (self.output.add_stream_from_template(stream), False)
+                self.audio.append("copied")
+            elif stream.type == "audio":
+                out = self.output.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+                out.layout = stream.codec_context.layout.name if stream.codec_context.layout else "stereo"
+                self.carried[stream.index] = (out, True)
+                self.audio.append("transcoded to aac")
+            elif stream.type in ("subtitle", "data") and name in self.output.supported_codecs:
+                self.carried[stream.index] = (self.output.add_stream_from_template(stream), False)
+            else:
+                reason = "only the first video stream is stylised" if stream.type == "video" else "MP4 cannot hold it"
+                self.notes.append(f"{label} dropped: {reason}")
+        except (av.FFmpegError, ValueError, TypeError) as exc:
+            self.notes.append(f"{label} dropped: {_reason(exc)}")
+
+    def streams_to_read(self, source: av.container.InputContainer) -> list[Any]:
+        """The input streams to demux: the video and every carried stream."""
+        return [source.streams.video[0]] + [st for st in source.streams if st.index in self.carried]
+
+    def write_packet(self, packet: av.Packet) -> None:
+        """A packet of a carried (non-video) stream, copied or transcoded."""
+        out, transcode = self.carried[packet.stream.index]
+        if packet.dts is None:
+            return
+        if transcode:
+            for audio_frame in packet.decode():
+                audio_frame.pts = None  # the encoder numbers its samples itself
+                self.output.mux(out.encode(audio_frame))
+        else:
+            packet.stream = out
+            self.output.mux(packet)
+
+    def write_frame(self, rgb: np.ndarray, pts: int) -> None:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = pts, self.time_base
+        self.output.mux(self.video.encode(frame))
+
+    def finish(self) -> None:
+        """Flush the encoders (call once, after the last frame)."""
+        self.output.mux(self.video.encode(None))
+        for out, transcode in self.carried.values():
+            if transcode:
+                self.output.mux(out.encode(None))
+
+    def close(self) -> None:
+        self.output.close()
+
+    @property
+    def audio_summary(self) -> str:
+        """"none", "copied", "transcoded to aac", or one word per track ("2 tracks: copied, copied")."""
+        if not self.audio:
+            return "none"
+        return self.audio[0] if len(self.audio) == 1 else f"{len(self.audio)} tracks: {', '.join(self.audio)}"

@@ -17,9 +17,11 @@ import torch
 from torch import nn
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.seeding import repeatable_init
 from spectralstyle.method.spectral import DEFAULT_BAND, SpectralFilter
-from spectralstyle.weights.sources import clip_key, fetch_model, local_file
+from spectralstyle.seeding import repeatable_init
+from spectralstyle.weights.clip_formats import CLIP_ARCHITECTURES, load_clip_weights
+from spectralstyle.weights.resolve import fetch_model, local_file
+from spectralstyle.weights.sources import clip_key
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -33,29 +35,12 @@ CLIP_SIZE = 224
 CONTEXT_LENGTH = 77
 from spectralstyle.settings import WEIGHT_MODES  # noqa: E402  (one list of weight modes)
 
-# Architecture hyper-parameters of OpenAI's ViT checkpoints, for random initialisation without files.
-_ARCHITECTURES: dict[str, dict[str, int]] = {
-    "ViT-B/32": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=32,
-                     transformer_width=512, transformer_heads=8, transformer_layers=12),
-    "ViT-B/16": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=16,
-                     transformer_width=512, transformer_heads=8, transformer_layers=12),
-    "ViT-L/14": dict(embed_dim=768, vision_layers=24, vision_width=1024, vision_patch_size=14,
-                     transformer_width=768, transformer_heads=12, transformer_layers=12),
-}
-
 
 def _random_clip(name: str) -> CLIP:
-    if name not in _ARCHITECTURES:
-        raise SpectralStyleError(f"random weights are available for {', '.join(_ARCHITECTURES)}, not {name!r}")
+    if name not in CLIP_ARCHITECTURES:
+        raise SpectralStyleError(f"random weights are available for {', '.join(CLIP_ARCHITECTURES)}, not {name!r}")
     with repeatable_init():
-        return CLIP(image_resolution=224, context_length=CONTEXT_LENGTH, vocab_size=49408, **_ARCHITECTURES[name])
-
-
-def _load_checkpoint(path: Path) -> CLIP:
-    """THE loader of a user's or a cached CLIP file or folder, in any format of ``clip_formats``, without running code."""
-    from spectralstyle.weights.clip_formats import load_clip_weights
-
-    return load_clip_weights(path)
+        return CLIP(image_resolution=224, context_length=CONTEXT_LENGTH, vocab_size=49408, **CLIP_ARCHITECTURES[name])
 
 
 def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu", weights: str = "pretrained") -> CLIP:
@@ -70,9 +55,9 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
     if weights == "random":
         model = _random_clip(name_or_path)
     elif name_or_path in _clip_impl._MODELS:
-        model = _load_checkpoint(fetch_model(clip_key(name_or_path)))
+        model = load_clip_weights(fetch_model(clip_key(name_or_path)))
     elif Path(name_or_path).expanduser().exists() or os.sep in name_or_path or name_or_path.endswith(".pt"):
-        model = _load_checkpoint(local_file(name_or_path, "CLIP", folder_ok=True))
+        model = load_clip_weights(local_file(name_or_path, "CLIP", folder_ok=True))
     else:
         raise SpectralStyleError(
             f"unknown CLIP model {name_or_path!r}; use a checkpoint path or one of {', '.join(clip.available_models())}"

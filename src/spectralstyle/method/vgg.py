@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from torchvision.models import vgg19
 
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.weights.safeload import read_weights, tensors_only
 from spectralstyle.seeding import repeatable_init
-from spectralstyle.weights.sources import fetch_model, local_file
+from spectralstyle.weights.resolve import fetch_model, local_file
+from spectralstyle.weights.state_dicts import read_vgg19_state
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,15 +41,6 @@ class VGGContent(nn.Module):
         return out
 
 
-def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
-    """The ``features.*`` tensors of a VGG19 file (torch or safetensors), read without running code from it."""
-    state = read_weights(path, "VGG19 state dict")
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    state = tensors_only(state)
-    return {k: v for k, v in state.items() if k.startswith("features.")} or {f"features.{k}": v for k, v in state.items()}
-
-
 def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Module:
     """Full torchvision VGG19 with pretrained (``path``, or the first place that has it) or random weights."""
     if weights == "random" and path is None:
@@ -59,7 +48,7 @@ def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Modu
             return vgg19(weights=None)
     model = vgg19(weights=None)
     file = local_file(path, "VGG19") if path else fetch_model("vgg19")
-    missing, _ = model.load_state_dict(_state_dict_from(file), strict=False)
+    missing, _ = model.load_state_dict(read_vgg19_state(file), strict=False)
     if any(k.startswith("features.") for k in missing):
         raise WeightsMissingError(f"{file} does not hold VGG19 feature weights (missing {missing[0]})")
     return model

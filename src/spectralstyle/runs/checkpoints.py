@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.files import atomic_path
 from spectralstyle.settings import RunControl
@@ -153,6 +154,8 @@ class Checkpointer:
     def __init__(self, out: str | Path, stem: str, config_hash: str, key: str, control: RunControl | None = None,
                  on_note: NoteCallback | None = None) -> None:
         self.path = Path(out) / CHECKPOINT_DIR / f"{key}.pt"  # keyed by settings and inputs, not by the name
+        if self.path.is_dir():  # found now, before the work, not at the first save (or after the result)
+            raise SpectralStyleError(f"{self.path} is a folder where this run's checkpoint should be; move it away")
         self.stem, self.config_hash, self.key = stem, config_hash, key
         self.control = control or RunControl()
         self.on_note = on_note

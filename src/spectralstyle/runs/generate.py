@@ -20,21 +20,38 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spectralstyle.method.augment import apply_batched, sample_crop_params, to_device
-from spectralstyle.method.clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
-from spectralstyle.settings import GenerateConfig
 from spectralstyle.device import resolve_device
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.generators import FourierGenerator, Generator, VQGANDecoderModel, VQGANGenerator, load_vqgan
-from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.media.images import load_image, slugify
+from spectralstyle.method.augment import apply_batched, sample_crop_params, to_device
+from spectralstyle.method.clip_model import CLIP_SIZE, SpectralCLIP, clip_input, load_clip
+from spectralstyle.method.generators import FourierGenerator, Generator
 from spectralstyle.method.losses import normalize
 from spectralstyle.method.prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
+from spectralstyle.method.vqgan import VQGANDecoderModel, VQGANGenerator, load_vqgan
 from spectralstyle.record import RunRecord
-from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from spectralstyle.runs.outputs import (
-    JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
+from spectralstyle.runs.checkpoints import (
+    Checkpointer,
+    NoteCallback,
+    RunControl,
+    TrainingState,
+    end_step,
+    resume_into,
+    run_key,
+    save_on_stop,
 )
+from spectralstyle.runs.outputs import (
+    JobOutput,
+    RunHistory,
+    RunWriter,
+    SnapshotCallback,
+    StepCallback,
+    StepLog,
+    environment_info,
+    write_comparison,
+)
+from spectralstyle.settings import GenerateConfig
 
 CUTOUT_GROUPS = 4  # cutouts share a size within a group, so each group is one batched crop call
 

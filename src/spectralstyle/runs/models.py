@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from spectralstyle.method.clip_model import SpectralCLIP, load_clip
 from spectralstyle.device import check_precision, resolve_device
+from spectralstyle.method.clip_model import SpectralCLIP, load_clip
 from spectralstyle.method.losses import CLIPStyleLoss
-from spectralstyle.settings import TransferConfig, loss_weights
 from spectralstyle.method.vgg import VGGContent, load_vgg_content
-from spectralstyle.weights.sources import resolve_model_files
+from spectralstyle.settings import TransferConfig, loss_weights
+from spectralstyle.weights.resolve import resolve_model_files
 
 
 @dataclass

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import image_header
+from spectralstyle.settings import TransferConfig
 
 SMALL_INPUT_FACTOR = 8
 """Inputs with fewer than 1/8 of the working size's pixels are warned about (they are upscaled)."""
@@ -99,3 +99,20 @@ def input_notes(paths: list[Path], size: tuple[int, int]) -> list[str]:
         notes.append(f"{floats[0].name}{others}: 32-bit float pixels, read as grey: values in [0, 1] scaled to "
                      "0-255 (values in [0, 255] kept, other ranges stretched from their minimum to their maximum)")
     return notes
+
+
+def generate_needed_bytes(config: object, runs: int = 1) -> int:
+    """``generate``: per run the PNG (uncompressed RGB at worst), its sidecar, its snapshots, and one
+    checkpoint of the generator's parameters with Adam's two moments (the Fourier spectrum is the larger)."""
+    width, height = int(getattr(config, "width")), int(getattr(config, "height"))
+    steps, every = int(getattr(config, "steps")), int(getattr(config, "save_every", 0) or 0)
+    image = width * height * 3 + 64 * 1024
+    snapshots = (steps - 1) // every if every else 0
+    spectrum = 3 * height * (width // 2 + 1) * 2 * 4 * 3
+    return runs * (image * (1 + snapshots) + steps * 250 + 16 * 1024) + spectrum + SAFETY_BYTES
+
+
+def train_needed_bytes(config: TransferConfig, preview_images: int = 4) -> int:
+    """``train``: the model file, its sidecar, the preview grid (before/after per image) and one checkpoint."""
+    preview = 2 * max(1, preview_images) * config.width * config.height * 3 + 64 * 1024
+    return stylenet_parameters() * 4 + preview + config.steps * 250 + 16 * 1024 + checkpoint_bytes() + SAFETY_BYTES

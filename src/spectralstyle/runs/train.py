@@ -27,19 +27,27 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from spectralstyle.method.augment import PatchAugmenter
-from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.media.files import all_or_none
 from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import (
-    JobOutput, RunHistory, StepCallback, StepLog, autocast_context, environment_info, is_compile_error, save_stylenet,
+    JobOutput,
+    RunHistory,
+    StepCallback,
+    StepLog,
+    autocast_context,
+    environment_info,
+    is_compile_error,
+    save_stylenet,
     write_record,
 )
+from spectralstyle.settings import TransferConfig
 
 MODEL_SUFFIX = ".stylenet.pt"
 
@@ -307,12 +315,13 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: Run
         return save_interrupted_model(result, record, out, stem)
     model_path, preview_path, sidecar = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}_preview.png", out / f"{stem}.json"
     record.status, record.model = "finished", str(model_path)
-    if train.preview:
-        record.extra["preview"] = str(preview_path)
-        save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
-                 {k: v for k, v in record.to_dict().items() if k != "losses"})
-    save_stylenet(result.net, model_path, record)
-    write_record(record, sidecar)
+    with all_or_none(preview_path, model_path, sidecar):  # a full disk at the model: no stray preview
+        if train.preview:
+            record.extra["preview"] = str(preview_path)
+            save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
+                     {k: v for k, v in record.to_dict().items() if k != "losses"})
+        save_stylenet(result.net, model_path, record)
+        write_record(record, sidecar)
     return JobOutput(model_path, sidecar, record.to_dict(), model=model_path)
 
 

@@ -24,7 +24,12 @@ from pathlib import Path
 import torch
 
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.weights.safeload import Placeholder, flatten_module_tree, read_weights, tensors_only
+from spectralstyle.weights.safeload import (
+    Placeholder,
+    flatten_module_tree,
+    read_weights,
+    tensors_only,
+)
 
 with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -36,6 +41,16 @@ FOLDER_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "m
 # Non-tensor entries OpenAI's TorchScript archives keep beside the weights (build_model drops them too).
 OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 QUICK_GELU = "quick_gelu"
+# Architecture hyper-parameters of OpenAI's ViT checkpoints: for random initialisation without files, and to
+# tell which of them a loaded file is.
+CLIP_ARCHITECTURES: dict[str, dict[str, int]] = {
+    "ViT-B/32": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=32,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-B/16": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=16,
+                     transformer_width=512, transformer_heads=8, transformer_layers=12),
+    "ViT-L/14": dict(embed_dim=768, vision_layers=24, vision_width=1024, vision_patch_size=14,
+                     transformer_width=768, transformer_heads=12, transformer_layers=12),
+}
 
 _HF_LAYER = re.compile(r"^(vision|text)_model\.encoder\.layers\.(\d+)\.(.+)$")
 _HF_LAYER_PARTS = {
@@ -181,6 +196,11 @@ def check_activation(folder: Path) -> None:
         if act != QUICK_GELU:
             raise WeightsMissingError(f"{folder} is a CLIP with {tower.split('_')[0]} activation {act!r}; this tool's "
                                       f"CLIP uses {QUICK_GELU!r} as OpenAI's weights do")
+
+
+def clip_from_data(data: object, path: Path) -> CLIP:
+    """A float32 CLIP from what ``read_weights`` returned for ``path`` (read once, tried as several kinds)."""
+    return build_clip(to_openai_names(_unwrap(data, path), path), path)
 
 
 def read_clip_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], Path]:

@@ -18,8 +18,17 @@ from pathlib import Path
 
 from filelock import FileLock
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
+from spectralstyle.interrupts import interruptible
+from spectralstyle.weights.network import check_reachable
 
 DOWNLOAD_TIMEOUT_S = 30
 CHUNK_BYTES = 1 << 20
@@ -48,21 +57,40 @@ def download(url: str, target: Path, sha256: str = "", label: str | None = None,
 
     ``sha256`` is the full digest or a prefix of it; empty means the file has no published digest.
     ``replace`` downloads even over an existing (damaged) file. Raises ``OSError``/``URLError`` on
-    network trouble and ``ChecksumMismatch`` when the bytes are not the published file.
+    network trouble (``NetworkUnreachable`` within seconds when the server does not answer) and
+    ``ChecksumMismatch`` when the bytes are not the published file.
     """
+    if target.is_file() and not replace:
+        return target
+    check_reachable(url)  # a few seconds at most, once per process; nothing is created before it
     target.parent.mkdir(parents=True, exist_ok=True)
-    with lock_for(target):
-        if target.is_file() and not replace:  # another process finished it while this one waited
-            return target
-        _fetch(url, target, sha256, label or target.name, quiet, timeout)
+    lock = lock_for(target)
+    with lock:
+        try:
+            if target.is_file() and not replace:  # another process finished it while this one waited
+                return target
+            with interruptible():  # nothing of a download is kept, so a signal stops it at once
+                _fetch(url, target, sha256, label or target.name, quiet, timeout)
+        finally:
+            _remove_lock_file(lock.lock_file)
     return target
+
+
+def _remove_lock_file(path: str) -> None:
+    """Unlinked while still held, so no empty ``.lock`` stays beside the cache. A process already waiting
+    on the old file then takes it and finds the target (or downloads again into its own temporary file:
+    harmless, each download is checked and renamed into place whole)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fetch(url: str, target: Path, sha256: str, label: str, quiet: bool, timeout: float) -> None:
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, urllib.request.build_opener().open(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             received = 0
             with _progress(quiet) as progress:
@@ -108,7 +136,7 @@ def sha256_of(path: Path) -> str:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _DIGESTS:
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, interruptible():  # gigabytes: Ctrl-C/SIGTERM must not wait for the end
             while chunk := f.read(CHUNK_BYTES):
                 digest.update(chunk)
         _DIGESTS[key] = digest.hexdigest()

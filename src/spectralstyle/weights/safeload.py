@@ -25,7 +25,6 @@ import collections
 import io
 import pickle
 import sys
-import tarfile
 import types
 import warnings
 from pathlib import Path
@@ -35,10 +34,10 @@ import torch
 import torch.jit._pickle as torch_jit_pickle
 
 from spectralstyle.errors import WeightsMissingError
+from spectralstyle.interrupts import interruptible
+from spectralstyle.weights.formats import PICKLE, SAFETENSORS, TAR, ZIP, sniff
 
-SAFETENSORS_SUFFIX = ".safetensors"
 TORCHSCRIPT_MARKER = "constants.pkl"  # torch.serialization._is_torchscript_zip tests the same record
-ZIP_MAGIC = b"PK\x03\x04"  # torch.serialization._is_zipfile tests these bytes
 
 
 class Placeholder:
@@ -180,35 +179,22 @@ def is_torchscript_archive(path: Path) -> bool:
     return TORCHSCRIPT_MARKER in torch._C.PyTorchFileReader(str(path)).get_all_records()
 
 
-def _is_zip(path: Path) -> bool:
-    """A zip by torch's own test (the first four bytes), so torch.load never treats as a zip a file we did not."""
-    with open(path, "rb") as f:
-        return f.read(4) == ZIP_MAGIC
-
-
-def _is_safetensors(path: Path) -> bool:
-    """By suffix, or by content: an 8-byte little-endian header length followed by a JSON object."""
-    if path.suffix == SAFETENSORS_SUFFIX:
-        return True
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
-
-
-def _read(path: Path) -> Any:
-    if _is_safetensors(path):
+def _read(path: Path, what: str) -> Any:
+    kind = sniff(path, what)  # from the first bytes: never a reader that streams the whole file to guess
+    if kind == SAFETENSORS:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    if _is_zip(path):
+    if kind == ZIP:
         if is_torchscript_archive(path):
             return _read_zip_as_data(path)
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:  # other classes beside the tensors: load them as placeholders
             return _read_zip_as_data(path)
-    if tarfile.is_tarfile(path):
+    if kind == TAR:
         raise UnreadableWeights("a tar archive (torch's pre-0.4 format, which this tool does not read)")
+    assert kind == PICKLE
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -227,11 +213,15 @@ def read_weights(path: str | Path, what: str) -> Any:
     if not path.is_file():
         raise WeightsMissingError(f"{what} file {path} does not exist")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), interruptible():  # Ctrl-C/SIGTERM: nothing to save while reading
             warnings.simplefilter("ignore")
-            return _read(path)
+            return _read(path, what)
+    except WeightsMissingError:
+        raise
     except UnreadableWeights as exc:
         reason = str(exc)
+    except EOFError:
+        reason = "it ends before its data does: cut short"
     except MemoryError:
         reason = "it declares more data than fits in memory"
     except Exception as exc:  # truncated, damaged or foreign: torch's own texts suggest unsafe loading, so not shown

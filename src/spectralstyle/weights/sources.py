@@ -14,29 +14,30 @@ them has it (unless ``SPECTRALSTYLE_OFFLINE`` or ``HF_HUB_OFFLINE`` is set):
 - VQGAN: ``--vqgan-checkpoint`` -> the spectralstyle cache -> a download; the size and SHA-256 of the
   first download are recorded beside it and checked on every later use.
 
-``require`` resolves several models at once, so one message lists every missing model and every
-place it was looked for, with how to fill each.
+``resolve.py`` looks through these places for the models a run needs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import urllib.error
-import warnings
+import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from spectralstyle.weights.download import ChecksumMismatch, download, sha256_of
 from spectralstyle.errors import WeightsMissingError
-from spectralstyle.media.files import write_json
+from spectralstyle.weights.download import download, sha256_of
+from spectralstyle.weights.network import (
+    check_reachable,
+)
+from spectralstyle.weights.records import check_record, record_path, write_record
 
 CACHE_ENV = "SPECTRALSTYLE_CACHE"
 OFFLINE_ENV = "SPECTRALSTYLE_OFFLINE"
 HF_OFFLINE_ENV = "HF_HUB_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 30
+HF_ENDPOINT = "https://huggingface.co"
 
 # A public provenance record of timm's copy of OpenAI's ViT-B/32 (open_clip key names).
 CLIP_HUB_REPO = "timm/vit_base_patch32_clip_224.openai"
@@ -48,7 +49,6 @@ VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 VQGAN_FILE = "vqgan_imagenet_f16_16384.ckpt"
 VQGAN_URL = "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/files/?p=%2Fckpts%2Flast.ckpt&dl=1"
-RECORD_SUFFIX = ".record.json"
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,14 @@ def hf_cache_dir() -> Path:
 
 
 def torch_checkpoints_dir() -> Path:
-    """torchvision's download folder, ``torch.hub.get_dir()/checkpoints`` (honours TORCH_HOME)."""
-    import torch.hub
+    """torchvision's download folder, ``torch.hub.get_dir()/checkpoints`` (honours TORCH_HOME). Computed as
+    torch.hub does when torch is not imported yet, so a missing-weights run fails before torch loads."""
+    if "torch" in sys.modules:
+        import torch.hub
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    return Path(os.environ.get("TORCH_HOME", os.path.join(xdg, "torch"))).expanduser() / "hub" / "checkpoints"
 
 
 def clip_package_dir() -> Path:
@@ -123,12 +127,19 @@ def clip_package_dir() -> Path:
     return Path("~/.cache/clip").expanduser()
 
 
-def openai_url(name: str) -> str:
-    with warnings.catch_warnings():  # clip-anytorch imports pkg_resources, which warns on import
-        warnings.simplefilter("ignore")
-        from clip import clip as clip_impl  # its URL table, read at call time so tests can point it elsewhere
+# OpenAI's download table of the ViTs, as the clip package has it (clip.clip._MODELS), used until that
+# package is imported anyway (importing it takes seconds: a missing-weights message should not wait for it).
+OPENAI_URLS = {name: f"https://openaipublic.azureedge.net/clip/models/{sha}/{name.replace('/', '-')}.pt"
+               for name, sha in (
+    ("ViT-B/32", "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"),
+    ("ViT-B/16", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
+    ("ViT-L/14", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"))}
 
-    return clip_impl._MODELS[name]
+
+def openai_url(name: str) -> str:
+    """OpenAI's URL of ``name`` from the clip package's table once it is imported (tests point it elsewhere)."""
+    clip_impl = sys.modules.get("clip.clip")
+    return clip_impl._MODELS[name] if clip_impl is not None else OPENAI_URLS[name]
 
 
 def openai_sha256(name: str) -> str:
@@ -159,6 +170,7 @@ class Place:
     look: Callable[["Place"], Found | None]
     remote: bool = False
     status: str = "empty"
+    url: str = ""  # the server a remote place downloads from (asked whether it answers before any download)
 
 
 def _first_existing(paths: Iterable[Path]) -> Path | None:
@@ -255,10 +267,11 @@ def _clip_places(key: str) -> list[Place]:
     if repos.hub_revision:
         places.append(Place(f"Hugging Face Hub {repos.timm_repo}", f"{CLIP_HUB_FILE} at revision {repos.hub_revision} (SHA-256 checked)",
                             "downloaded into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)",
-                            lambda p: _hub_download(p, key, repos), remote=True))
+                            lambda p: _hub_download(p, key, repos), remote=True,
+                            url=os.environ.get("HF_ENDPOINT") or HF_ENDPOINT))
     url = openai_url(repos.name)
     places.append(Place("OpenAI URL", url, f"downloaded into {cache_target(key)}",
-                        lambda p: _url_download(p, key, url, cache_target(key), sha), remote=True))
+                        lambda p: _url_download(p, key, url, cache_target(key), sha), remote=True, url=url))
     return places
 
 
@@ -270,7 +283,7 @@ def _vgg_places() -> list[Place]:
         Place("torchvision cache", str(torch_file), "`torchvision.models.vgg19(weights='IMAGENET1K_V1')` fills it (TORCH_HOME moves it)",
               lambda p: Found("vgg19", torch_file, p.source) if torch_file.is_file() else None),
         Place("torchvision URL", VGG19_URL, f"downloaded into {torch_file} (hash prefix {prefix} checked, as torchvision does)",
-              lambda p: _url_download(p, "vgg19", VGG19_URL, torch_file, prefix), remote=True),
+              lambda p: _url_download(p, "vgg19", VGG19_URL, torch_file, prefix), remote=True, url=VGG19_URL),
     ]
 
 
@@ -279,7 +292,7 @@ def _vqgan_places() -> list[Place]:
     return [
         _cache_place("vqgan-f16-16384"),
         Place("VQGAN URL", VQGAN_URL, f"downloaded into {target}; its size and SHA-256 are recorded beside it",
-              lambda p: _vqgan_download(p, target), remote=True),
+              lambda p: _vqgan_download(p, target), remote=True, url=VQGAN_URL),
     ]
 
 
@@ -288,37 +301,6 @@ def places(key: str) -> list[Place]:
     if key in CLIP_REPOS:
         return _clip_places(key)
     return _vgg_places() if key == "vgg19" else _vqgan_places()
-
-
-# --- records of downloads without a published digest ------------------------------------------------
-
-
-def record_path(path: Path) -> Path:
-    return path.with_name(path.name + RECORD_SUFFIX)
-
-
-def write_record(path: Path) -> None:
-    """Remember size and SHA-256 of a good file, so later damage is noticed."""
-    write_json({"size": path.stat().st_size, "sha256": sha256_of(path)}, record_path(path))
-
-
-def check_record(path: Path) -> str:
-    """'' when ``path`` has no record, 'recorded' when it matches; WeightsMissingError naming it when not."""
-    record = record_path(path)
-    if not record.is_file():
-        return ""
-    try:
-        expected = json.loads(record.read_text())
-        size, digest = int(expected["size"]), str(expected["sha256"])
-    except (ValueError, KeyError, TypeError):
-        raise WeightsMissingError(f"{record} is not a size and SHA-256 record; restore or remove it") from None
-    actual_size = path.stat().st_size
-    if actual_size != size or sha256_of(path) != digest:
-        raise WeightsMissingError(
-            f"{path} is damaged: it differs from its first download ({actual_size} bytes now, {size} recorded; "
-            f"see {record.name}); `spectralstyle weights download vqgan` fetches it again"
-        )
-    return "recorded"
 
 
 def _recorded(place: Place, key: str, path: Path) -> Found:
@@ -352,6 +334,7 @@ def hf_hub_download(**kwargs):  # the single call into huggingface_hub, so tests
     """huggingface_hub's download, its per-retry log lines held back: a failure ends in our one message."""
     from huggingface_hub import hf_hub_download as download_from_hub
 
+    check_reachable(kwargs.get("endpoint") or HF_ENDPOINT)  # seconds, not the client's retries
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level
     hub_log.setLevel(logging.ERROR)
@@ -377,134 +360,3 @@ def _hub_download(place: Place, key: str, repos: ClipRepos) -> Found:
 
 class HubChecksumError(WeightsMissingError):
     """The Hub served a file that is not the pinned one: stop, rather than silently try elsewhere."""
-
-
-# --- resolution --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    """One model a command needs; ``explicit`` is the path of its flag, when given."""
-
-    key: str
-    explicit: str | None = None
-
-
-@dataclass
-class Lookup:
-    """The outcome for one model: what was found (or not) and every place with its status."""
-
-    key: str
-    found: Found | None = None
-    places: list[Place] = field(default_factory=list)
-    explicit: str | None = None
-    explicit_status: str = "not given"
-
-
-def locate(key: str, explicit: str | None = None, network: bool = False) -> Lookup:
-    """Look for ``key`` in order; downloads only when ``network`` and no offline variable is set."""
-    lookup = Lookup(key, places=places(key), explicit=explicit)
-    if explicit is not None:
-        path = Path(explicit).expanduser()
-        if path.exists():
-            lookup.found = Found(key, path, FLAGS[key])
-            lookup.explicit_status = "given"
-        else:
-            lookup.explicit_status = f"{path} does not exist"
-        for place in lookup.places:
-            place.status = f"not used: {FLAGS[key]} was given"
-        return lookup
-    offline = offline_reason()
-    for place in lookup.places:
-        if lookup.found is not None:
-            place.status = "not needed"
-            continue
-        if place.remote and (offline or not network):
-            place.status = f"skipped: {offline}" if offline else "not tried (no download)"
-            continue
-        try:
-            lookup.found = place.look(place)
-        except HubChecksumError:
-            raise
-        except ChecksumMismatch as exc:
-            place.status = f"could not be downloaded: SHA-256 {exc.actual} is not the published {exc.expected}"
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-            place.status = f"could not be downloaded: {_one_line(getattr(exc, 'reason', exc))}"
-        except WeightsMissingError:
-            raise
-        except Exception as exc:  # huggingface_hub's many network errors
-            place.status = f"could not be downloaded: {exc.__class__.__name__}: {_one_line(exc)}"
-    return lookup
-
-
-def _one_line(reason: object) -> str:
-    text = " ".join(str(reason).split())
-    return text[:200] + ("..." if len(text) > 200 else "")
-
-
-def missing_message(lookups: list[Lookup]) -> str:
-    """One line: every missing model, every place tried with its status and how to fill it."""
-    parts = []
-    for lookup in lookups:
-        flag = FLAGS[lookup.key]
-        if lookup.explicit is not None:
-            parts.append(f"{TITLES[lookup.key]}: {flag} {lookup.explicit_status}")
-            continue
-        tried = [f"{flag} PATH ({lookup.explicit_status})"]
-        tried += [f"{p.source} {p.where} ({p.status}; fill: {p.how})" for p in lookup.places]
-        parts.append(f"{TITLES[lookup.key]} was looked for in: " + "; ".join(f"[{i}] {t}" for i, t in enumerate(tried, 1)))
-    names = " and ".join(TITLES[l.key] for l in lookups)
-    keys = " ".join(l.key for l in lookups)
-    flags = ", ".join(dict.fromkeys(f"{FLAGS[l.key]} PATH" for l in lookups))
-    return (f"no pretrained weights for {names}. " + ". ".join(parts) + ". "
-            f"To fix: put a file in one of these places, or run `spectralstyle weights download {keys} --to DIR` on a "
-            f"machine with network and set {CACHE_ENV}=DIR here, or pass {flags}; --weights random runs without any weights")
-
-
-def require(*requests: Request) -> list[Found]:
-    """The weights of every request (downloading what may be downloaded), or one error listing all missing."""
-    lookups = [locate(r.key, r.explicit, network=True) for r in requests]
-    missing = [lookup for lookup in lookups if lookup.found is None]
-    if missing:
-        raise WeightsMissingError(missing_message(missing))
-    return [lookup.found for lookup in lookups]  # type: ignore[misc]
-
-
-def fetch_model(key: str, explicit: str | None = None) -> Path:
-    """Path of one model's weights (see ``require``)."""
-    return require(Request(key, explicit))[0].path
-
-
-def local_file(path: str | os.PathLike, what: str, folder_ok: bool = False) -> Path:
-    """A user-given weights path, checked to exist (a folder only where ``folder_ok``)."""
-    p = Path(path).expanduser()
-    if not (p.is_file() or (folder_ok and p.is_dir())):
-        raise WeightsMissingError(f"{what} weights {'path' if folder_ok else 'file'} {p} does not exist")
-    return p
-
-
-def resolve_model_files(clip_source: str, clip_mode: str, vgg_path: str | None, vgg_mode: str,
-                        clip_name: str = "ViT-B/32") -> tuple[str | None, str | None]:
-    """Paths of the CLIP and VGG19 weights a run loads (None where random or a given path is loaded as is).
-
-    A CLIP model name in pretrained mode and VGG19 without ``--vgg-weights`` are looked for together,
-    and a given path that does not exist is reported with them, so a machine missing both gets one
-    message naming both. ``clip_name`` labels a missing ``--clip-weights`` path.
-    """
-    requests, slots = [], []
-    if clip_mode == "pretrained":
-        if clip_source.lower() in ALIASES:
-            requests.append(Request(clip_key(clip_source)))
-            slots.append("clip")
-        elif not Path(clip_source).expanduser().exists():
-            requests.append(Request(clip_key(clip_name) if clip_name.lower() in ALIASES else "clip-vit-b-32", clip_source))
-            slots.append("clip")
-    if vgg_mode == "pretrained" or vgg_path:
-        if not vgg_path:
-            requests.append(Request("vgg19"))
-            slots.append("vgg")
-        elif not Path(vgg_path).expanduser().is_file():
-            requests.append(Request("vgg19", vgg_path))
-            slots.append("vgg")
-    found = dict(zip(slots, (str(f.path) for f in require(*requests)))) if requests else {}
-    return found.get("clip"), found.get("vgg")
