@@ -123,6 +123,24 @@ def flag(name: str, help: str) -> Any:
     return Annotated[bool, typer.Option(f"--{name}", help=help, metavar="", show_default=False)]
 
 
+OverwriteFlag = flag("overwrite", "Replace a result of other settings or inputs under the same name "
+                                  "(default: write beside it, with a short hash).")
+
+
+def print_note(note: str | None) -> None:
+    """One ``note:`` line on stderr (nothing for None)."""
+    if note:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def print_result_paths(*paths: Any) -> None:
+    """Every file a command wrote, one path per line on stdout (progress and notes go to stderr), so a
+    script can capture them: ``out=$(spectralstyle transfer ...)``. None entries are skipped."""
+    for path in paths:
+        if path is not None:
+            print(path, flush=True)
+
+
 # --- options built from the settings declarations ----------------------------------------------------
 SETTINGS_PARAMETER = "settings"
 """The parameter through which a command built with ``with_settings`` receives the flags given."""

@@ -11,9 +11,9 @@ from rich.markup import escape
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 from spectralstyle.cli.common import (
-    loss_line,
-    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
-    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt, ConfigOpt, OutOpt, OverwriteFlag, ResumeOpt, compared_configs, console, flag, interrupted_exit,
+    log, loss_line, print_note, print_result_paths, progress_bar, resolve_from_flags, setup_log_file, user_errors,
+    with_settings,
 )
 
 
@@ -28,8 +28,8 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
 
-    log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
-             config.width, config.height, models.device)
+    log.info("start %s %r band=%s steps=%d size=%dx%d output=%s device=%s", content, text, config.band, config.steps,
+             config.width, config.height, config.output_size, models.device)
 
     def on_note(message: str) -> None:
         progress.console.print(escape(message), highlight=False, soft_wrap=True)
@@ -42,8 +42,6 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
 
 SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
-OverwriteFlag = flag("overwrite", "Replace a result of other settings or content under the same name "
-                                  "(default: write beside it, with a short hash).")
 
 
 @user_errors
@@ -74,8 +72,12 @@ def transfer(
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.models import Models
 
-    load_image(content)  # fail on a bad image before loading any model
+    photo = load_image(content)  # fail on a bad image before loading any model
     tokenize_templated(text)  # and on empty or too long text
+    photo_size = (photo.shape[-1], photo.shape[-2])
+    del photo
+    print_note(config.output_note(photo_size))
+    config = config.for_content(photo_size)  # the working size of --size N and the exact output size
     setup_log_file(out)
     configs = compared_configs(config, compare)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
@@ -97,6 +99,7 @@ def transfer(
         results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+        print_result_paths(r.image, r.sidecar, r.model)
 
 
 def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:

@@ -97,6 +97,24 @@ def image_header(path: str | Path) -> tuple[tuple[int, int], str] | None:
         return None
 
 
+ORIENTATION_TAG = 0x0112
+"""EXIF orientation; values 5 to 8 turn the picture by 90 degrees (``ImageOps.exif_transpose`` swaps its sides)."""
+
+
+def oriented_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as ``open_rgb`` returns the image (EXIF rotation applied), from the header alone;
+    None if it is not a readable image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                turned = img.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+        return (height, width) if turned else (width, height)
+    except Exception:  # open_rgb reports unreadable files with the right message when the run reads them
+        return None
+
+
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     """[1, 3, H, W] float tensor in [0, 1], resized bicubically to ``size`` = (width, height) if given."""
     img = open_rgb(path)

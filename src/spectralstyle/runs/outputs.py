@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from spectralstyle import __version__
 from spectralstyle.errors import SpectralStyleError
@@ -121,10 +122,13 @@ class RunWriter:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
         return save_png(finish_image(image, self.contrast), path, {**self.record, "step": step, "status": "snapshot"})
 
-    def finish(self, result: RunHistory, image: torch.Tensor,
+    def finish(self, result: RunHistory, image: torch.Tensor | Image.Image,
                before_write: Callable[[dict[str, Any]], None] | None = None,
                checkpoints: Checkpointer | None = None) -> JobOutput:
         """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys.
+
+        ``image`` is the raw output tensor (finished here with the contrast) or an already finished PIL image
+        (``output_size.result_at_output_size``); a snapshot needs the tensor.
 
         The checkpoint is removed only after the result is written; an interrupted run's record names
         it and its step (``checkpoint_step``: None when there is none to resume from).
@@ -145,7 +149,7 @@ class RunWriter:
         record["output"] = str(image_path)
         if before_write:
             before_write(record)
-        save_png(finish_image(image, self.contrast), image_path, record)
+        save_png(image if isinstance(image, Image.Image) else finish_image(image, self.contrast), image_path, record)
         write_json(record, sidecar_path)
         if checkpoints is not None:
             checkpoints.remove()

@@ -15,9 +15,10 @@ import torch
 
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import load_image, slugify
+from spectralstyle.media.images import load_image, oriented_size, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.runs.models import Models
+from spectralstyle.runs.output_size import output_size_of, result_at_output_size
 from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
 from spectralstyle.runs.outputs import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, autocast_context, environment_info,
@@ -123,7 +124,11 @@ def run_job(
     """
     content_path = Path(content_path)
     out = Path(out_dir)
+    photo_size = oriented_size(content_path)
+    if photo_size is not None:  # an unreadable file: load_image says so
+        config = config.for_content(photo_size)  # --size N: the photo's aspect ratio; output size exact
     content = load_image(content_path, config.size)
+    photo_size = photo_size or (content.shape[-1], content.shape[-2])
     stem = stem or output_stem(content_path, text, config.band)
     control = control or RunControl()
     checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), content, text), control, on_note)
@@ -133,6 +138,9 @@ def run_job(
         "band": config.band,
         "config": config.to_dict(),
         "config_hash": config.digest(),
+        "content_size": list(photo_size),
+        "working_size": [config.width, config.height],
+        "output_size": list(output_size_of(config, photo_size)),
         "environment": environment_info(models.device),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
@@ -147,7 +155,9 @@ def run_job(
             save_stylenet(result.net, model_path, finished)
             finished["model"] = str(model_path)
 
-    output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
+    final = result.output if result.interrupted else result_at_output_size(
+        result.net, result.output, str(content_path), config, models.device)
+    output = writer.finish(result, final, before_write=save_model_file, checkpoints=checkpoints)
     if not output.interrupted:
         output.model = model_path
     return output
