@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "weights")
+COMMANDS = ("transfer", "demo", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "weights")
 HEAVY = ("torch", "torchvision", "clip", "rapidocr", "matplotlib", "av", "transformers")
 
 

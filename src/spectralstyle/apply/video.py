@@ -65,18 +65,20 @@ def run_video_job(
     on_step: StepCallback | None = None,
     on_frame: FrameCallback | None = None,
     on_training_done: Callable[[], None] | None = None,
+    stem: str | None = None,
 ) -> JobOutput:
     """Write ``<stem>_<text>_<band>.mp4``, its model ``.stylenet.pt``, a ``_preview.png`` of training frames
     and the sidecar ``.json`` (last, with the temporal stability). After Ctrl-C during training the model
     so far goes to ``snapshots/``; during the video, the finished model is kept and no mp4 is written."""
     src, out = Path(src), Path(out)
     info = probe_video(src)
-    stem = output_stem(src, text, config.band)
+    stem = stem or output_stem(src, text, config.band)
     frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
     record: dict[str, Any] = train_record(text, config, train, [], models.device)
     record.pop("images")
-    record.update(kind="video", input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames),
-                  max_side=max_side, config_hash=video_digest(config, train, train_frames, max_side))
+    record.update(kind="video", input=str(src.resolve()), content=str(src.resolve()), input_video=info.as_dict(),
+                  train_frames=len(frames), max_side=max_side, working_size=[config.width, config.height],
+                  config_hash=video_digest(config, train, train_frames, max_side))
     result = train_stylenet(frames, text, config, models, train, on_step=on_step)
     record.update(losses=result.history, steps_done=result.steps_done, training_wall_time_s=round(result.seconds, 3))
     assert result.net is not None
@@ -93,7 +95,7 @@ def run_video_job(
         on_training_done()
     video: VideoResult = stylize_video(src, video_path, frame_function(result.net, config.contrast, models.device),
                                        max_side=max_side, on_frame=on_frame)
-    record.update(status="finished", output=str(video_path), video=video.as_dict(),
+    record.update(status="finished", output=str(video_path), video=video.as_dict(), output_size=[video.width, video.height],
                   temporal_stability=video.temporal_stability, wall_time_s=round(result.seconds + video.seconds, 3),
                   ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     sidecar = write_json(record, out / f"{stem}.json")

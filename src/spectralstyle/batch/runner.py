@@ -54,12 +54,14 @@ from spectralstyle.batch.claims import holder, try_claim
 from spectralstyle.device import free_device_memory, is_out_of_memory, out_of_memory_message, resolve_device
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
-from spectralstyle.media.images import list_images
+from spectralstyle.media.images import oriented_size, list_images
 from spectralstyle.interrupts import stop_at_step_boundary, stop_requested
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
 from spectralstyle.runs.checkpoints import NoteCallback, RunControl, interruption_message
 from spectralstyle.settings import TransferConfig
-from spectralstyle.runs.train import MODEL_SUFFIX, TrainSettings, model_stem, run_train_job, train_digest
+from spectralstyle.runs.train import (
+    MODEL_SUFFIX, TrainSettings, config_for_images, model_stem, run_train_job, train_digest,
+)
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import output_stem, run_job
 
@@ -176,7 +178,7 @@ def make_plan(
     configs = {band: config.replace(band=band) for band in bands}  # validates each band
     jobs = [
         Job(job_id(image.name, text, band, cfg.digest()), image, image.name, text, band, cfg)
-        for image in images for text in prompts for band, cfg in configs.items()
+        for image in images for text in prompts for band, cfg in for_each_image(configs, image).items()
     ]
     jobs.sort(key=lambda j: (j.name, j.text, band_label(j.band), j.job_id))
     _assign_stems(jobs)
@@ -190,6 +192,19 @@ def make_plan(
                 job.stem = free_stem(out, job.stem, job.content, job.text, job.config_hash, taken=taken)
                 taken.add(job.stem)
     return jobs
+
+
+def for_each_image(configs: dict[str, TransferConfig], image: Path) -> dict[str, TransferConfig]:
+    """The settings of each band for one content image: its working size (``--size N``: its aspect ratio) and
+    exact output size, as ``transfer`` resolves them (so both give one config hash); an unreadable image keeps
+    them as they are (its job fails with the reason)."""
+    size = oriented_size(image)
+    if size is None:
+        return configs
+    try:
+        return {band: cfg.for_content(size) for band, cfg in configs.items()}
+    except SpectralStyleError as exc:
+        raise SpectralStyleError(f"{image.name}: {exc}") from None
 
 
 def make_train_plan(
@@ -208,7 +223,7 @@ def make_train_plan(
         raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
     if not prompts:
         raise SpectralStyleError("no prompts")
-    configs = {band: config.replace(band=band) for band in bands}
+    configs = {band: config_for_images(config.replace(band=band), list(images)) for band in bands}
     for cfg in configs.values():
         train.check(cfg)
     name = f"{folder.name} ({len(images)} images)"

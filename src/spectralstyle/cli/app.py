@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on plain click
 from spectralstyle import __version__
 from spectralstyle.cli import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
 from spectralstyle.cli import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
-from spectralstyle.cli import weights as cli_weights
+from spectralstyle.cli import demo as cli_demo, weights as cli_weights
 from spectralstyle.cli.common import fail
 
 
@@ -70,6 +70,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 # --- every command, registered explicitly (an import error in a command is an error, not a missing command)
 app.command("transfer")(cli_transfer.transfer)
+app.command("demo")(cli_demo.demo)
 app.command("apply")(cli_apply.apply)
 app.command("batch")(cli_batch.batch)
 app.command("evaluate")(cli_evaluate.evaluate)

@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
-    resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, print_note,
+    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
 )
 from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt
 from spectralstyle.errors import SpectralStyleError
@@ -73,7 +73,7 @@ def batch(
     """
     from spectralstyle.method.bands import split_band_list
     from spectralstyle.media.images import list_images
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes, output_pixels
     from spectralstyle.runs.naming import content_tag, split_own_results
     from spectralstyle.batch.runner import (
         INTERRUPTED, BatchRunner, DistEnv, collect_prompts, crash_after_from_env, gather_results, job_action,
@@ -99,6 +99,7 @@ def batch(
                                train_settings(batch_size, train_size, preview, config), out)
     elif mode == "transfer":
         plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
+        print_note(capped_outputs_note(sorted({j.content for j in plan}), config))
     else:
         raise SpectralStyleError(f"unknown --mode {mode!r}; use transfer or train")
     own = split_own_results(list_images(content_dir))[1]
@@ -129,7 +130,8 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
+    largest = max((j.config for j in mine), key=lambda c: c.width * c.height + output_pixels(c), default=config)
+    check_free_space(out, needed_bytes(largest, todo, save_model), f"the {todo} result(s) to run")
     for note in input_notes(sorted({j.content for j in plan}), config.size):
         console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control,
@@ -146,6 +148,17 @@ def batch(
                     write_manifest(out, plan, config))
     if failed:
         raise typer.Exit(JOB_FAILED_EXIT)
+
+
+def capped_outputs_note(images: list[Path], config: TransferConfig) -> str | None:
+    """One note for all images whose result ``--output-size auto`` scales below their own size."""
+    from spectralstyle.media.images import oriented_size
+
+    capped = [(p, note) for p in images if (size := oriented_size(p)) and (note := config.output_note(size))]
+    if not capped:
+        return None
+    others = f" ({len(capped) - 1} more image(s) likewise)" if len(capped) > 1 else ""
+    return f"{capped[0][0].name}: {capped[0][1]}{others}"
 
 
 def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistEnv, my_shard: Shard, prefix: str,

@@ -133,6 +133,13 @@ def print_note(note: str | None) -> None:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
+def note_new_name(out: Path, plain: str, stem: str, suffix: str = ".png") -> None:
+    """The one note of a run that writes beside another run's result instead of over it (``runs.naming``)."""
+    if stem != plain:
+        print_note(f"{out / plain}{suffix} holds the result of other settings or inputs; writing {stem}{suffix} "
+                   "beside it (--overwrite replaces it)")
+
+
 def print_result_paths(*paths: Any) -> None:
     """Every file a command wrote, one path per line on stdout (progress and notes go to stderr), so a
     script can capture them: ``out=$(spectralstyle transfer ...)``. None entries are skipped."""

@@ -65,6 +65,12 @@ def transfer(
     Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
     the same command then resumes.
     """
+    run_transfer(content, text, config_file, out, save_model, compare, overwrite, checkpoint_every, resume, settings)
+
+
+def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, save_model: bool, compare: bool,
+                 overwrite: bool, checkpoint_every: int, resume: bool, settings: dict[str, Any]) -> None:
+    """What ``transfer`` (and ``demo``, on the shipped sample photo) does with its parsed options."""
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
     from spectralstyle.method.clip_model import tokenize_templated

@@ -8,6 +8,11 @@ content file, text and config hash: re-running the same command rewrites the sam
 the run moves to the first free name of a fixed list (short config hash, then short content-path hash,
 then both), so the same command always finds the same name again. ``--overwrite`` keeps the plain name.
 
+Every command follows this rule (``transfer``, ``batch``, ``apply``, ``train``, ``video``, ``generate``), and a
+run is "the same" only for the same command: records carry a ``kind`` (None for a transfer, ``stylenet``
+for a trained model, ``video``, ``generation``, ``applied``), so one command's result never takes another's
+name. A training run's inputs are its list of ``images`` instead of one ``content`` file.
+
 Images this tool wrote carry their settings in the PNG text chunk ``spectralstyle`` (see image_io);
 they are never taken as content, so a batch whose ``--out`` is its content folder does not stylise its
 own results on the next run.
@@ -54,42 +59,62 @@ def png_record(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def same_run(record: dict[str, Any], content: Path, text: str, config_hash: str) -> bool:
-    return (record.get("config_hash") == config_hash and record.get("text") == text
-            and record.get("content") == str(Path(content).resolve()))
+def inputs_key(content: Path | None, images: list[str] | None = None) -> Any:
+    """What a record names as a run's inputs: the training ``images`` when given, else the resolved content path."""
+    if images is not None:
+        return [str(p) for p in images]
+    return str(Path(content).resolve()) if content is not None else None
 
 
-def content_tag(content: Path) -> str:
-    return hashlib.sha1(str(Path(content).resolve()).encode()).hexdigest()[:8]
+def same_inputs(record: dict[str, Any], content: Path | None, images: list[str] | None = None) -> bool:
+    key = "images" if images is not None else "content"
+    return record.get(key) == inputs_key(content, images)
 
 
-def candidate_stems(stem: str, content: Path, config_hash: str, other_content: bool) -> Iterator[str]:
+def same_run(record: dict[str, Any], content: Path | None, text: str, config_hash: str, kind: str | None = None,
+             images: list[str] | None = None) -> bool:
+    """The record is of this run: the same command (``kind``), inputs, text and config hash."""
+    return (record.get("kind") == kind and record.get("config_hash") == config_hash and record.get("text") == text
+            and same_inputs(record, content, images))
+
+
+def content_tag(content: Path | None, images: list[str] | None = None) -> str:
+    return hashlib.sha1(json.dumps(inputs_key(content, images)).encode() if images is not None
+                        else str(inputs_key(content)).encode()).hexdigest()[:8]
+
+
+def candidate_stems(stem: str, content: Path | None, config_hash: str, other_content: bool,
+                    images: list[str] | None = None) -> Iterator[str]:
     """The names a run tries in order: a short content-path hash first when the plain name holds
     another content image's result (``x.jpg`` after ``x.png``), else a short config hash first."""
-    tag, config = content_tag(content), config_hash[:8]
+    tag, config = content_tag(content, images), config_hash[:8]
     yield stem
     yield from ([f"{stem}_{tag}", f"{stem}_{tag}_{config}", f"{stem}_{config}"] if other_content
                 else [f"{stem}_{config}", f"{stem}_{tag}", f"{stem}_{tag}_{config}"])
 
 
-def free_stem(out: str | Path, stem: str, content: Path, text: str, config_hash: str,
-              overwrite: bool = False, taken: set[str] | None = None) -> str:
+def free_stem(out: str | Path, stem: str, content: Path | None, text: str, config_hash: str,
+              overwrite: bool = False, taken: set[str] | None = None, kind: str | None = None,
+              images: list[str] | None = None) -> str:
     """The name this run writes under: ``stem`` unless another run's result is there (see the module doc).
 
-    ``taken`` holds the names other jobs of the same plan write under (not on disk yet).
+    ``taken`` holds the names other jobs of the same plan write under (not on disk yet). ``kind`` and
+    ``images`` identify runs of other commands than ``transfer`` (see ``same_run``).
     """
     if overwrite:
         return stem
     out = Path(out)
     base = existing_record(out, stem)
-    other_content = base is not None and base.get("content") not in (None, str(Path(content).resolve()))
-    for candidate in candidate_stems(stem, content, config_hash, other_content):
+    other_content = (base is not None and not same_inputs(base, content, images)
+                     and base.get("images" if images is not None else "content") is not None)
+    for candidate in candidate_stems(stem, content, config_hash, other_content, images):
         if taken and candidate in taken:
             continue
         record = existing_record(out, candidate)
-        if record is None or same_run(record, content, text, config_hash):
+        if record is None or same_run(record, content, text, config_hash, kind, images):
             return candidate
-    return f"{stem}_{hashlib.sha1(f'{content_tag(content)}{text}{config_hash}'.encode()).hexdigest()[:12]}"
+    key = f"{content_tag(content, images)}{text}{config_hash}{kind or ''}"
+    return f"{stem}_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
 
 def is_own_result(path: Path) -> bool:
