@@ -288,13 +288,15 @@ class TransferConfig(Settings):
         check_output_size(self.output_size)
 
     def for_content(self, content: tuple[int, int]) -> "TransferConfig":
-        """These settings for one content image of size ``content`` = (width, height): the exact working size
-        (``--size N``: long side N, the image's aspect ratio) and the exact output size, so that equivalent
-        requests (``--size 64`` and ``--size 64x48`` for a 4:3 photo) have one config hash. Idempotent."""
-        width, height = fit_working_size(content, self.size) if self.keep_aspect else self.size
-        (out_w, out_h), _ = output_dimensions(self.output_size, content, (width, height))
+        """These settings for one content image of size ``content`` = (width, height): with ``keep_aspect``
+        (``--size N``) width and height become the working size at the image's aspect ratio (a 160x120 photo at
+        ``--size 64``: 64x48), and the record's config says what was used. Idempotent: the same image gives
+        the same settings again (so the config hash, and the run's name, stay the same)."""
+        if not self.keep_aspect:
+            return self
+        width, height = fit_working_size(content, self.size)
         try:
-            return self.replace(width=width, height=height, keep_aspect=False, output_size=f"{out_w}x{out_h}")
+            return self.replace(width=width, height=height)
         except SpectralStyleError as exc:
             raise SpectralStyleError(f"a {content[0]}x{content[1]} image works at {width}x{height} here: {exc} "
                                      "(use a larger --size or a smaller --crop-size)") from None

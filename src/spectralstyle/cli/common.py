@@ -185,9 +185,20 @@ def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None
         size_default = defaults.get("size")
         after = next((k for k, p in enumerate(params) if p.name in ("crops", "cutouts")), len(params))
         params.insert(after, inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=size_default, annotation=Annotated[
-            Optional[str], typer.Option("--size", metavar="WxH", help=cls.SIZE_HELP,
-                                        show_default=size_default or f"{cls.width}x{cls.height}")]))  # type: ignore[attr-defined]
+            Optional[str], typer.Option("--size", metavar=size_metavar(cls), help=cls.SIZE_HELP,
+                                        show_default=size_default or default_size_text(cls))]))
     return params
+
+
+def size_metavar(cls: type[Settings]) -> str:
+    """``N|WxH`` where N is a long side (settings with ``keep_aspect``), else ``WxH``."""
+    return "N|WxH" if "keep_aspect" in {f.name for f in dataclasses.fields(cls)} else "WxH"  # type: ignore[arg-type]
+
+
+def default_size_text(cls: type[Settings]) -> str:
+    """The default ``--size`` as a user would type it: '512' (a long side) or '256x256'."""
+    width, height = cls.width, cls.height  # type: ignore[attr-defined]
+    return str(width) if getattr(cls, "keep_aspect", False) and width == height else f"{width}x{height}"
 
 
 def typing_literal(choices: tuple[Any, ...]) -> Any:

@@ -61,7 +61,7 @@ def video(
         size = "{}x{}".format(*default_training_size(info.width, info.height))
     config = resolve_from_flags(TransferConfig, config_file, {**settings, "size": size})
     # --size N: the video's aspect ratio; the frames come back at the video's size (or --max-side)
-    config = config.for_content((info.width, info.height)).replace(output_size="native")
+    config = config.for_content((info.width, info.height))
     train = train_settings(batch, train_size, preview, config)
     tokenize_templated(text)
     setup_log_file(out)

@@ -13,6 +13,8 @@ strength) compose with it: it takes the run's network and output and gives the f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
 
@@ -29,15 +31,15 @@ def output_size_of(config: TransferConfig, content: tuple[int, int]) -> tuple[in
     return output_dimensions(resolved.output_size, content, resolved.size)[0]
 
 
-def result_at_output_size(net: StyleNet, working_output: torch.Tensor, content_path: str, config: TransferConfig,
-                          device: torch.device) -> Image.Image:
+def result_at_output_size(net: StyleNet, working_output: torch.Tensor, content: str | Path | Image.Image,
+                          config: TransferConfig, device: torch.device) -> Image.Image:
     """The finished (clamped, contrast-adjusted) result at the output size of ``config``.
 
     ``working_output`` is ``net`` applied to the working-size content ([1, 3, h, w] in [0, 1]); it is the
-    result when the output size is the working size. Otherwise the photo at ``content_path``, resized to the
-    output size if that differs from its own, is stylised by ``net`` (tiled when large).
+    result when the output size is the working size. Otherwise the photo (``content``: its path or the RGB
+    image), resized to the output size if that differs from its own, is stylised by ``net`` (tiled when large).
     """
-    photo = open_rgb(content_path)
+    photo = content if isinstance(content, Image.Image) else open_rgb(content)
     target = output_size_of(config, photo.size)
     if target == tuple(working_output.shape[-1:-3:-1]):
         return to_pil(finish_image(working_output, config.contrast))

@@ -129,7 +129,7 @@ def config_for_images(config: TransferConfig, images: list[Path]) -> TransferCon
         return config
     aspect = math.exp(sum(math.log(w / h) for w, h in sizes) / len(sizes))
     typical = (1000, max(1, round(1000 / aspect))) if aspect >= 1 else (max(1, round(1000 * aspect)), 1000)
-    return config.for_content(typical).replace(output_size="working")  # a model has no output image
+    return config.for_content(typical)
 
 
 def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
