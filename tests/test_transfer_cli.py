@@ -56,8 +56,8 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     png, sidecar = out / "boat_pop-art_c2.png", out / "boat_pop-art_c2.json"
     assert png.is_file() and sidecar.is_file()
     assert Image.open(png).size == Image.open(BOAT).size  # the photo's own size (working size 64x64)
-    assert record["working_size"] == [64, 64] and record["output_size"] == list(Image.open(BOAT).size)
     record = json.loads(sidecar.read_text())
+    assert record["working_size"] == [64, 64] and record["output_size"] == list(Image.open(BOAT).size)
     assert record["status"] == "finished" and record["text"] == "pop art" and record["band"] == "c2"
     assert record["config"] == TransferConfig(**record["config"]).to_dict()
     assert record["config"]["seed"] == 1234 and record["config"]["weights"] == "random"

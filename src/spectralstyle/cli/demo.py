@@ -13,7 +13,13 @@ from typing import Annotated, Any
 import typer
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt, ConfigOpt, OutOpt, OverwriteFlag, ResumeOpt, user_errors, with_settings,
+    CheckpointEveryOpt,
+    ConfigOpt,
+    OutOpt,
+    OverwriteFlag,
+    ResumeOpt,
+    user_errors,
+    with_settings,
 )
 from spectralstyle.cli.transfer import CompareFlag, SaveModelFlag, run_transfer
 from spectralstyle.interrupts import stops_at_step_boundary
