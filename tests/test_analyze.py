@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from spectralstyle.evaluation.analysis import DYADIC_BANDS, auc, complement_spec, mask_to_spec, point_biserial
 from spectralstyle.cli.app import app
+from spectralstyle.evaluation.analysis import DYADIC_BANDS, auc, complement_spec, mask_to_spec, point_biserial
 from spectralstyle.method.spectral import parse_bands
-
 from test_metrics import gradient
 
 

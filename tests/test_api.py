@@ -24,14 +24,15 @@ def test_import_loads_no_torch():
 def test_stylize_returns_image_and_record(content_image, tmp_path):
     result = spectralstyle.stylize(content_image, "pop art", **TINY)
     assert isinstance(result.image, Image.Image)
-    assert result.image.size == (64, 64)
+    assert result.image.size == (96, 80)  # the picture's own size; optimised at the working size 64x64
     record = result.record
+    assert record["working_size"] == [64, 64] and record["output_size"] == [96, 80]
     assert record["text"] == "pop art" and record["steps_done"] == 1
     assert record["config"]["steps"] == 1 and record["config"]["weights"] == "random"
     assert record["config_hash"] == spectralstyle.TransferConfig(**{**record["config"]}).digest()
     json.dumps(record)
     path = result.save(tmp_path / "out.png")
-    assert Image.open(path).size == (64, 64)
+    assert Image.open(path).size == (96, 80)
     assert json.loads(path.with_suffix(".json").read_text())["text"] == "pop art"
     with pytest.raises(SpectralStyleError, match="already exists"):
         result.save(tmp_path / "out.png")

@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
+from spectralstyle.media.video import probe_video
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.outputs import save_stylenet
-from spectralstyle.media.video import probe_video
 from videos import make_video
 
 runner = CliRunner()
@@ -35,19 +35,19 @@ def test_apply_folder_with_video_and_image_then_evaluate(tmp_path):
     out = tmp_path / "out"
     res = invoke("apply", model, inputs, "--out", out, "--device", "cpu")
     assert res.exit_code == 0, res.output
-    video = out / "clip_clip_pop-art_c2.mp4"
+    video = out / "clip_clip_pop-art_c2_applied.mp4"
     info = probe_video(video)
     assert (info.frames, info.fps, info.width, info.height, info.has_audio) == (24, Fraction(12), 96, 64, True)
     sidecar = json.loads(video.with_suffix(".json").read_text())
     assert sidecar["temporal_stability"] > 0 and sidecar["video"]["frames"] == 24 and sidecar["text"] == "pop art"
-    assert Image.open(out / "still_clip_pop-art_c2.png").size == (40, 24)
+    assert Image.open(out / "still_clip_pop-art_c2_applied.png").size == (40, 24)
     assert "temporal stability" in res.output
 
     report = tmp_path / "eval"
     res = invoke("evaluate", video, "--weights", "random", "--device", "cpu", "--out", report)
     assert res.exit_code == 0, res.output
     html = (report / "report.html").read_text()
-    assert "temporal stability" in html and "clip_clip_pop-art_c2.mp4" in html
+    assert "temporal stability" in html and "clip_clip_pop-art_c2_applied.mp4" in html
     with open(report / "metrics.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["temporal_stability"]) == sidecar["temporal_stability"]

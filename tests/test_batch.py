@@ -41,8 +41,9 @@ runner = CliRunner()
 
 
 def tiny_config(**changes) -> TransferConfig:
-    return TransferConfig(weights="random", steps=1, width=32, height=32, crops=2, crop_size=32, device="cpu",
-                          **changes)
+    """The settings of TINY (its --size 32x32 is exact: keep_aspect off)."""
+    return TransferConfig(weights="random", steps=1, width=32, height=32, keep_aspect=False, crops=2, crop_size=32,
+                          device="cpu", **changes)
 
 
 def make_images(folder: Path, names: list[str]) -> Path:

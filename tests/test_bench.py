@@ -8,13 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from spectralstyle.bench.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
 from spectralstyle.bench.runner import BenchReport, PatternResult, synthetic_content
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
-from spectralstyle.bench.reference import ReferenceModels, dct, idct, optimize_reference, spectral_encode_image
 from spectralstyle.method.spectral import parse_bands
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import optimize
+from spectralstyle.settings import TransferConfig
 
 torch_dct = pytest.importorskip("torch_dct", reason="torch-dct is a dev dependency")
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "study", "weights")
+COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "study", "demo", "weights")
 HEAVY = ("torch", "torchvision", "clip", "rapidocr", "matplotlib", "av", "transformers")
 
 

@@ -2,8 +2,14 @@ import pytest
 import torch
 import torch_dct
 
-from spectralstyle.method.clip_model import SpectralCLIP, encode_templated_text, encode_text, load_clip, tokenize_templated
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
+from spectralstyle.method.clip_model import (
+    SpectralCLIP,
+    encode_templated_text,
+    encode_text,
+    load_clip,
+    tokenize_templated,
+)
 from spectralstyle.method.spectral import parse_bands
 
 

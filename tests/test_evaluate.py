@@ -15,22 +15,28 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.evaluation.analysis import analyze, token_energy, write_analysis
 from spectralstyle.cli.app import app
-from spectralstyle.method.clip_model import SpectralCLIP
-from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.files import write_json
-from spectralstyle.media.images import load_image
-from spectralstyle.method.losses import normalize
+from spectralstyle.evaluation.analysis import analyze, token_energy, write_analysis
 from spectralstyle.evaluation.metrics import (
-    ClipScorer, EvalInput, ImageMetrics, TextBox, TextSummary, clip_input, collect_inputs, evaluate_image,
+    ClipScorer,
+    EvalInput,
+    ImageMetrics,
+    TextBox,
+    TextSummary,
+    clip_input,
+    collect_inputs,
+    evaluate_image,
     vgg_content_distance,
 )
 from spectralstyle.evaluation.report import text_count_line, write_report
+from spectralstyle.media.files import write_json
+from spectralstyle.media.images import load_image
+from spectralstyle.method.clip_model import SpectralCLIP
+from spectralstyle.method.losses import normalize
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import run_job
-
+from spectralstyle.settings import TransferConfig
 from test_metrics import gradient, render_word
 
 CONTENT = Path("/work/shared/content/boat.jpg")

@@ -17,12 +17,11 @@ from typer.testing import CliRunner
 import spectralstyle.evaluation.ocr as ocr
 from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
+from spectralstyle.evaluation.metrics import ClipScorer, SidecarError, collect_inputs, evaluate_image
+from spectralstyle.evaluation.report import write_report
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import load_image
-from spectralstyle.evaluation.metrics import ClipScorer, SidecarError, collect_inputs, evaluate_image
 from spectralstyle.method.prompts import parse_prompts
-from spectralstyle.evaluation.report import write_report
-
 from test_metrics import gradient, render_word
 
 TEXT = "pop art"

@@ -13,10 +13,17 @@ from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.runs.generate import Cutouts, GenerateModels, make_generator, prompt_distances, prompt_slug, run_generation
-from spectralstyle.settings import GenerateConfig, resolve_generate_config
-from spectralstyle.method.vqgan import random_vqgan
 from spectralstyle.media.images import load_image, read_png_metadata
+from spectralstyle.method.vqgan import random_vqgan
+from spectralstyle.runs.generate import (
+    Cutouts,
+    GenerateModels,
+    make_generator,
+    prompt_distances,
+    prompt_slug,
+    run_generation,
+)
+from spectralstyle.settings import GenerateConfig, resolve_generate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--weights", "random", "--cutouts", "2", "--device", "cpu"]

@@ -10,7 +10,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import load_image
 from spectralstyle.evaluation.metrics import (
     DEFAULT_MIN_CONFIDENCE,
     TextBox,
@@ -21,6 +20,7 @@ from spectralstyle.evaluation.metrics import (
     ssim,
     text_summary,
 )
+from spectralstyle.media.images import load_image
 
 CONTENT_DIR = Path("/work/shared/content")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")

@@ -27,6 +27,7 @@ def test_wheel_holds_every_module_and_the_data(wheel):
     modules = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "spectralstyle").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
     assert "spectralstyle/data/imagenet_templates.txt" in names
+    assert {"spectralstyle/data/coffee.jpg", "spectralstyle/data/SAMPLE_LICENSE.txt"} <= names  # `demo`'s photo
     presets = {f"spectralstyle/presets/{p.name}" for p in (ROOT / "configs").glob("*.yaml")}
     assert presets and presets <= names, sorted(presets - names)
 
@@ -35,7 +36,7 @@ def test_preset_by_name_from_any_folder(tmp_path, monkeypatch):
     from spectralstyle.settings import TransferConfig, preset_names, resolve_settings
 
     monkeypatch.chdir(tmp_path)  # not the checkout: the name must not depend on the working folder
-    assert {"default", "quick"} <= set(preset_names())
+    assert {"default", "quick", "paper"} <= set(preset_names())
     quick = resolve_settings(TransferConfig, "quick")
     assert (quick.width, quick.crops, quick.steps) == (256, 16, 60)
     assert resolve_settings(TransferConfig, "default") == TransferConfig()

@@ -45,7 +45,8 @@ from spectralstyle.runs.transfer import run_job
 from spectralstyle.settings import GenerateConfig, TransferConfig
 
 STEPS = 4
-CONFIG = TransferConfig(weights="random", device="cpu", steps=STEPS, width=64, height=64, crops=1, crop_size=32)
+CONFIG = TransferConfig(weights="random", device="cpu", steps=STEPS, width=64, height=64, keep_aspect=False, crops=1,
+                        crop_size=32)
 FLAGS = ["--weights", "random", "--device", "cpu", "--steps", str(STEPS), "--size", "64x64", "--crops", "1",
          "--crop-size", "32", "--checkpoint-every", "2"]
 TEXT = "pop art"

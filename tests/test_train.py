@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
 from spectralstyle.media.images import read_png_metadata
-from spectralstyle.runs.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
-from spectralstyle.runs.models import Models
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.vgg import load_vgg_content
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
+from spectralstyle.settings import TransferConfig
 
 TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu"]
 runner = CliRunner()
@@ -118,7 +118,7 @@ def test_train_cli_writes_model_sidecar_preview_that_apply_loads(image_dir, tmp_
     Image.new("RGB", (45, 27), (200, 40, 40)).save(odd)
     res = invoke("apply", model, odd, "--out", tmp_path / "applied", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    assert Image.open(tmp_path / "applied" / "odd_pop-art_c2.png").size == (45, 27)
+    assert Image.open(tmp_path / "applied" / "odd_pop-art_c2_applied.png").size == (45, 27)
 
 
 def test_library_run_writes_files_and_interrupt_keeps_no_final_names(models, image_dir, tmp_path, monkeypatch):

@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.settings import TransferConfig
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import run_job
+from spectralstyle.settings import TransferConfig
 
 BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"  # shared/ lies beside the checkout
 TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32", "--device", "cpu"]
@@ -55,8 +55,9 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     assert proc.returncode == 0, proc.stderr
     png, sidecar = out / "boat_pop-art_c2.png", out / "boat_pop-art_c2.json"
     assert png.is_file() and sidecar.is_file()
-    assert Image.open(png).size == (64, 64)
+    assert Image.open(png).size == Image.open(BOAT).size  # the photo's own size (working size 64x64)
     record = json.loads(sidecar.read_text())
+    assert record["working_size"] == [64, 64] and record["output_size"] == list(Image.open(BOAT).size)
     assert record["status"] == "finished" and record["text"] == "pop art" and record["band"] == "c2"
     assert record["config"] == TransferConfig(**record["config"]).to_dict()
     assert record["config"]["seed"] == 1234 and record["config"]["weights"] == "random"
@@ -93,7 +94,7 @@ def test_yaml_config_and_flag_override(tmp_path, content_image):
     assert record["config"]["band"] == "4-9,16-49"  # flag beats YAML
     assert (record["config"]["width"], record["config"]["height"]) == (48, 40)  # YAML beats default
     assert record["config"]["contrast"] == 1.0 and record["steps_done"] == 2
-    assert Image.open(tmp_path / "o" / "photo_neon-art_4-9_16-49.png").size == (48, 40)
+    assert Image.open(tmp_path / "o" / "photo_neon-art_4-9_16-49.png").size == (96, 80)  # the photo's own size
     assert (tmp_path / "o" / "snapshots" / "photo_neon-art_4-9_16-49_step0001.png").is_file()
 
 
@@ -104,7 +105,7 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
     for band in ("none", "c2"):
         assert (out / f"photo_pop-art_{band}.png").is_file()
     compare = Image.open(out / "photo_pop-art_compare_none-vs-c2.png")
-    assert compare.width == 128 and compare.height > 64
+    assert compare.width == 2 * 96 and compare.height > 80  # two results at the photo's own 96x80
     model = out / "photo_pop-art_c2.stylenet.pt"
     assert model.is_file()
     # apply at another, odd resolution: the network is fully convolutional
@@ -112,13 +113,13 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
     Image.new("RGB", (50, 37), (200, 40, 40)).save(odd)
     res = invoke("apply", model, odd, "--out", tmp_path / "applied", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    applied = tmp_path / "applied" / "odd_photo_pop-art_c2.png"
+    applied = tmp_path / "applied" / "odd_photo_pop-art_c2_applied.png"
     assert Image.open(applied).size == (50, 37)
     assert read_png_metadata(applied)["trained_with"]["config"]["band"] == "c2"
     tiny = tmp_path / "tiny.png"  # smaller than the padding to a multiple of 8
     Image.new("RGB", (5, 3), (10, 200, 40)).save(tiny)
     assert invoke("apply", model, tiny, "--out", tmp_path / "applied", "--device", "cpu").exit_code == 0
-    assert Image.open(tmp_path / "applied" / "tiny_photo_pop-art_c2.png").size == (5, 3)
+    assert Image.open(tmp_path / "applied" / "tiny_photo_pop-art_c2_applied.png").size == (5, 3)
     # images sharing a stem do not overwrite each other; bracketed folder names are printed as they are
     same_stem = [tmp_path / "a" / "odd.png", tmp_path / "odd.jpg"]
     same_stem[0].parent.mkdir()
@@ -126,7 +127,7 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
         Image.new("RGB", (24, 16), (10, 10, 200)).save(path)
     res = invoke("apply", model, *same_stem, "--out", tmp_path / "same[red]", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    assert len(list((tmp_path / "same[red]").glob("odd_*_photo_pop-art_c2.png"))) == 2
+    assert len(list((tmp_path / "same[red]").glob("odd_*_photo_pop-art_c2_applied.png"))) == 2
     assert "same[red]" in res.output
     for bad, message in ((["--max-side", "3"], "--max-side"), (["--contrast", "-1"], "--contrast"),
                          (["--contrast", "nan"], "--contrast")):
@@ -181,7 +182,8 @@ def test_cuda_requested_without_cuda(tmp_path):
 
 
 def test_interrupt_keeps_last_snapshot_and_no_final_output(tmp_path, content_image):
-    config = TransferConfig(weights="random", steps=50, width=32, height=32, crops=2, crop_size=32, device="cpu", save_every=1)
+    config = TransferConfig(weights="random", steps=50, width=32, height=32, keep_aspect=False, crops=2, crop_size=32,
+                            device="cpu", save_every=1)
     models = Models.load(config)
 
     def stop_at_three(step, losses):

@@ -30,8 +30,9 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from spectralstyle.method.bands import DEFAULT_BAND, Band, canonical_band
 from spectralstyle.errors import SpectralStyleError
+from spectralstyle.method.bands import DEFAULT_BAND, Band, canonical_band
+from spectralstyle.sizes import OUTPUT_SIZE_HELP, check_output_size, fit_working_size, output_dimensions, size_fields
 
 Precision = Literal["fp32", "bf16", "fp16"]
 SourceEncoder = Literal["plain", "filtered"]
@@ -241,12 +242,16 @@ def describe_type(declared: Any) -> tuple[type, bool, tuple[Any, ...]]:
 class TransferConfig(Settings):
     """Method and run settings of one style transfer (defaults are the reference's, docs/method.md)."""
 
-    SIZE_HELP = "Working size WIDTHxHEIGHT, multiples of 8 (reference 512x512)."
+    SIZE_HELP = ("Working size: N = long side N, the short side from the photo's aspect ratio (default 512); or "
+                 "WIDTHxHEIGHT exactly (the paper: 512x512, see --config paper). Multiples of 8.")
 
     band: str = band_setting()
     steps: int = setting(200, "Optimisation steps (reference 200).", minimum=1)
     width: int = setting(512, "Working width in pixels (multiple of 8).", minimum=1, cli=False)
     height: int = setting(512, "Working height in pixels (multiple of 8).", minimum=1, cli=False)
+    keep_aspect: bool = setting(True, "Fit the working size inside width x height with the content's aspect ratio "
+                                      "(--size N); false: exactly width x height (--size WxH).", cli=False)
+    output_size: str = setting("auto", OUTPUT_SIZE_HELP)
     crops: int = setting(64, "Random crops per step (reference 64).", minimum=1)
     crop_size: int = setting(128, "Crop side in pixels (reference 128).", minimum=1)
     distortion: float = setting(0.5, "Random perspective strength of each crop (reference 0.5).", minimum=0, maximum=1)
@@ -282,6 +287,26 @@ class TransferConfig(Settings):
             raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
         if not self.source_text.strip():
             raise SpectralStyleError("source_text must not be empty")
+        check_output_size(self.output_size)
+
+    def for_content(self, content: tuple[int, int]) -> "TransferConfig":
+        """These settings for one content image of size ``content`` = (width, height): with ``keep_aspect``
+        (``--size N``) width and height become the working size at the image's aspect ratio (a 160x120 photo at
+        ``--size 64``: 64x48), and the record's config says what was used. Idempotent: the same image gives
+        the same settings again (so the config hash, and the run's name, stay the same)."""
+        if not self.keep_aspect:
+            return self
+        width, height = fit_working_size(content, self.size)
+        try:
+            return self.replace(width=width, height=height)
+        except SpectralStyleError as exc:
+            raise SpectralStyleError(f"a {content[0]}x{content[1]} image works at {width}x{height} here: {exc} "
+                                     "(use a larger --size or a smaller --crop-size)") from None
+
+    def output_note(self, content: tuple[int, int]) -> str | None:
+        """The note of an ``auto`` output size capped below the photo's own size, else None."""
+        working = fit_working_size(content, self.size) if self.keep_aspect else self.size
+        return output_dimensions(self.output_size, content, working)[1]
 
 
 DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}
@@ -372,12 +397,21 @@ class RunControl:
 
 # --- reading settings -------------------------------------------------------------------------------
 def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' -> (512, 384); a single number means a square."""
+    """'512x384' -> (512, 384); a single number means a square (generate, --train-size)."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
     if not match:
         raise SpectralStyleError(f"size {text!r} is not WIDTHxHEIGHT (for example 512x512)")
     width = int(match.group(1))
     return width, int(match.group(2) or width)
+
+
+def size_settings(text: str, names: frozenset[str]) -> dict[str, Any]:
+    """The settings ``size`` sets: with a ``keep_aspect`` setting, N is a long side (``sizes.size_fields``);
+    without one (generate), N is a square."""
+    if "keep_aspect" in names:
+        return size_fields(text)
+    width, height = parse_size(text)
+    return {"width": width, "height": height}
 
 
 def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
@@ -447,7 +481,9 @@ def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIEL
         raise SpectralStyleError(f"{p} gives both size and width/height; keep one")
     check_keys(set(data) - {"size"}, field_names, str(p))
     if "size" in data:
-        data["width"], data["height"] = parse_size(data.pop("size"))
+        data.update(size_settings(data.pop("size"), field_names))
+    elif {"width", "height"} & set(data) and "keep_aspect" in field_names:
+        data.setdefault("keep_aspect", False)  # width and height given one by one are exact
     return data
 
 
@@ -456,7 +492,7 @@ def resolve_settings(cls: type[S], config_file: str | Path | None = None, size: 
     names = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     values = read_config_file(config_file, names)
     if size is not None:
-        overrides["width"], overrides["height"] = parse_size(size)
+        overrides.update(size_settings(size, names))
     values.update({k: v for k, v in overrides.items() if v is not None})
     check_keys(set(values), names, "the settings")
     try:

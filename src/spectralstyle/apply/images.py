@@ -5,6 +5,7 @@ Kept out of cli.py so that `video` (which trains, then applies) and tests can ca
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,16 +14,16 @@ from typing import Any
 
 import torch
 
+from spectralstyle.apply.frames import stylize_video
+from spectralstyle.apply.tiling import STATS_MODES, stylize_large
 from spectralstyle.device import is_out_of_memory
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
+from spectralstyle.media.video import VIDEO_SUFFIXES
+from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.weights.safeload import read_weights
-from spectralstyle.method.stylenet import StyleNet
-from spectralstyle.apply.tiling import STATS_MODES, stylize_large
-from spectralstyle.apply.frames import stylize_video
-from spectralstyle.media.video import VIDEO_SUFFIXES
 
 ProgressFn = Callable[[int, int], None]
 
@@ -75,6 +76,35 @@ class ApplySettings:
             raise SpectralStyleError(f"--tile must be a multiple of 8 and at least 64 pixels, got {self.tile}")
         if self.stats not in STATS_MODES:
             raise SpectralStyleError(f"--norm-stats must be one of {', '.join(STATS_MODES)}, got {self.stats!r}")
+
+
+APPLIED_KIND = "applied"
+"""The ``kind`` of an image written by ``apply`` (``runs.naming``: a transfer's result is never one of them)."""
+APPLIED_SUFFIX = "_applied"
+"""Ends every name ``apply`` writes (``<image>_<model>_applied.png``): no other command's name ends so."""
+
+
+def apply_digest(model: Path, settings: ApplySettings) -> str:
+    """Short hash of what makes an ``apply`` result: the model file's bytes and the settings that change pixels."""
+    digest = hashlib.sha256()
+    with open(model, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    key = {"model": digest.hexdigest(), "contrast": settings.contrast, "max_side": settings.max_side,
+           "stats": settings.stats}
+    return "apply-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
+    """``<image stem>_<model>_applied`` for each input; images sharing a stem (boat.jpg, boat.webp, a/boat.jpg)
+    get a short hash of their path, so no result of one call overwrites another."""
+    stems = [path.stem for path in images]
+    names = {}
+    for path, stem in zip(images, stems):
+        if stems.count(stem) > 1:
+            stem = f"{stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        names[path] = f"{stem}_{model_stem}{APPLIED_SUFFIX}"
+    return names
 
 
 def out_of_memory_error(settings: ApplySettings, what: Path, size: tuple[int, int] | None = None) -> SpectralStyleError:

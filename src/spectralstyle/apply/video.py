@@ -15,17 +15,23 @@ from pathlib import Path
 
 import torch
 
-from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig
+from spectralstyle.apply.frames import VideoResult, stylize_video
 from spectralstyle.media.images import finish_image, save_png
-from spectralstyle.runs.train import (
-    MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, save_interrupted_model, train_digest, train_record,
-    train_stylenet,
-)
+from spectralstyle.media.video import probe_video, sample_frames
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet, write_record
+from spectralstyle.runs.train import (
+    MODEL_SUFFIX,
+    TrainSettings,
+    preview_grid,
+    resize_tensor,
+    save_interrupted_model,
+    train_digest,
+    train_record,
+    train_stylenet,
+)
 from spectralstyle.runs.transfer import output_stem
-from spectralstyle.apply.frames import VideoResult, stylize_video
-from spectralstyle.media.video import probe_video, sample_frames
+from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig
 
 FrameCallback = Callable[[int, int], None]
 
@@ -64,19 +70,21 @@ def run_video_job(
     on_step: StepCallback | None = None,
     on_frame: FrameCallback | None = None,
     on_training_done: Callable[[], None] | None = None,
+    stem: str | None = None,
 ) -> JobOutput:
     """Write ``<stem>_<text>_<band>.mp4``, its model ``.stylenet.pt``, a ``_preview.png`` of training frames
     and the sidecar ``.json`` (last, with the temporal stability). After Ctrl-C during training the model
     so far goes to ``snapshots/``; during the video, the finished model is kept and no mp4 is written."""
     src, out = Path(src), Path(out)
     info = probe_video(src)
-    stem = output_stem(src, text, config.band)
+    stem = stem or output_stem(src, text, config.band)
     frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
     record = train_record(text, config, train, [], models.device)
     record.kind, record.content = "video", str(src.resolve())  # content: evaluate compares with the source
     record.config_hash = video_digest(config, train, train_frames, max_side)
     record.extra.pop("images")
-    record.extra.update(input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames), max_side=max_side)
+    record.extra.update(input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames),
+                        max_side=max_side, working_size=[config.width, config.height])
     result = train_stylenet(frames, text, config, models, train, on_step=on_step)
     record.losses, record.steps_done = result.history, result.steps_done
     record.extra["training_wall_time_s"] = round(result.seconds, 3)
@@ -96,7 +104,8 @@ def run_video_job(
                                        max_side=max_side, on_frame=on_frame)
     record.status, record.output = "finished", str(video_path)
     record.wall_time_s = round(result.seconds + video.seconds, 3)
-    record.extra.update(video=video.as_dict(), temporal_stability=video.temporal_stability,
+    record.extra.update(video=video.as_dict(), output_size=[video.width, video.height],
+                        temporal_stability=video.temporal_stability,
                         ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     sidecar = write_record(record, out / f"{stem}.json")
     return JobOutput(video_path, sidecar, record.to_dict(), model=model_path)

@@ -16,10 +16,10 @@ from pathlib import Path
 from spectralstyle.batch.jobs import FINISHED, Job, job_id
 from spectralstyle.batch.manifest import read_state
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import list_images
+from spectralstyle.media.images import list_images, oriented_size
 from spectralstyle.method.bands import band_label, canonical_band, split_band_list
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
-from spectralstyle.runs.train import TrainSettings, train_digest
+from spectralstyle.runs.train import TrainSettings, config_for_images, train_digest
 from spectralstyle.settings import TransferConfig
 
 
@@ -118,7 +118,7 @@ def make_plan(
     configs = band_configs(config, bands)
     jobs = [
         Job(job_id(image.name, text, band, cfg.digest()), image, image.name, text, band, cfg)
-        for image in images for text in prompts for band, cfg in configs.items()
+        for image in images for text in prompts for band, cfg in for_each_image(configs, image).items()
     ]
     jobs.sort(key=lambda j: (j.name, j.text, band_label(j.band), j.job_id))
     _assign_stems(jobs)
@@ -132,6 +132,19 @@ def make_plan(
                 job.stem = free_stem(out, job.stem, job.content, job.text, job.config_hash, taken=taken)
                 taken.add(job.stem)
     return jobs
+
+
+def for_each_image(configs: dict[str, TransferConfig], image: Path) -> dict[str, TransferConfig]:
+    """The settings of each band for one content image: its working size (``--size N``: its aspect ratio) and
+    exact output size, as ``transfer`` resolves them (so both give one config hash); an unreadable image keeps
+    them as they are (its job fails with the reason)."""
+    size = oriented_size(image)
+    if size is None:
+        return configs
+    try:
+        return {band: cfg.for_content(size) for band, cfg in configs.items()}
+    except SpectralStyleError as exc:
+        raise SpectralStyleError(f"{image.name}: {exc}") from None
 
 
 def make_train_plan(
@@ -150,7 +163,7 @@ def make_train_plan(
         raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")
     if not prompts:
         raise SpectralStyleError("no prompts")
-    configs = band_configs(config, bands)
+    configs = {band: config_for_images(cfg, list(images)) for band, cfg in band_configs(config, bands).items()}
     for cfg in configs.values():
         train.check(cfg)
     name = f"{folder.name} ({len(images)} images)"

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spectralstyle.device import resolve_device
 from spectralstyle.method.augment import PatchAugmenter, apply_per_crop
 from spectralstyle.method.clip_model import CLIP_MEAN, CLIP_STD, encode_templated_text, load_clip
-from spectralstyle.settings import TransferConfig
-from spectralstyle.device import resolve_device
 from spectralstyle.method.spectral import parse_bands
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.method.vgg import IMAGENET_MEAN, IMAGENET_STD, build_vgg19
+from spectralstyle.settings import TransferConfig
 
 VGG_LAYERS = {"21": "conv4_2", "31": "conv5_2"}
 """The layers the original ``get_features`` keeps for the content loss (its names, ReLU outputs)."""

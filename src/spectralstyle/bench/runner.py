@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 
-from spectralstyle.settings import LOSS_TERMS as TRANSFER_LOSS_TERMS, TransferConfig
 from spectralstyle.device import check_precision, resolve_device
 from spectralstyle.errors import SpectralStyleError
+from spectralstyle.settings import LOSS_TERMS as TRANSFER_LOSS_TERMS
+from spectralstyle.settings import TransferConfig
 
 PATTERNS: dict[str, str] = {
     "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, fp32",

@@ -16,9 +16,16 @@ except ImportError:  # pragma: no cover - older Typer on plain click
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from spectralstyle import __version__
-from spectralstyle.cli import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
-from spectralstyle.cli import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
+from spectralstyle.cli import apply as cli_apply
+from spectralstyle.cli import batch as cli_batch
+from spectralstyle.cli import bench as cli_bench
+from spectralstyle.cli import demo as cli_demo
+from spectralstyle.cli import evaluate as cli_evaluate
+from spectralstyle.cli import generate as cli_generate
 from spectralstyle.cli import study as cli_study
+from spectralstyle.cli import train as cli_train
+from spectralstyle.cli import transfer as cli_transfer
+from spectralstyle.cli import video as cli_video
 from spectralstyle.cli import weights as cli_weights
 from spectralstyle.cli.common import fail
 
@@ -71,6 +78,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 # --- every command, registered explicitly (an import error in a command is an error, not a missing command)
 app.command("transfer")(cli_transfer.transfer)
+app.command("demo")(cli_demo.demo)
 app.command("apply")(cli_apply.apply)
 app.command("batch")(cli_batch.batch)
 app.command("evaluate")(cli_evaluate.evaluate)

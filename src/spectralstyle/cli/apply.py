@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -12,21 +11,17 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from spectralstyle.cli.common import (
+    DeviceOpt,
+    OutOpt,
+    OverwriteFlag,
+    console,
+    note_new_name,
+    print_result_paths,
+    user_errors,
+)
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.cli.common import DeviceOpt, OutOpt, console, user_errors
-
-
-def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
-    """``<image stem>_<model>.png``; images sharing a stem (boat.jpg, boat.webp, a/boat.jpg) get a short
-    hash of their path, so no result overwrites another."""
-    stems = [path.stem for path in images]
-    names = {}
-    for path, stem in zip(images, stems):
-        if stems.count(stem) > 1:
-            stem = f"{stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
-        names[path] = f"{stem}_{model_stem}.png"
-    return names
 
 
 @user_errors
@@ -41,16 +36,27 @@ def apply(
     max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images and videos whose longer side exceeds this.")] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for large images (multiple of 8; default: 768 on CPU, from free memory on CUDA).")] = None,
     norm_stats: Annotated[Literal["exact", "sampled", "downscaled"], typer.Option("--norm-stats", help="Whole-image norm statistics of tiled images: exact (streamed, about 10 passes), sampled (a quarter of the tiles) or downscaled (one small pass; approximate).")] = "exact",
+    overwrite: OverwriteFlag = False,
 ) -> None:
     """Apply a trained StyleNet to images, folders and videos, at any resolution, in bounded memory.
 
     Ctrl-C or SIGTERM stops between tiles or frames; nothing half-written is left under a final name.
     """
-    from spectralstyle.apply.images import ApplySettings, apply_image, apply_video, expand_inputs, load_stylenet
+    from spectralstyle.apply.images import (
+        APPLIED_KIND,
+        ApplySettings,
+        apply_digest,
+        apply_image,
+        apply_video,
+        expand_inputs,
+        load_stylenet,
+        output_names,
+    )
     from spectralstyle.device import resolve_device
-    from spectralstyle.media.files import ensure_writable_dir
     from spectralstyle.interrupts import raise_if_stop_requested
+    from spectralstyle.media.files import ensure_writable_dir
     from spectralstyle.media.video import is_video
+    from spectralstyle.runs.naming import free_stem
 
     dev = resolve_device(device or "auto")
     if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
@@ -66,6 +72,16 @@ def apply(
     inputs = expand_inputs(images)
     ensure_writable_dir(out)
     names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
+    config_hash = apply_digest(model, settings)
+    trained = {key: record[key] for key in ("text", "band") if isinstance(record.get(key), str)}
+
+    def target_of(path: Path, video: bool) -> Path:
+        """The plain name unless another run's result is there (runs.naming), then a note."""
+        plain, suffix = names[path], ".mp4" if video else ".png"
+        stem = free_stem(out, plain, path, trained.get("text", ""), config_hash, overwrite,
+                         kind="video" if video else APPLIED_KIND)
+        note_new_name(out, plain, stem, suffix)
+        return out / f"{stem}{suffix}"
 
     def progress_of(task: Any) -> Any:
         def update(done: int, total: int | None) -> None:
@@ -77,9 +93,11 @@ def apply(
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         for path in inputs:
             raise_if_stop_requested()
-            metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor, "trained_with": record}
+            metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor,
+                        "trained_with": record, "kind": APPLIED_KIND, "content": str(path.resolve()),
+                        "config_hash": config_hash, **trained}
             if is_video(path):
-                target = out / Path(names[path]).with_suffix(".mp4")
+                target = target_of(path, video=True)
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)
                 result = apply_video(net, path, target, settings, metadata, on_frame=progress_of(task),
                                      on_note=lambda text: progress.console.print(f"note: {escape(text)}", highlight=False))
@@ -88,9 +106,11 @@ def apply(
                 note = f"temporal stability {stability:.3f}" if stability is not None else "still input"
                 console.print(f"[green]wrote[/] {escape(str(target))}  [dim]{result['video']['frames']} frames, "
                               f"{note}[/]", highlight=False)
+                print_result_paths(target, target.with_suffix(".json"))
                 continue
-            target = out / names[path]
+            target = target_of(path, video=False)
             task = progress.add_task(escape(f"{path.name} tiles"), total=None)
             apply_image(net, path, target, settings, metadata, on_tile=progress_of(task))
             progress.remove_task(task)
             console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
+            print_result_paths(target)

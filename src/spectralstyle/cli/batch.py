@@ -25,6 +25,7 @@ from spectralstyle.cli.common import (
     interrupted_exit,
     log,
     make_console,
+    print_note,
     progress_bar,
     resolve_from_flags,
     setup_log_file,
@@ -97,7 +98,7 @@ def batch(
     from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
     from spectralstyle.media.images import list_images
     from spectralstyle.runs.naming import content_tag, split_own_results
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes, output_pixels
 
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
@@ -109,6 +110,8 @@ def batch(
 
         train = train_settings(batch_size, train_size, preview, config)
     plan = build_plan(content_dir, prompt_list, band_list, config, out, mode=mode, train=train, overwrite=overwrite)
+    if mode == "transfer":
+        print_note(capped_outputs_note(sorted({j.content for j in plan}), config))
     own = split_own_results(list_images(content_dir))[1]
     if own:
         console.print(f"[yellow]note:[/] {len(own)} image(s) in {escape(str(content_dir))} were written by "
@@ -138,7 +141,8 @@ def batch(
                   f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
-    check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
+    largest = max((j.config for j in mine), key=lambda c: c.width * c.height + output_pixels(c), default=config)
+    check_free_space(out, needed_bytes(largest, todo, save_model), f"the {todo} result(s) to run")
     for note in input_notes(sorted({j.content for j in plan}), config.size):
         console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     live = my_shard.count == 1 and console.is_terminal
@@ -155,6 +159,17 @@ def batch(
         console.print(f"{prefix}[yellow]{len(outcome.left_to_others)} job(s) are left to the processes running them "
                       f"(--no-wait); run the same command later to check them[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(LEFT_TO_OTHERS_EXIT)
+
+
+def capped_outputs_note(images: list[Path], config: TransferConfig) -> str | None:
+    """One note for all images whose result ``--output-size auto`` scales below their own size."""
+    from spectralstyle.media.images import oriented_size
+
+    capped = [(p, note) for p in images if (size := oriented_size(p)) and (note := config.output_note(size))]
+    if not capped:
+        return None
+    others = f" ({len(capped) - 1} more image(s) likewise)" if len(capped) > 1 else ""
+    return f"{capped[0][0].name}: {capped[0][1]}{others}"
 
 
 def report(merged: list[JobResult] | None, results: list[JobResult], dist: DistEnv, my_shard: Shard, prefix: str,

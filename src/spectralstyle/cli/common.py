@@ -21,9 +21,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, Settings, declared_types, describe_type, info_of, preset_names
 from spectralstyle.interrupts import INTERRUPTED_EXIT
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY
+from spectralstyle.settings import (
+    CLIP_WEIGHTS_HELP,
+    DEFAULT_CHECKPOINT_EVERY,
+    VGG_WEIGHTS_HELP,
+    Settings,
+    declared_types,
+    describe_type,
+    info_of,
+    preset_names,
+)
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -126,6 +134,31 @@ def flag(name: str, help: str) -> Any:
     return Annotated[bool, typer.Option(f"--{name}", help=help, metavar="", show_default=False)]
 
 
+OverwriteFlag = flag("overwrite", "Replace a result of other settings or inputs under the same name "
+                                  "(default: write beside it, with a short hash).")
+
+
+def print_note(note: str | None) -> None:
+    """One ``note:`` line on stderr (nothing for None)."""
+    if note:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+
+
+def note_new_name(out: Path, plain: str, stem: str, suffix: str = ".png") -> None:
+    """The one note of a run that writes beside another run's result instead of over it (``runs.naming``)."""
+    if stem != plain:
+        print_note(f"{out / plain}{suffix} holds the result of other settings or inputs; writing {stem}{suffix} "
+                   "beside it (--overwrite replaces it)")
+
+
+def print_result_paths(*paths: Any) -> None:
+    """Every file a command wrote, one path per line on stdout (progress and notes go to stderr), so a
+    script can capture them: ``out=$(spectralstyle transfer ...)``. None entries are skipped."""
+    for path in paths:
+        if path is not None:
+            print(path, flush=True)
+
+
 # --- options built from the settings declarations ----------------------------------------------------
 SETTINGS_PARAMETER = "settings"
 """The parameter through which a command built with ``with_settings`` receives the flags given."""
@@ -163,9 +196,20 @@ def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None
         size_default = defaults.get("size")
         after = next((k for k, p in enumerate(params) if p.name in ("crops", "cutouts")), len(params))
         params.insert(after, inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=size_default, annotation=Annotated[
-            Optional[str], typer.Option("--size", metavar="WxH", help=cls.SIZE_HELP,
-                                        show_default=size_default or f"{cls.width}x{cls.height}")]))  # type: ignore[attr-defined]
+            Optional[str], typer.Option("--size", metavar=size_metavar(cls), help=cls.SIZE_HELP,
+                                        show_default=size_default or default_size_text(cls))]))
     return params
+
+
+def size_metavar(cls: type[Settings]) -> str:
+    """``N|WxH`` where N is a long side (settings with ``keep_aspect``), else ``WxH``."""
+    return "N|WxH" if "keep_aspect" in {f.name for f in dataclasses.fields(cls)} else "WxH"  # type: ignore[arg-type]
+
+
+def default_size_text(cls: type[Settings]) -> str:
+    """The default ``--size`` as a user would type it: '512' (a long side) or '256x256'."""
+    width, height = cls.width, cls.height  # type: ignore[attr-defined]
+    return str(width) if getattr(cls, "keep_aspect", False) and width == height else f"{width}x{height}"
 
 
 def typing_literal(choices: tuple[Any, ...]) -> Any:

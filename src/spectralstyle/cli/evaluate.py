@@ -136,9 +136,10 @@ def analyze(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
-    from spectralstyle.evaluation.analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.evaluation.analysis import analyze as run_analysis
+    from spectralstyle.evaluation.analysis import one_group_line, small_group_line, write_analysis
     from spectralstyle.evaluation.metrics import ClipScorer, collect_images, scoring_models
+    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.record import read_record
 
     _check_options(weights, min_confidence)

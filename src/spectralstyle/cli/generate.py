@@ -9,12 +9,26 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
-    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
+    CheckpointEveryOpt,
+    ConfigOpt,
+    OutOpt,
+    OverwriteFlag,
+    ResumeOpt,
+    compared_configs,
+    console,
+    flag,
+    interrupted_exit,
+    log,
+    note_new_name,
+    print_result_paths,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
+    with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, GenerateConfig, RunControl
-
 
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
 
@@ -27,6 +41,7 @@ def generate(
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
     compare: CompareFlag = False,
+    overwrite: OverwriteFlag = False,
     checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
     resume: ResumeOpt = True,
     *,
@@ -41,10 +56,11 @@ def generate(
 
     check_given_files(resolve_from_flags(GenerateConfig, config_file, settings))  # before torch loads
     from spectralstyle.device import resolve_device
-    from spectralstyle.runs.generate import GenerateModels, run_generation, write_generation_comparison
-    from spectralstyle.weights.resolve import require_generate_files
     from spectralstyle.media.images import check_image
     from spectralstyle.method.prompts import parse_prompts
+    from spectralstyle.runs.generate import GenerateModels, generation_stem, run_generation, write_generation_comparison
+    from spectralstyle.runs.naming import free_stem
+    from spectralstyle.weights.resolve import require_generate_files
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
@@ -71,7 +87,10 @@ def generate(
 
             log.info("generate %r generator=%s band=%s steps=%d size=%dx%d device=%s", prompt, cfg.generator,
                      cfg.band, cfg.steps, cfg.width, cfg.height, models.device)
-            result = run_generation(prompt, cfg, models, out, on_step=on_step, control=control,
+            plain = generation_stem(prompt, cfg)  # another run's image there is kept: this one goes beside it
+            stem = free_stem(out, plain, None, prompt, cfg.digest(), overwrite, kind="generation")
+            note_new_name(out, plain, stem)
+            result = run_generation(prompt, cfg, models, out, on_step=on_step, control=control, stem=stem,
                                     on_note=lambda message: progress.console.print(escape(message), highlight=False))
             if result.interrupted:
                 from spectralstyle.runs.checkpoints import interruption_message
@@ -83,3 +102,4 @@ def generate(
         results.append(write_generation_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+        print_result_paths(r.image, r.sidecar)

@@ -9,8 +9,19 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
+    ConfigOpt,
+    OutOpt,
+    OverwriteFlag,
+    console,
+    interrupted_exit,
+    log,
     loss_line,
-    ConfigOpt, OutOpt, console, interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors,
+    note_new_name,
+    print_result_paths,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
     with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
@@ -43,7 +54,7 @@ def step_reporter(progress: Any, task: Any) -> Any:
 
 @user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(TransferConfig, exclude=("output_size",))
 def train(
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
     images: ImagesOpt,
@@ -52,6 +63,7 @@ def train(
     preview: PreviewOpt = 4,
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
+    overwrite: OverwriteFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -60,31 +72,44 @@ def train(
     Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid. Ctrl-C or
     SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
-    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.media.images import check_image
-    from spectralstyle.runs.train import collect_images, run_train_job
+    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.naming import free_stem
     from spectralstyle.runs.preflight import check_free_space, train_needed_bytes
+    from spectralstyle.runs.train import (
+        MODEL_SUFFIX,
+        collect_images,
+        config_for_images,
+        model_stem,
+        run_train_job,
+        train_digest,
+    )
 
-    config = resolve_from_flags(TransferConfig, config_file, settings)
-    train = train_settings(batch, train_size, preview, config)
     paths = collect_images(images)
     for path in paths:
         check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
+    config = config_for_images(resolve_from_flags(TransferConfig, config_file, settings), paths)
+    train = train_settings(batch, train_size, preview, config)
     tokenize_templated(text)  # and on empty or too long text
     setup_log_file(out)
     check_free_space(out, train_needed_bytes(config, train.preview), "the model and its preview")
+    plain = model_stem(text, config.band)  # another training's model there is kept: this one goes beside it
+    stem = free_stem(out, plain, None, text, train_digest(config, train), overwrite, kind="stylenet",
+                     images=[str(p) for p in paths])
+    note_new_name(out, plain, stem, MODEL_SUFFIX)
     models = Models.load(config)
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(paths),
              config.steps, config.width, config.height, train.batch, models.device)
     with progress_bar() as progress:
         task = progress.add_task(escape(f"{len(paths)} images · {config.band_value.label}"), total=config.steps, losses="")
-        result = run_train_job(paths, text, config, train, models, out, on_step=step_reporter(progress, task))
+        result = run_train_job(paths, text, config, train, models, out, on_step=step_reporter(progress, task), stem=stem)
     log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
     if result.interrupted:
         raise interrupted_exit(f"interrupted at step {result.record['steps_done']}; the model so far is in {result.image}")
     preview_path = result.record.get("preview")
     console.print(f"[green]wrote[/] {escape(str(result.image))}  [dim]{escape(str(result.sidecar))}"
                   f"{'  ' + escape(str(preview_path)) if preview_path else ''}[/]", highlight=False)
+    print_result_paths(result.image, result.sidecar, preview_path)
     console.print(f"apply it: spectralstyle apply {escape(str(result.image))} PHOTOS_OR_VIDEOS...", highlight=False,
                   soft_wrap=True)

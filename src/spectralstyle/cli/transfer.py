@@ -13,6 +13,7 @@ from spectralstyle.cli.common import (
     CheckpointEveryOpt,
     ConfigOpt,
     OutOpt,
+    OverwriteFlag,
     ResumeOpt,
     compared_configs,
     console,
@@ -20,6 +21,8 @@ from spectralstyle.cli.common import (
     interrupted_exit,
     log,
     loss_line,
+    print_note,
+    print_result_paths,
     progress_bar,
     resolve_from_flags,
     setup_log_file,
@@ -42,8 +45,8 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
 
-    log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
-             config.width, config.height, models.device)
+    log.info("start %s %r band=%s steps=%d size=%dx%d output=%s device=%s", content, text, config.band, config.steps,
+             config.width, config.height, config.output_size, models.device)
 
     def on_note(message: str) -> None:
         progress.console.print(escape(message), highlight=False, soft_wrap=True)
@@ -59,8 +62,6 @@ def run_with_progress(content: Path, text: str, config: TransferConfig, models: 
 
 SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
-OverwriteFlag = flag("overwrite", "Replace a result of other settings or content under the same name "
-                                  "(default: write beside it, with a short hash).")
 
 
 @user_errors
@@ -84,6 +85,12 @@ def transfer(
     Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
     the same command then resumes.
     """
+    run_transfer(content, text, config_file, out, save_model, compare, overwrite, checkpoint_every, resume, settings)
+
+
+def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, save_model: bool, compare: bool,
+                 overwrite: bool, checkpoint_every: int, resume: bool, settings: dict[str, Any]) -> None:
+    """What ``transfer`` (and ``demo``, on the shipped sample photo) does with its parsed options."""
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
     from spectralstyle.weights.formats import check_given_files
@@ -91,13 +98,16 @@ def transfer(
 
     check_given_files(config)  # a cut or zero-filled weights file: one line, before torch loads
     require_run_files(config)  # missing weights: one message in seconds, before torch loads
-    from spectralstyle.media.images import check_image
+    from spectralstyle.media.images import check_image, oriented_size
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
 
-    check_image(content)  # fail on a bad image before loading any model (its header: no pixels decoded)
+    header_size, _ = check_image(content)  # a bad image fails before any model loads (header only, no pixels)
+    photo_size = oriented_size(content) or header_size  # as open_rgb turns it (EXIF orientation)
     tokenize_templated(text)  # and on empty or too long text
+    print_note(config.output_note(photo_size))
+    config = config.for_content(photo_size)  # the working size of --size N and the exact output size
     setup_log_file(out)
     configs = compared_configs(config, compare)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
@@ -111,6 +121,7 @@ def transfer(
         results.append(write_transfer_comparison(results, out))
     for r in results:
         console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+        print_result_paths(r.image, r.sidecar, r.model)
 
 
 def run_all(content: Path, text: str, configs: list[TransferConfig], names: list[Any], models: Any, out: Path,

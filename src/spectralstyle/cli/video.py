@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    ConfigOpt, OutOpt, console, interrupted_exit, log, progress_bar, resolve_from_flags, setup_log_file, user_errors,
+    ConfigOpt,
+    OutOpt,
+    OverwriteFlag,
+    console,
+    interrupted_exit,
+    log,
+    note_new_name,
+    print_result_paths,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    user_errors,
     with_settings,
 )
 from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt, step_reporter, train_settings
@@ -19,12 +30,12 @@ from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig, read_co
 
 TrainFramesOpt = Annotated[int, typer.Option("--train-frames", help="Frames sampled evenly across the video to train on.")]
 MaxSideOpt = Annotated[Optional[int], typer.Option("--max-side", help="Downscale the output video so that its longer side is at most this.")]
-VideoSizeOpt = Annotated[Optional[str], typer.Option("--size", metavar="WxH", help="Training size WIDTHxHEIGHT, multiples of 8 (default: the video's aspect, longer side 512).")]
+VideoSizeOpt = Annotated[Optional[str], typer.Option("--size", metavar="N|WxH", help="Training size: N = long side N at the video's aspect ratio, or WIDTHxHEIGHT exactly; multiples of 8 (default: the video's aspect, long side 512 or the video's own if smaller).")]
 
 
 @user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig, exclude=("size",))
+@with_settings(TransferConfig, exclude=("size", "output_size"))
 def video(
     input_video: Annotated[Path, typer.Argument(metavar="INPUT", help="Video to stylise (mp4, mov, mkv, webm, ...).")],
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
@@ -36,6 +47,7 @@ def video(
     size: VideoSizeOpt = None,
     config_file: ConfigOpt = None,
     out: OutOpt = Path("outputs"),
+    overwrite: OverwriteFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -44,10 +56,12 @@ def video(
     Writes OUT/<stem>_<text>_<band>.mp4 (the input's frame rate, frame count, size and audio), the model
     (.stylenet.pt, for `apply`), a preview of training frames and a sidecar .json with the temporal stability.
     """
+    from spectralstyle.apply.video import default_training_size, run_video_job, video_digest
+    from spectralstyle.media.video import probe_video
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
-    from spectralstyle.media.video import probe_video
-    from spectralstyle.apply.video import default_training_size, run_video_job
+    from spectralstyle.runs.naming import free_stem
+    from spectralstyle.runs.transfer import output_stem
 
     if train_frames < 1:
         raise SpectralStyleError(f"--train-frames must be at least 1, got {train_frames}")
@@ -57,9 +71,15 @@ def video(
     if size is None and not {"width", "height", "size"} & set(read_config_file(config_file)):
         size = "{}x{}".format(*default_training_size(info.width, info.height))
     config = resolve_from_flags(TransferConfig, config_file, {**settings, "size": size})
+    # --size N: the video's aspect ratio; the frames come back at the video's size (or --max-side)
+    config = config.for_content((info.width, info.height))
     train = train_settings(batch, train_size, preview, config)
     tokenize_templated(text)
     setup_log_file(out)
+    plain = output_stem(input_video, text, config.band)  # another run's video there is kept: this one goes beside it
+    stem = free_stem(out, plain, input_video, text, video_digest(config, train, train_frames, max_side), overwrite,
+                     kind="video")
+    note_new_name(out, plain, stem, ".mp4")
     models = Models.load(config)
     log.info("video %s %r band=%s: %dx%d, %d frames at %s fps; training on %d frames at %dx%d", input_video, text,
              config.band, info.width, info.height, info.frames, info.fps, train_frames, config.width, config.height)
@@ -71,7 +91,7 @@ def video(
             input_video, text, config, train, models, out, train_frames=train_frames, max_side=max_side,
             on_step=step_reporter(progress, training),
             on_frame=lambda done, total: progress.update(frames, completed=done, total=max(total, done)),
-            on_training_done=lambda: progress.update(frames, visible=True),
+            on_training_done=lambda: progress.update(frames, visible=True), stem=stem,
         )
     if result.interrupted:
         raise interrupted_exit(f"interrupted at training step {result.record['steps_done']}; the model so far is in "
@@ -80,6 +100,7 @@ def video(
     log.info("wrote %s (temporal stability %s)", result.image, stability)
     console.print(f"[green]wrote[/] {escape(str(result.image))}  [dim]{escape(str(result.model))}  "
                   f"{escape(str(result.sidecar))}[/]", highlight=False, soft_wrap=True)
+    print_result_paths(result.image, result.model, result.record.get("preview"), result.sidecar)
     if stability is not None:
         console.print(f"temporal stability {stability:.3f} (output flicker / input flicker; 1.0 = none added)",
                       highlight=False)

@@ -124,6 +124,22 @@ def check_image(path: str | Path) -> tuple[tuple[int, int], str]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
     return size, mode
+ORIENTATION_TAG = 0x0112
+"""EXIF orientation; values 5 to 8 turn the picture by 90 degrees (``ImageOps.exif_transpose`` swaps its sides)."""
+
+
+def oriented_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) as ``open_rgb`` returns the image (EXIF rotation applied), from the header alone;
+    None if it is not a readable image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                turned = img.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+        return (height, width) if turned else (width, height)
+    except Exception:  # open_rgb reports unreadable files with the right message when the run reads them
+        return None
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectralstyle.method.clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
-from spectralstyle.settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 from spectralstyle.method.vgg import VGGContent
+from spectralstyle.settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from spectralstyle.method.clip_model import CONTEXT_LENGTH, _clip_impl, encode_text
 from spectralstyle.errors import SpectralStyleError
+from spectralstyle.method.clip_model import CONTEXT_LENGTH, _clip_impl, encode_text
 
 SEPARATOR = "|"
 WEIGHT_MARK = ":"

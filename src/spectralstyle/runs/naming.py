@@ -17,6 +17,11 @@ before the result is written (``ReservedName.confirm``): if another writer put a
 under the name meanwhile (a tool that does not reserve), the run moves to the next free name with a note.
 Every command that writes a result should reserve its name this way.
 
+Every command follows this rule (``transfer``, ``batch``, ``apply``, ``train``, ``video``, ``generate``), and a
+run is "the same" only for the same command: records carry a ``kind`` (None for a transfer, ``stylenet``
+for a trained model, ``video``, ``generation``, ``applied``), so one command's result never takes another's
+name. A training run's inputs are its list of ``images`` instead of one ``content`` file.
+
 Images this tool wrote carry their settings in the PNG text chunk ``spectralstyle`` (see ``record``,
 the one reader of sidecars and chunks); they are never taken as content, so a batch whose ``--out``
 is its content folder does not stylise its own results on the next run.
@@ -26,10 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.claims import Claim, holder, try_claim
@@ -60,44 +67,64 @@ def existing_record(out: Path, stem: str) -> RunRecord | None:
     return found[0] if found else FOREIGN
 
 
-def same_run(record: RunRecord, content: Path, text: str, config_hash: str) -> bool:
-    return (record.config_hash == config_hash and record.text == text
-            and record.content == str(Path(content).resolve()))
+def inputs_key(content: Path | None, images: list[str] | None = None) -> Any:
+    """What a record names as a run's inputs: the training ``images`` when given, else the resolved content path."""
+    if images is not None:
+        return [str(p) for p in images]
+    return str(Path(content).resolve()) if content is not None else None
 
 
-def content_tag(content: Path) -> str:
-    return hashlib.sha1(str(Path(content).resolve()).encode()).hexdigest()[:8]
+def same_inputs(record: RunRecord, content: Path | None, images: list[str] | None = None) -> bool:
+    key = "images" if images is not None else "content"
+    return record.get(key) == inputs_key(content, images)
 
 
-def candidate_stems(stem: str, content: Path, config_hash: str, other_content: bool) -> Iterator[str]:
+def same_run(record: RunRecord, content: Path | None, text: str, config_hash: str, kind: str | None = None,
+             images: list[str] | None = None) -> bool:
+    """The record is of this run: the same command (``kind``), inputs, text and config hash."""
+    return (record.kind == kind and record.config_hash == config_hash and record.text == text
+            and same_inputs(record, content, images))
+
+
+def content_tag(content: Path | None, images: list[str] | None = None) -> str:
+    return hashlib.sha1(json.dumps(inputs_key(content, images)).encode() if images is not None
+                        else str(inputs_key(content)).encode()).hexdigest()[:8]
+
+
+def candidate_stems(stem: str, content: Path | None, config_hash: str, other_content: bool,
+                    images: list[str] | None = None) -> Iterator[str]:
     """The names a run tries in order: a short content-path hash first when the plain name holds
     another content image's result (``x.jpg`` after ``x.png``), else a short config hash first."""
-    tag, config = content_tag(content), config_hash[:8]
+    tag, config = content_tag(content, images), config_hash[:8]
     yield stem
     yield from ([f"{stem}_{tag}", f"{stem}_{tag}_{config}", f"{stem}_{config}"] if other_content
                 else [f"{stem}_{config}", f"{stem}_{tag}", f"{stem}_{tag}_{config}"])
 
 
-def free_stem(out: str | Path, stem: str, content: Path, text: str, config_hash: str,
-              overwrite: bool = False, taken: set[str] | None = None) -> str:
+def free_stem(out: str | Path, stem: str, content: Path | None, text: str, config_hash: str,
+              overwrite: bool = False, taken: set[str] | None = None, kind: str | None = None,
+              images: list[str] | None = None) -> str:
     """The name this run writes under: ``stem`` unless another run's result is there (see the module doc).
 
     ``taken`` holds the names other jobs of the same plan write under (not on disk yet). A name that a
-    running run has reserved is not free either; ``reserve_stem`` is this plus the reservation.
+    running run has reserved is not free either; ``reserve_stem`` is this plus the reservation. ``kind`` and
+    ``images`` identify runs of other commands than ``transfer`` (see ``same_run``).
     """
     if overwrite:
         return stem
     out = Path(out)
     base = existing_record(out, stem)
-    other_content = base is not None and base.content not in (None, str(Path(content).resolve()))
-    for candidate in candidate_stems(stem, content, config_hash, other_content):
+    other_content = (base is not None and not same_inputs(base, content, images)
+                     and base.get("images" if images is not None else "content") is not None)
+    for candidate in candidate_stems(stem, content, config_hash, other_content, images):
         if taken and candidate in taken:
             continue
         record = existing_record(out, candidate)
-        free = record is None or same_run(record, content, text, config_hash)
+        free = record is None or same_run(record, content, text, config_hash, kind, images)
         if free and holder(out / NAMES_DIR, candidate) is None:
             return candidate
-    return f"{stem}_{hashlib.sha1(f'{content_tag(content)}{text}{config_hash}'.encode()).hexdigest()[:12]}"
+    key = f"{content_tag(content, images)}{text}{config_hash}{kind or ''}"
+    return f"{stem}_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
 
 def _free_on_disk(out: Path, stem: str, content: Path, text: str, config_hash: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from spectralstyle import __version__
 from spectralstyle.errors import SpectralStyleError
@@ -133,10 +134,13 @@ class RunWriter:
         record = {**self.record.to_dict(), "step": step, "status": "snapshot"}
         return save_png(finish_image(image, self.contrast), path, record)
 
-    def finish(self, result: RunHistory, image: torch.Tensor,
+    def finish(self, result: RunHistory, image: torch.Tensor | Image.Image,
                before_write: Callable[[RunRecord], None] | None = None,
                checkpoints: Checkpointer | None = None) -> JobOutput:
         """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys.
+
+        ``image`` is the raw output tensor (finished here with the contrast) or an already finished PIL image
+        (``output_size.result_at_output_size``); a snapshot needs the tensor.
 
         The checkpoint is removed only after the result is written; an interrupted run's record names
         it and its step (``checkpoint_step``: None when there is none to resume from).
@@ -160,7 +164,8 @@ class RunWriter:
         record.output = str(image_path)
         if before_write:
             before_write(record)
-        save_png(finish_image(image, self.contrast), image_path, record.to_dict())
+        save_png(image if isinstance(image, Image.Image) else finish_image(image, self.contrast), image_path,
+                 record.to_dict())
         write_record(record, sidecar_path)
         if checkpoints is not None:
             checkpoints.remove()

@@ -15,6 +15,7 @@ from pathlib import Path
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import image_header
 from spectralstyle.settings import TransferConfig
+from spectralstyle.sizes import parse_size_spec
 
 SMALL_INPUT_FACTOR = 8
 """Inputs with fewer than 1/8 of the working size's pixels are warned about (they are upscaled)."""
@@ -37,10 +38,17 @@ def checkpoint_bytes() -> int:
 def result_bytes(config: TransferConfig, save_model: bool = False) -> int:
     """An upper bound for what one job keeps: the PNG (stored, uncompressed RGB at worst), its sidecar
     (about 250 bytes of losses per step), snapshots every ``save_every`` steps, and the saved model."""
-    image = config.width * config.height * 3 + 64 * 1024
+    image = max(config.width * config.height, output_pixels(config)) * 3 + 64 * 1024
     snapshots = (config.steps - 1) // config.save_every if config.save_every else 0
     model = stylenet_parameters() * 4 if save_model else 0
     return image * (1 + snapshots) + config.steps * 250 + 16 * 1024 + model
+
+
+def output_pixels(config: TransferConfig) -> int:
+    """Pixels of the result when the settings give its size exactly (``for_content`` resolved them), else the
+    working size's (the output size is known per image only)."""
+    width, height = parse_size_spec(config.output_size) if config.output_size[:1].isdigit() else (0, None)
+    return width * height if height is not None else config.width * config.height
 
 
 def needed_bytes(config: TransferConfig, jobs: int = 1, save_model: bool = False) -> int:

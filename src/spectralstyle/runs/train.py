@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -30,7 +31,15 @@ from PIL import Image, ImageDraw, ImageFont
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.files import all_or_none
-from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
+from spectralstyle.media.images import (
+    finish_image,
+    list_images,
+    load_image,
+    oriented_size,
+    save_png,
+    slugify,
+    to_pil,
+)
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.method.stylenet import StyleNet
@@ -126,6 +135,19 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     if not unique:
         raise SpectralStyleError("no training images: give --images with image files or folders")
     return unique
+
+
+def config_for_images(config: TransferConfig, images: list[Path]) -> TransferConfig:
+    """The settings for training on ``images``, which share one working size: with ``--size N`` the long side
+    N at the images' mean aspect ratio (geometric mean of width/height; each image is resized to it)."""
+    if not config.keep_aspect:
+        return config
+    sizes = [size for size in (oriented_size(p) for p in images) if size is not None]
+    if not sizes:
+        return config
+    aspect = math.exp(sum(math.log(w / h) for w, h in sizes) / len(sizes))
+    typical = (1000, max(1, round(1000 / aspect))) if aspect >= 1 else (max(1, round(1000 * aspect)), 1000)
+    return config.for_content(typical)
 
 
 def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -328,9 +350,10 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: Run
 def run_train_job(images: list[Path], text: str, config: TransferConfig, train: TrainSettings, models: Models,
                   out: str | Path, on_step: StepCallback | None = None, stem: str | None = None) -> JobOutput:
     """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview."""
-    train.check(config)
     if not images:
         raise SpectralStyleError("no training images")
+    config = config_for_images(config, images)
+    train.check(config)
     contents = [load_image(path, config.size) for path in images]
     out = Path(out)
     stem = stem or model_stem(text, config.band)

@@ -14,7 +14,7 @@ import torch
 
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.media.images import load_image, slugify
+from spectralstyle.media.images import load_image, oriented_size, slugify
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
@@ -31,6 +31,7 @@ from spectralstyle.runs.checkpoints import (
 )
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.naming import ReservedName, reserve_stem
+from spectralstyle.runs.output_size import output_size_of, result_at_output_size
 from spectralstyle.runs.outputs import (
     JobOutput,
     RunHistory,
@@ -145,6 +146,9 @@ def run_job(
     call continue, and is removed once the result is written. ``on_note`` receives the lines about resuming.
     """
     content_path = Path(content_path)
+    photo_size = oriented_size(content_path)
+    if photo_size is not None:  # an unreadable file: load_image says so
+        config = config.for_content(photo_size)  # --size N: the photo's aspect ratio (idempotent)
     if name is None and stem is None:
         plain = output_stem(content_path, text, config.band)
         with reserve_stem(out_dir, plain, content_path, text, config.digest(), overwrite) as reserved:
@@ -153,6 +157,7 @@ def run_job(
                            control=control, on_note=on_note, name=reserved)
     out = Path(out_dir)
     content = load_image(content_path, config.size)
+    photo_size = photo_size or (content.shape[-1], content.shape[-2])
     if name is not None:
         stem = name.stem
     assert stem is not None
@@ -163,7 +168,9 @@ def run_job(
         text=text, band=config.band, config=config.to_dict(), config_hash=config.digest(),
         environment=environment_info(models.device),
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"run_control": control.to_dict()},  # not in the config (hash): it does not change the result
+        extra={"content_size": list(photo_size), "working_size": [config.width, config.height],
+               "output_size": list(output_size_of(config, photo_size)),
+               "run_control": control.to_dict()},  # run control is not in the config (hash): same result
     )
 
     writer = RunWriter(out, stem, record, config.contrast, name)
@@ -177,7 +184,9 @@ def run_job(
             save_stylenet(result.net, model_paths[0], finished)
             finished.model = str(model_paths[0])
 
-    output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
+    final = result.output if result.interrupted else result_at_output_size(
+        result.net, result.output, str(content_path), config, models.device)
+    output = writer.finish(result, final, before_write=save_model_file, checkpoints=checkpoints)
     if not output.interrupted and model_paths:
         output.model = model_paths[0]
     return output
