@@ -25,5 +25,8 @@ bench:
 bench-tiling:  # exact tiled apply vs untiled at 1024x768 (512-px tiles), side by side: seconds and ratio
 	PYTHONPATH=src $(PY) scripts/bench_tiling.py --size 1024x768 --tile 512 --modes exact
 
+lint:
+	$(VENV)/bin/ruff check src tests scripts
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
