@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1024x768", help="WxH of the image")
     parser.add_argument("--tile", type=int, default=512, help="tile interior side (multiple of 8)")
-    parser.add_argument("--modes", default="exact", help=f"comma-separated statistics modes of {', '.join(STATS_MODES)}")
+    parser.add_argument("--modes", default="exact", help=f"comma-separated modes of {', '.join(STATS_MODES)}")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--contrast", type=float, default=1.5)
     parser.add_argument("--device", default="cpu")

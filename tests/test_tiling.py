@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from spectralstyle.media.images import finish_image, to_pil
-from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.apply.staged import STAGES, TileState, TileStore, run_stage
 from spectralstyle.apply.tiling import HALO, pad_to_multiple, recorded_norms, staged_pass, stylize_large, tiles
+from spectralstyle.media.images import finish_image, to_pil
+from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.outputs import save_stylenet
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
