@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from spectralstyle.method.augment import PatchAugmenter
+from spectralstyle.method.augment import PatchAugmenter, to_device
 from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
@@ -223,7 +223,7 @@ def train_stylenet(
     try:
         for step in range(state.step + 1, config.steps + 1):
             batch, _ = draw_batch(pool, train, state.sampler)
-            batch = batch.to(device)
+            batch = to_device(batch, device)  # pinned, non-blocking on CUDA: the host does not wait for the GPU
             sources, targets = loss_fn.content_targets(batch)
             with autocast_context(device, config.precision):
                 outputs = forward(batch)
