@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "full-run.json").write_text(json.dumps(run, indent=2))
         print(f"full run: {run['steps']} steps at {width}x{height}, {args.crops} crops, {args.precision}"
               f"{' +compile' if args.compile else ''}: {run['run_s']:.1f} s in all, "
-              f"{run['median_step_s'] * 1000:.1f} ms/step steady, first step {run['first_step_s']:.1f} s (compile and warm-up "
+              f"{run['median_step_s'] * 1000:.1f} ms/step steady, first step {run['first_step_s']:.1f} s "
+              f"(compile and warm-up "
               f"{run['compile_and_warmup_s']:.1f} s), models loaded in {run['load_models_s']:.1f} s")
     prof = profiled_steps(config, content, "pop art", args.warmup, args.profile_steps)
     sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"

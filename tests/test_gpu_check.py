@@ -53,4 +53,5 @@ def test_with_nvidia_smi_but_no_gpu_it_stops_at_once(tmp_path):
 def test_unknown_device_is_refused(tmp_path, device):
     env = {**os.environ, "GPU_CHECK_DEVICE": device, "OUT": str(tmp_path / "out")}
     proc = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: GPU_CHECK_DEVICE must be cuda or cpu, got '{device}'"
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: GPU_CHECK_DEVICE must be cuda or cpu, got '{device}'"
