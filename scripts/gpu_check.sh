@@ -3,7 +3,8 @@
 # every command, bench fp32 and bf16+compile, one timed full default run and a profile of steady steps.
 #
 #   bash scripts/gpu_check.sh                     # on a CUDA machine, from the source tree (PYTHONPATH=src)
-#   GPU_CHECK_DEVICE=cpu bash scripts/gpu_check.sh   # dry run of every part at tiny sizes (no CUDA needed)
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_TIMEOUT_SCALE=10 GPU_CHECK_BUDGET_S=9999 bash scripts/gpu_check.sh
+#                                                 # dry run of every part at tiny sizes (no CUDA needed)
 #
 # Results go to $OUT when set, else ./gpu-check/ (at most 8 files: summary.txt env.txt profile.txt shares.json
 # full-run.json bench-fp32.json bench-bf16-compile.json logs.tar.gz); the summary is printed at the end.
@@ -18,6 +19,7 @@ PY="${PYTHON:-python3}"
 OUTDIR="${OUT:-$ROOT/gpu-check}"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/wheels}"
 BUDGET_S="${GPU_CHECK_BUDGET_S:-420}"  # later parts are skipped (and say so) once this much time has passed
+SCALE="${GPU_CHECK_TIMEOUT_SCALE:-1}"  # multiplies every part's timeout (a slow, shared CPU for the dry run)
 
 no_cuda() {
     echo "error: CUDA is missing here ($1); run scripts/gpu_check.sh on a CUDA machine, or GPU_CHECK_DEVICE=cpu for a dry run" >&2
@@ -96,7 +98,7 @@ part() {  # part NAME TIMEOUT_S COMMAND...
         return
     fi
     local t0=$(date +%s)
-    timeout "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
+    timeout -k 10 "$(( limit * SCALE ))" "$@" >"$WORK/logs/$name.log" 2>&1
     local rc=$?
     [ "$rc" -ne 0 ] && FAILED=$((FAILED + 1))
     note "$(printf '%-22s exit %-3s %4ss  %s' "$name" "$rc" "$(( $(date +%s) - t0 ))" \
