@@ -19,6 +19,7 @@ PY="${PYTHON:-python3}"
 OUTDIR="${OUT:-$ROOT/gpu-check}"
 WHEELS="${GPU_CHECK_WHEELS:-$ROOT/wheels}"
 BUDGET_S="${GPU_CHECK_BUDGET_S:-420}"  # later parts are skipped (and say so) once this much time has passed
+ONLY="${GPU_CHECK_ONLY:-}"  # comma-separated part names to run (default: all), e.g. for a partial dry run
 SCALE="${GPU_CHECK_TIMEOUT_SCALE:-1}"  # multiplies every part's timeout (a slow, shared CPU for the dry run)
 
 no_cuda() {
@@ -92,6 +93,9 @@ note "gpu_check on $DEVICE, $(date -u +%FT%TZ), $(grep -m1 '^python' "$OUTDIR/en
 FAILED=0
 part() {  # part NAME TIMEOUT_S COMMAND...
     local name="$1" limit="$2"; shift 2
+    if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then
+        return
+    fi
     local elapsed=$(( $(date +%s) - START ))
     if [ "$elapsed" -ge "$BUDGET_S" ]; then
         note "$(printf '%-22s SKIPPED (%ss used of the %ss budget)' "$name" "$elapsed" "$BUDGET_S")"
