@@ -27,7 +27,7 @@ from spectralstyle.method.stylenet import ResidualConvBlock, StyleNet
 
 # (norm layer index, the layer, its input [1, C, h, w]) -> the normalised input
 Normalize = Callable[[int, nn.InstanceNorm2d, torch.Tensor], torch.Tensor]
-MEMORY_BYTES = 768 * 2**20  # the store keeps this much in memory; beyond it, tensors go to temporary files
+MEMORY_BYTES = 384 * 2**20  # kept in memory at most; beyond it, tensors go to temporary files (3 GB at 24 MP)
 
 
 def residual_blocks(net: StyleNet) -> list[ResidualConvBlock]:
