@@ -159,7 +159,7 @@ def test_reference_precision_is_the_originals_on_each_device():
     for bad in ("fp16", "int8"):
         with pytest.raises(SpectralStyleError, match="--reference-precision"):
             reference_precision(torch.device("cpu"), bad)
-    result = CliRunner().invoke(app, ["bench", "--help"])
+    result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
     assert result.exit_code == 0 and "--reference-precision" in result.output
 
 
