@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install test test-slow bench lint clean
+.PHONY: install test test-slow bench bench-tiling lint clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test-slow:  # the long measurements (24-megapixel apply, 1024x768 exact tiling):
 
 bench:
 	$(VENV)/bin/spectralstyle bench --size 256x256 --crops 16 --steps 5 --rounds 3 --device cpu --json bench-cpu.json
+
+bench-tiling:  # exact tiled apply vs untiled at 1024x768 (512-px tiles), side by side: seconds and ratio
+	PYTHONPATH=src $(PY) scripts/bench_tiling.py --size 1024x768 --tile 512 --modes exact
 
 lint:
 	$(VENV)/bin/ruff check src tests scripts

@@ -142,6 +142,44 @@ def test_bench_checks_json_path_and_precision_before_running(tmp_path):
     assert res.exit_code == 2 and "is a folder" in res.output
     res = CliRunner().invoke(app, [*base, "--precision", "fp16"])
     assert res.exit_code == 2 and "fp16 is for GPUs" in res.output and "running the" not in res.output
+    res = CliRunner().invoke(app, [*base, "--reference-precision", "fp16"])
+    assert res.exit_code == 2 and "--reference-precision fp16 is for GPUs" in res.output
+    assert "running the" not in res.output
+
+
+def test_reference_precision_is_the_originals_on_each_device():
+    """fp16 CLIP on CUDA (clip.load keeps fp16 weights there), fp32 on CPU, unless chosen."""
+    from spectralstyle.bench.runner import reference_precision
+    from spectralstyle.errors import SpectralStyleError
+
+    assert reference_precision(torch.device("cpu")) == "fp32"
+    assert reference_precision(torch.device("cuda")) == "fp16"  # the rule only: constructing a device needs no GPU
+    assert reference_precision(torch.device("cpu"), "bf16") == "bf16"
+    assert reference_precision(torch.device("cpu"), "fp32") == "fp32"
+    for bad in ("fp16", "int8"):
+        with pytest.raises(SpectralStyleError, match="--reference-precision"):
+            reference_precision(torch.device("cpu"), bad)
+    result = CliRunner().invoke(app, ["bench", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0 and "--reference-precision" in result.output
+
+
+def test_reference_pattern_runs_clip_in_the_reference_dtype(both_models):
+    """bf16 reference (as fp16 on CUDA): CLIP's matrices in bf16, its LayerNorms fp32 as clip.load leaves them,
+    StyleNet fp32; the losses stay near the fp32 reference's."""
+    models, fp32_reference = both_models
+    config = TransferConfig(steps=2, width=64, height=64, crops=2, crop_size=32, weights="random", device="cpu",
+                            seed=7)
+    reference = ReferenceModels.load(config.replace(precision="bf16"))
+    reference.text_cache = models.text_cache
+    visual = reference.clip.visual
+    assert visual.conv1.weight.dtype == visual.proj.dtype == torch.bfloat16
+    assert visual.ln_post.weight.dtype == torch.float32
+    content = synthetic_content(64, 64)
+    low = optimize_reference(content, "pop art", config, reference)
+    full = optimize_reference(content, "pop art", config, fp32_reference).history
+    assert next(low.net.parameters()).dtype == torch.float32
+    for a, b in zip(full, low.history, strict=True):
+        assert a["total"] != b["total"] and b["total"] == pytest.approx(a["total"], rel=0.05), a["step"]
 
 
 def test_rounds_alternate_and_pool_their_steps():

@@ -5,10 +5,11 @@ with the mean and variance of the WHOLE feature map. Tiles normalised on their o
 colours and contrast, and the seams show. Here every tile is normalised with statistics of the whole
 image instead, obtained in one of two ways:
 
-- ``exact``: streamed. For norm layer k (in forward order) every tile is run up to layer k, with the
-  already known statistics for layers < k, and the sum and sum of squares of layer k's input over
-  the tile's interior are accumulated (float64). 18 partial passes plus the final one cost about
-  10 full forward passes, and the result equals untiled processing up to float rounding.
+- ``exact``: layer by layer. Every tile runs up to norm layer k (in forward order) and waits there,
+  its live tensors kept (apply/staged.py: in memory, beyond a budget in temporary files); the sums and
+  sums of squares of layer k's input over the tiles' interiors (float64) give the statistics; then every
+  tile goes on to layer k + 1. Each layer runs once per tile: about one forward pass over the tiles and
+  their halos, and the result equals untiled processing up to float rounding.
 - ``sampled``: as ``exact``, but measured on an evenly spread quarter of the tiles: a quarter of the
   cost of ``exact`` for the statistics, at full resolution (no scale bias), with a sampling error.
 - ``downscaled``: the statistics of one untiled pass over the image scaled to ``stats_side`` pixels
@@ -20,7 +21,8 @@ the same region of an untiled pass with the same statistics, and no seams appear
 multiples of 8, so the three stride-2 levels of every tile line up with the untiled grid.
 
 Memory: the input and output stay uint8/float32 numpy arrays (4 + 12 bytes per pixel, and 3 for
-the PNG written by PIL); the network only ever sees one tile (about 1 KB per pixel of a tile).
+the PNG written by PIL); the network only ever sees one tile (about 1 KB per pixel of a tile); ``exact``
+keeps up to ``staged.MEMORY_BYTES`` of waiting tiles in memory and the rest on disk (about 200 bytes per pixel).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from spectralstyle.apply.staged import STAGES, TileState, TileStore, run_stage
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.method.stylenet import StyleNet
 
-HALO = 72  # >= the receptive-field radius of StyleNet (63 pixels, measured: one changed pixel moves outputs up to 63 away), a multiple of 8
+# >= the receptive-field radius of StyleNet (63 px, measured: one changed pixel moves outputs 63 px away), multiple of 8
+HALO = 72
 CPU_TILE = 768  # interior side on CPU: (768 + 2*72)^2 pixels of activations is about 1 GB
 BYTES_PER_PIXEL = 1100  # StyleNet(ngf=16) forward without gradients, per input pixel (measured on CPU)
 STATS_MODES = ("exact", "sampled", "downscaled")
@@ -54,17 +58,14 @@ class Norm:
     var: torch.Tensor
 
 
-class _Stop(Exception):
-    """Ends a partial forward pass once the norm layer being measured has seen its input."""
-
-
 def norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
     """The InstanceNorm layers in the order a forward pass reaches them (module order is that order in StyleNet)."""
     return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
 @contextmanager
-def _patched_norms(net: nn.Module, handler: Callable[[int, nn.InstanceNorm2d, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+def _patched_norms(net: nn.Module,
+                   handler: Callable[[int, nn.InstanceNorm2d, torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Route every InstanceNorm layer through ``handler(index, layer, x)`` for the duration of the block."""
     layers = norm_layers(net)
     for index, layer in enumerate(layers):
@@ -85,7 +86,8 @@ def _normalize(layer: nn.InstanceNorm2d, x: torch.Tensor, norm: Norm) -> torch.T
     return y
 
 
-def pad_to_multiple(image: np.ndarray, multiple: int = StyleNet.SIZE_MULTIPLE, min_side: int = StyleNet.MIN_SIDE) -> np.ndarray:
+def pad_to_multiple(image: np.ndarray, multiple: int = StyleNet.SIZE_MULTIPLE,
+                    min_side: int = StyleNet.MIN_SIDE) -> np.ndarray:
     """Pad H x W x 3 at the bottom and right as ``StyleNet.stylize`` does (reflect, or edge when too small)."""
     h, w = image.shape[:2]
     ph, pw = (max(min_side, n + -n % multiple) - n for n in (h, w))
@@ -120,7 +122,8 @@ def tiles(height: int, width: int, tile: int, halo: int = HALO) -> list[Tile]:
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(height, y0 + tile), min(width, x0 + tile)
-            out.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
+            out.append(Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo),
+                            max(0, x0 - halo), min(width, x1 + halo)))
     return out
 
 
@@ -130,44 +133,63 @@ def sampled_tiles(grid: list[Tile], fraction: float) -> list[Tile]:
     return [grid[i] for i in sorted({round(j * (len(grid) - 1) / max(1, count - 1)) for j in range(count)})]
 
 
-def exact_norms(net: StyleNet, padded: np.ndarray, tile: int, device: torch.device,
-                on_pass: ProgressFn | None = None, fraction: float = 1.0) -> list[Norm]:
-    """Whole-image statistics of every norm layer, layer by layer, streamed over tiles (see module doc);
-    with ``fraction`` < 1 measured on that share of the tiles only."""
+def _accumulate(sums: list[torch.Tensor], t: Tile, x: torch.Tensor) -> int:
+    """Add the per-channel sum and sum of squares (float64) of ``x`` over the tile's interior; return its pixels."""
+    scale = (t.oy1 - t.oy0) // x.shape[-2]
+    inner = x[..., (t.y0 - t.oy0) // scale:(t.y1 - t.oy0) // scale,
+              (t.x0 - t.ox0) // scale:(t.x1 - t.ox0) // scale].double()
+    s, q = inner.sum(dim=(0, 2, 3)), inner.square().sum(dim=(0, 2, 3))
+    if sums:
+        sums[0] += s
+        sums[1] += q
+    else:
+        sums.extend((s, q))
+    return inner.shape[-1] * inner.shape[-2]
+
+
+def staged_pass(net: StyleNet, padded: np.ndarray, grid: list[Tile], device: torch.device,
+                on_output: Callable[[Tile, torch.Tensor], None] | None = None, on_tile: ProgressFn | None = None,
+                store: TileStore | None = None) -> list[Norm]:
+    """Whole-image statistics of every norm layer over ``grid``, and with ``on_output`` each tile's result.
+
+    Layer by layer (apply/staged.py): every tile runs up to norm layer k, keeping what it needs to go on;
+    the sums over the tiles' interiors give layer k's statistics; then every tile goes on to layer k + 1.
+    Each layer runs once per tile. ``on_tile(done, total)`` counts tile stages.
+    """
     layers = norm_layers(net)
-    height, width = padded.shape[:2]
-    grid = tiles(height, width, tile)
-    if fraction < 1:
-        grid = sampled_tiles(grid, fraction)
     known: list[Norm] = []
-    for k in range(len(layers)):
-        sums: torch.Tensor | None = None
-        squares: torch.Tensor | None = None
-        count = 0
+    last = STAGES if on_output else len(layers)  # without outputs, stop once the last statistics are known
 
-        def handler(i: int, layer: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
-            nonlocal sums, squares, count
-            if i < k:
-                return _normalize(layer, x, known[i])
-            scale = (t.oy1 - t.oy0) // x.shape[-2]
-            inner = x[..., (t.y0 - t.oy0) // scale:(t.y1 - t.oy0) // scale,
-                      (t.x0 - t.ox0) // scale:(t.x1 - t.ox0) // scale].double()
-            s, q = inner.sum(dim=(0, 2, 3)), inner.square().sum(dim=(0, 2, 3))
-            sums, squares = (s, q) if sums is None else (sums + s, squares + q)
-            count += inner.shape[-1] * inner.shape[-2]
-            raise _Stop
+    def normalize(i: int, layer: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+        return _normalize(layer, x, known[i])
 
-        with _patched_norms(net, handler), torch.no_grad():
-            for t in grid:
-                try:
-                    net(_tensor(padded[t.oy0:t.oy1, t.ox0:t.ox1], device))
-                except _Stop:
-                    pass
-        mean = sums / count
-        known.append(Norm(mean.float(), (squares / count - mean.square()).clamp_min(0).float()))
-        if on_pass:
-            on_pass(k + 1, len(layers) + 1)
+    with store or TileStore() as kept, torch.no_grad():
+        for k in range(last):
+            sums: list[torch.Tensor] = []
+            count = 0
+            for index, t in enumerate(grid):
+                state = TileState(kept, index, device)
+                result = run_stage(net, k, state, normalize,
+                                   lambda t=t: _tensor(padded[t.oy0:t.oy1, t.ox0:t.ox1], device))
+                if k < len(layers):
+                    count += _accumulate(sums, t, result)
+                elif on_output:
+                    on_output(t, result)
+                del result
+                if on_tile:
+                    on_tile(k * len(grid) + index + 1, last * len(grid))
+            if k < len(layers):
+                mean = sums[0] / count
+                known.append(Norm(mean.float(), (sums[1] / count - mean.square()).clamp_min(0).float()))
     return known
+
+
+def exact_norms(net: StyleNet, padded: np.ndarray, tile: int, device: torch.device,
+                on_tile: ProgressFn | None = None, fraction: float = 1.0) -> list[Norm]:
+    """Whole-image statistics of every norm layer, streamed over tiles (see module doc);
+    with ``fraction`` < 1 measured on that share of the tiles only."""
+    grid = tiles(*padded.shape[:2], tile)
+    return staged_pass(net, padded, grid if fraction >= 1 else sampled_tiles(grid, fraction), device, on_tile=on_tile)
 
 
 def recorded_norms(net: StyleNet, image: torch.Tensor) -> list[Norm]:
@@ -233,38 +255,38 @@ def stylize_large(net: StyleNet, image: Image.Image, contrast: float, device: to
             result = net.stylize(_tensor(source, device))
         return TiledResult(to_pil(finish_image(result, contrast)), 1, "untiled")
     grid = tiles(ph, pw, tile)
-    fraction = SAMPLED_FRACTION if stats == "sampled" else 1.0
-    measured = len(sampled_tiles(grid, fraction)) if stats != "downscaled" else 0
-    total = len(grid) + measured * len(norm_layers(net))
-    done = 0
-
-    def count_pass(k: int, _: int) -> None:
-        if on_tile:
-            on_tile(k * measured, total)
-
-    if stats in ("exact", "sampled"):
-        norms = exact_norms(net, padded, tile, device, on_pass=count_pass, fraction=fraction)
-        done = total - len(grid)
-    else:
-        norms = downscaled_norms(net, source, stats_side, device)
     raw = np.empty((height, width, 3), np.float32)
     gray_sum = 0.0
 
-    def fixed(i: int, layer: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
-        return _normalize(layer, x, norms[i])
+    def write(t: Tile, out: torch.Tensor) -> None:
+        nonlocal gray_sum
+        if t.y0 >= height or t.x0 >= width:  # only padding: nothing of the image to write
+            return
+        y1, x1 = min(t.y1, height), min(t.x1, width)
+        inner = out[0, :, t.y0 - t.oy0:y1 - t.oy0, t.x0 - t.ox0:x1 - t.ox0].float().clamp(0, 1)
+        gray_sum += float((0.2989 * inner[0] + 0.587 * inner[1] + 0.114 * inner[2]).double().sum())
+        raw[t.y0:y1, t.x0:x1] = inner.permute(1, 2, 0).cpu().numpy()
 
-    with _patched_norms(net, fixed), torch.no_grad():
-        for t in grid:
-            done += 1
-            if t.y0 >= height or t.x0 >= width:  # only padding: nothing of the image to write
-                continue
-            out = net(_tensor(padded[t.oy0:t.oy1, t.ox0:t.ox1], device))
-            y1, x1 = min(t.y1, height), min(t.x1, width)
-            inner = out[0, :, t.y0 - t.oy0:y1 - t.oy0, t.x0 - t.ox0:x1 - t.ox0].float().clamp(0, 1)
-            gray_sum += float((0.2989 * inner[0] + 0.587 * inner[1] + 0.114 * inner[2]).double().sum())
-            raw[t.y0:y1, t.x0:x1] = inner.permute(1, 2, 0).cpu().numpy()
-            if on_tile:
-                on_tile(done, total)
+    if stats == "exact":  # statistics and results in one layer-by-layer pass
+        staged_pass(net, padded, grid, device, on_output=write, on_tile=on_tile)
+    else:
+        measured = sampled_tiles(grid, SAMPLED_FRACTION) if stats == "sampled" else []
+        total = len(measured) * len(norm_layers(net)) + len(grid)
+        if measured:
+            norms = staged_pass(net, padded, measured, device,
+                                on_tile=(lambda done, _: on_tile(done, total)) if on_tile else None)
+        else:
+            norms = downscaled_norms(net, source, stats_side, device)
+
+        def fixed(i: int, layer: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+            return _normalize(layer, x, norms[i])
+
+        with _patched_norms(net, fixed), torch.no_grad():
+            for done, t in enumerate(grid, start=total - len(grid) + 1):
+                if t.y0 < height and t.x0 < width:
+                    write(t, net(_tensor(padded[t.oy0:t.oy1, t.ox0:t.ox1], device)))
+                if on_tile:
+                    on_tile(done, total)
     del padded
     gray_mean = gray_sum / (height * width)
     result = np.empty((height, width, 3), np.uint8)
@@ -273,5 +295,4 @@ def stylize_large(net: StyleNet, image: Image.Image, contrast: float, device: to
         if contrast != 1.0:
             band = (contrast * band + (1.0 - contrast) * gray_mean).clamp(0, 1)
         result[r0:r0 + 256] = band.mul(255).to(torch.uint8).numpy()  # truncation, as TF.to_pil_image does
-    del raw
     return TiledResult(Image.fromarray(result), len(grid), stats)

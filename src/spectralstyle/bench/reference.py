@@ -12,7 +12,10 @@ It repeats what docs/method.md and the original code do, including their costs, 
   ``F.interpolate(bicubic)`` to 224 even when already 224;
 - all 37 layers of torchvision's ``vgg19().features``, reading layers 21 and 31 as ``get_features``
   does (the in-place ReLU after layer 21 turns the stored conv4_2 into relu4_2);
-- fp32, no compilation.
+- no compilation; CLIP in the precision the original runs it in on the device (``REFERENCE_DTYPES``:
+  ``clip.load`` keeps CLIP's fp16 weights on CUDA and converts them to fp32 on CPU, and ``encode_image``
+  casts its input to ``clip_model.dtype``), StyleNet and VGG in fp32. ``bench --reference-precision``
+  chooses another; the DCT filter is computed in fp32 and cast back (cuFFT has no fp16 FFT of 50 tokens).
 
 It shares with the fast pipeline only StyleNet, the crop parameter sampling (so both can use the
 same crops) and the unfiltered building blocks (model construction, templated text features).
@@ -40,6 +43,9 @@ from spectralstyle.method.spectral import parse_bands
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.method.vgg import IMAGENET_MEAN, IMAGENET_STD, build_vgg19
 from spectralstyle.settings import TransferConfig
+
+REFERENCE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""Reference precision -> CLIP's weight dtype in the reference pattern (StyleNet and VGG stay fp32)."""
 
 VGG_LAYERS = {"21": "conv4_2", "31": "conv5_2"}
 """The layers the original ``get_features`` keeps for the content loss (its names, ReLU outputs)."""
@@ -102,16 +108,35 @@ def spectral_encode_image(clip_model: Any, image: torch.Tensor, keep: torch.Tens
     if keep is None:
         return clip_model.encode_image(image)
     v = clip_model.visual
-    x = v.conv1(image)
+    x = v.conv1(image.type(v.conv1.weight.dtype))  # as clip's encode_image: the input in CLIP's dtype
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
     zeros = torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
     x = torch.cat([v.class_embedding.to(x.dtype) + zeros, x], dim=1)
     x = v.ln_pre(x + v.positional_embedding.to(x.dtype))
     x = v.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # [B, N, D]
-    spectrum = dct(x.transpose(1, 2))  # along the token axis, for every channel
-    x = idct(spectrum * keep.to(spectrum.dtype)).transpose(1, 2)
+    spectrum = dct(x.transpose(1, 2).float())  # along the token axis, for every channel (in fp32)
+    x = idct(spectrum * keep.to(spectrum.dtype)).transpose(1, 2).to(v.conv1.weight.dtype)
     x = v.ln_post(x[:, 0, :])
     return x @ v.proj if v.proj is not None else x
+
+
+def convert_weights(model: nn.Module, dtype: torch.dtype) -> None:
+    """clip's ``convert_weights`` for any dtype: what ``clip.load`` does on CUDA (with fp16). Conv, Linear and
+    attention weights and the projections change dtype; LayerNorms stay fp32 (clip's LayerNorm computes in
+    fp32 and casts back) as do the class and positional embeddings (cast where they are added)."""
+    def convert(layer: nn.Module) -> None:
+        tensors = []
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            tensors += [layer.weight, layer.bias]
+        if isinstance(layer, nn.MultiheadAttention):
+            tensors += [getattr(layer, f"{s}_proj_weight") for s in ("in", "q", "k", "v")]
+            tensors += [layer.in_proj_bias, layer.bias_k, layer.bias_v]
+        tensors += [getattr(layer, name, None) for name in ("text_projection", "proj")]
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                tensor.data = tensor.data.to(dtype)
+
+    model.apply(convert)
 
 
 def get_features(image: torch.Tensor, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -147,14 +172,16 @@ class ReferenceModels:
         """Template-averaged text features, computed once per text (set-up, not part of a step)."""
         if text not in self.text_cache:
             self.text_cache[text] = encode_templated_text(self.clip, text)
-        return self.text_cache[text]
+        return self.text_cache[text].to(self.clip.visual.conv1.weight.dtype)  # the original's are in CLIP's dtype
 
     @classmethod
     def load(cls, config: TransferConfig) -> "ReferenceModels":
         device = resolve_device(config.device)
         clip_source = config.clip_weights or config.clip_model
-        clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
+        clip_mode = "pretrained" if config.clip_weights else config.weights
+        clip_model = load_clip(clip_source, device=device, weights=clip_mode)
         clip_model.requires_grad_(True)  # the original never freezes CLIP
+        convert_weights(clip_model, REFERENCE_DTYPES[config.precision])  # the bench sets the reference precision
         vgg = build_vgg19(config.weights, config.vgg_weights).features.to(device)
         for parameter in vgg.parameters():
             parameter.requires_grad_(False)

@@ -34,10 +34,29 @@ from spectralstyle.settings import LOSS_TERMS as TRANSFER_LOSS_TERMS
 from spectralstyle.settings import TransferConfig
 
 PATTERNS: dict[str, str] = {
-    "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, fp32",
+    "reference": "per-crop loop, full DCT/IDCT, trainable CLIP, 2 CLIP passes, full VGG19, the original's dtypes",
     "optimized": "batched crops, CLS weighted sum, frozen CLIP, 1 CLIP pass, VGG to relu5_2",
 }
 """Pattern name -> one-line description (the reference is run first)."""
+
+REFERENCE_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def reference_precision(device: torch.device, choice: str | None = None) -> str:
+    """The reference pattern's CLIP precision: ``choice``, or what the original code runs on that device
+    (``clip.load`` keeps CLIP's fp16 weights on CUDA, converts them to fp32 elsewhere), so that a GPU
+    speed-up is not measured against a slower fp32 reference the authors never ran."""
+    if choice is None:
+        return "fp16" if device.type == "cuda" else "fp32"
+    if choice not in REFERENCE_PRECISIONS:
+        raise SpectralStyleError(f"--reference-precision must be one of {', '.join(REFERENCE_PRECISIONS)}, "
+                                 f"got {choice!r}")
+    if choice == "fp16" and device.type == "cpu":
+        raise SpectralStyleError("--reference-precision fp16 is for GPUs (on CPU fp16 is emulated and many times "
+                                 "slower); use fp32 (the original's on CPU) or bf16")
+    check_precision(device, choice)
+    return choice
+
 
 CHILD_TIMEOUT_S = 3600
 LOSS_TERMS = ("total", *TRANSFER_LOSS_TERMS)
@@ -197,13 +216,14 @@ def _load_text_cache(path: Path | None) -> dict[str, torch.Tensor]:
 
 def run_pattern(
     pattern: str, config: TransferConfig, steps: int, text: str, content_path: str | None = None,
-    text_cache_path: Path | None = None,
+    text_cache_path: Path | None = None, reference_dtype: str = "fp32",
 ) -> PatternResult:
-    """Run ``steps + 1`` steps of one pattern in this process and measure them (call in a fresh process)."""
+    """Run ``steps + 1`` steps of one pattern in this process and measure them (call in a fresh process);
+    the reference runs CLIP in ``reference_dtype`` (its config's precision, read by ``ReferenceModels``)."""
     if pattern not in PATTERNS:
         raise SpectralStyleError(f"unknown pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
     if pattern == "reference":
-        config = config.replace(precision="fp32", compile=False)
+        config = config.replace(precision=reference_dtype, compile=False)
     config = config.replace(steps=steps + 1, save_every=0)
     device = resolve_device(config.device)
     content = bench_content(config, content_path)
@@ -259,13 +279,14 @@ def _reset_peak(device: torch.device) -> None:
 
 def measure_in_subprocess(
     pattern: str, config: TransferConfig, steps: int, text: str, content_path: str | None, workdir: Path,
+    reference_dtype: str = "fp32",
 ) -> PatternResult:
     """Run ``run_pattern`` in a fresh interpreter and read its result back."""
     config_file, result_file = workdir / "config.json", workdir / f"{pattern}.json"
     config_file.write_text(json.dumps(config.to_dict()))
     cmd = [sys.executable, "-m", "spectralstyle.bench.runner", "--pattern", pattern, "--config", str(config_file),
            "--steps", str(steps), "--text", text, "--out", str(result_file),
-           "--text-cache", str(workdir / "text_features.pt")]
+           "--text-cache", str(workdir / "text_features.pt"), "--reference-precision", reference_dtype]
     if content_path is not None:
         cmd += ["--content", str(content_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=os.environ.copy())
@@ -301,10 +322,11 @@ def round_order(round_index: int) -> list[str]:
 
 def run_benchmark(
     config: TransferConfig, steps: int, text: str = "pop art", content_path: str | None = None,
-    on_pattern: Any = None, rounds: int = 1,
+    on_pattern: Any = None, rounds: int = 1, reference_dtype: str | None = None,
 ) -> BenchReport:
     """Measure every pattern in its own process, ``rounds`` times, interleaved; ``on_pattern(name, round)``
-    is called before each process starts."""
+    is called before each process starts. ``reference_dtype``: see ``reference_precision`` (None: the
+    original's on this device)."""
     if steps < 1:
         raise SpectralStyleError(f"--steps must be at least 1, got {steps}")
     if rounds < 1:
@@ -315,13 +337,15 @@ def run_benchmark(
     tokenize_templated(text)  # a bad text fails here, not in a child
     device = resolve_device(config.device)
     check_precision(device, config.precision)
+    reference_dtype = reference_precision(device, reference_dtype)
     measured: dict[str, list[PatternResult]] = {name: [] for name in PATTERNS}
     with tempfile.TemporaryDirectory(prefix="spectralstyle-bench-") as tmp:
         for round_index in range(rounds):
             for pattern in round_order(round_index):
                 if on_pattern:
                     on_pattern(pattern, round_index)
-                measured[pattern].append(measure_in_subprocess(pattern, config, steps, text, content_path, Path(tmp)))
+                measured[pattern].append(measure_in_subprocess(pattern, config, steps, text, content_path, Path(tmp),
+                                                               reference_dtype))
     return BenchReport({**config.to_dict(), "text": text, "content": content_path or "synthetic"}, steps,
                        environment_info(device), [merge_rounds(measured[name]) for name in PATTERNS], rounds)
 
@@ -335,12 +359,13 @@ def _child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", default="pop art")
     parser.add_argument("--content", default=None)
     parser.add_argument("--text-cache", default=None)
+    parser.add_argument("--reference-precision", default="fp32", choices=list(REFERENCE_PRECISIONS))
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
         config = TransferConfig(**json.loads(Path(args.config).read_text()))
         result = run_pattern(args.pattern, config, args.steps, args.text, args.content,
-                             Path(args.text_cache) if args.text_cache else None)
+                             Path(args.text_cache) if args.text_cache else None, args.reference_precision)
     except SpectralStyleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

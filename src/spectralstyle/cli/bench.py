@@ -30,6 +30,8 @@ def report_table(report) -> Table:  # report: bench.BenchReport
                       f"{min(r.step_seconds):.3f}", f"{r.setup_and_first_step_s:.1f}", f"{r.peak_memory_mib:.0f}", f"{r.losses[0]['total']:.2f}",
                       f"{r.losses[-1]['total']:.2f}")
     table.caption = "\n".join(f"{r.pattern}: {r.description}" for r in report.results) + (
+        f"\nreference precision: CLIP in {report.reference.precision} (StyleNet and VGG fp32); the original code "
+        "runs CLIP in fp16 on CUDA and fp32 on CPU (--reference-precision)") + (
         f"\ns/step: median wall time over the timed steps (min: the fastest one, a hint when the machine is "
         f"shared); peak: {report.reference.memory_kind}")
     return table
@@ -48,6 +50,9 @@ def bench(
     content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
     check_target: CheckTargetFlag = False,
+    reference_precision: Annotated[Optional[str], typer.Option(
+        "--reference-precision", help="CLIP precision of the reference pattern: fp32, fp16 or bf16 (default: what "
+        "the original code uses on the device, fp16 on CUDA, fp32 on CPU).")] = None,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -68,13 +73,13 @@ def bench(
     report = run_benchmark(config, steps, text, str(content) if content else None,
                            on_pattern=lambda name, k: console.print(
                                f"[dim]running the {name} pattern" + (f" (round {k + 1} of {rounds})" if rounds > 1 else "")
-                               + "…[/]"), rounds=rounds)
+                               + "…[/]"), rounds=rounds, reference_dtype=reference_precision)
     out = make_console()
     out.print(report_table(report))
     diffs = ", ".join(f"{term} {diff:.1e}" for term, diff in report.max_loss_differences().items())
     out.print(f"peak memory ratio (optimized / reference): {report.memory_ratio:.2f}", highlight=False)
     out.print(f"largest relative loss difference per step, optimized ({report.optimized.precision}) vs reference "
-              f"(fp32): {diffs}", highlight=False)
+              f"({report.reference.precision}): {diffs}", highlight=False)
     out.print(report.target_line(), highlight=False)
     if json_out is not None:
         write_json(report.to_dict(), json_out)

@@ -40,7 +40,7 @@ from spectralstyle.media.images import (
     slugify,
     to_pil,
 )
-from spectralstyle.method.augment import PatchAugmenter
+from spectralstyle.method.augment import PatchAugmenter, to_device
 from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
@@ -255,7 +255,7 @@ def train_stylenet(
     try:
         for step in range(state.step + 1, config.steps + 1):
             batch, _ = draw_batch(pool, train, state.sampler)
-            batch = batch.to(device)
+            batch = to_device(batch, device)  # pinned, non-blocking on CUDA: the host does not wait for the GPU
             sources, targets = loss_fn.content_targets(batch)
             with autocast_context(device, config.precision):
                 outputs = forward(batch)
