@@ -20,7 +20,7 @@ import typer
 from PIL import Image
 
 from spectralstyle.runs import preflight
-from spectralstyle.cli.common import user_errors
+from spectralstyle.cli.common import one_line_errors
 from spectralstyle.media.images import atomic_path, open_rgb
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.outputs import save_stylenet
@@ -111,13 +111,12 @@ def test_disk_full_error_names_the_file(tmp_path, capsys):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a write on a full disk raises
     assert info.value.filename == str(target) and info.value.errno == errno.ENOSPC
 
-    @user_errors
     def write():
         with atomic_path(target):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.raises(typer.Exit) as exit_info:
-        write()
+        one_line_errors(write)  # what the app does around every command
     assert exit_info.value.exit_code == 2
     assert f"error: file system error: No space left on device ({target})" in " ".join(capsys.readouterr().err.split())
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind

@@ -19,7 +19,7 @@ from spectralstyle.media.files import write_json
 from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
 from spectralstyle.weights.safeload import read_weights
 from spectralstyle.method.stylenet import StyleNet
-from spectralstyle.apply.tiling import STATS_MODES, stylize_large
+from spectralstyle.apply.tiling import stylize_large
 from spectralstyle.media.video import VIDEO_SUFFIXES, stylize_video
 
 ProgressFn = Callable[[int, int], None]
@@ -60,19 +60,14 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 @dataclass
 class ApplySettings:
+    """How a model is applied here: the options (checked where they are declared, ``settings.ApplyConfig``)
+    with the contrast resolved (the model's, unless given) and the device chosen."""
+
     contrast: float
     device: torch.device
     max_side: int | None = None
     tile: int | None = None
     stats: str = "exact"
-
-    def check(self) -> None:
-        if self.max_side is not None and self.max_side < 8:
-            raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {self.max_side}")
-        if self.tile is not None and (self.tile < 64 or self.tile % 8):
-            raise SpectralStyleError(f"--tile must be a multiple of 8 and at least 64 pixels, got {self.tile}")
-        if self.stats not in STATS_MODES:
-            raise SpectralStyleError(f"--norm-stats must be one of {', '.join(STATS_MODES)}, got {self.stats!r}")
 
 
 def out_of_memory_error(settings: ApplySettings, what: Path, size: tuple[int, int] | None = None) -> SpectralStyleError:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spectralstyle.errors import SpectralStyleError
+from spectralstyle.cli.common import JsonFlag, OutOpt, console, print_results, resolve_from_flags, with_settings
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.cli.common import DeviceOpt, OutOpt, console, user_errors
+from spectralstyle.settings import ApplyConfig
 
 
 def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
@@ -29,43 +27,41 @@ def output_names(images: list[Path], model_stem: str) -> dict[Path, str]:
     return names
 
 
-@user_errors
 @stops_at_step_boundary
+@with_settings(ApplyConfig)
 def apply(
     model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model` or `train`.")],
-    images: Annotated[list[Path], typer.Argument(help="Images, folders (their images and videos) and videos (-> mp4).")],
+    images: Annotated[list[Path], typer.Argument(
+        help="Images, folders (their images and videos) and videos (-> mp4).")],
     out: OutOpt = Path("outputs"),
-    contrast: Annotated[Optional[float], typer.Option(
-        "--contrast", help="Contrast factor of the saved image (default: the model's, 1 = unchanged).")] = None,
-    device: DeviceOpt = "auto",
-    max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images and videos whose longer side exceeds this.")] = None,
-    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for large images (multiple of 8; default: 768 on CPU, from free memory on CUDA).")] = None,
-    norm_stats: Annotated[Literal["exact", "sampled", "downscaled"], typer.Option("--norm-stats", help="Whole-image norm statistics of tiled images: exact (streamed, about 10 passes), sampled (a quarter of the tiles) or downscaled (one small pass; approximate).")] = "exact",
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Apply a trained StyleNet to images, folders and videos, at any resolution, in bounded memory.
 
-    Ctrl-C or SIGTERM stops between tiles or frames; nothing half-written is left under a final name.
+    Prints every file written on stdout. Ctrl-C or SIGTERM stops between tiles or frames; nothing
+    half-written is left under a final name.
     """
+    from spectralstyle.runs.early import check_out_dir
+
+    config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
+    check_out_dir(out)
+
     from spectralstyle.apply.images import ApplySettings, apply_image, apply_video, expand_inputs, load_stylenet
     from spectralstyle.device import resolve_device
-    from spectralstyle.media.files import ensure_writable_dir
     from spectralstyle.interrupts import raise_if_stop_requested
     from spectralstyle.media.video import is_video
 
-    dev = resolve_device(device or "auto")
-    if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
-        raise SpectralStyleError(f"--contrast must be a positive number (0 gives a flat grey picture; 1 = unchanged), "
-                                 f"got {contrast}")
-    settings = ApplySettings(contrast or 1.0, dev, max_side, tile, norm_stats)
-    settings.check()  # before the model is read
+    dev = resolve_device(config.device)
     net, record = load_stylenet(model)
     net = net.to(dev)
-    if contrast is None:  # the contrast the model was trained with
-        settings = dataclasses.replace(settings, contrast=record.get("config", {}).get("contrast", 1.5))
-    factor = settings.contrast
+    factor = config.contrast if config.contrast is not None else record.get("config", {}).get("contrast", 1.5)
+    settings_ = ApplySettings(factor, dev, config.max_side, config.tile, config.norm_stats)
     inputs = expand_inputs(images)
-    ensure_writable_dir(out)
     names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
+    written: list[Path] = []
+    summary: list[dict[str, Any]] = []
 
     def progress_of(task: Any) -> Any:
         def update(done: int, total: int | None) -> None:
@@ -77,19 +73,23 @@ def apply(
                   TimeRemainingColumn(), console=console, transient=True) as progress:
         for path in inputs:
             raise_if_stop_requested()
-            metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor, "trained_with": record}
+            metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor,
+                        "trained_with": record}
             if is_video(path):
                 target = out / Path(names[path]).with_suffix(".mp4")
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)
-                result = apply_video(net, path, target, settings, metadata, on_frame=progress_of(task))
+                result = apply_video(net, path, target, settings_, metadata, on_frame=progress_of(task))
                 progress.remove_task(task)
                 stability = result["temporal_stability"]
-                note = f"temporal stability {stability:.3f}" if stability is not None else "still input"
-                console.print(f"[green]wrote[/] {escape(str(target))}  [dim]{result['video']['frames']} frames, "
-                              f"{note}[/]", highlight=False)
-                continue
-            target = out / names[path]
-            task = progress.add_task(escape(f"{path.name} tiles"), total=None)
-            apply_image(net, path, target, settings, metadata, on_tile=progress_of(task))
-            progress.remove_task(task)
-            console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
+                shown = f"temporal stability {stability:.3f}" if stability is not None else "still input"
+                progress.console.print(f"[dim]{escape(target.name)}: {result['video']['frames']} frames, {shown}[/]",
+                                       highlight=False)
+                summary.append({"input": str(path), "output": str(target), "temporal_stability": stability})
+            else:
+                target = out / names[path]
+                task = progress.add_task(escape(f"{path.name} tiles"), total=None)
+                apply_image(net, path, target, settings_, metadata, on_tile=progress_of(task))
+                progress.remove_task(task)
+                summary.append({"input": str(path), "output": str(target)})
+            written.append(target)
+    print_results(written, {"command": "apply", "model": str(model), "results": summary}, json_summary)

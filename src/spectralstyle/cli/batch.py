@@ -15,13 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt, ConfigOpt, ResumeOpt, console, flag, interrupted_exit, log, make_console, progress_bar,
-    resolve_from_flags, setup_log_file, user_errors, with_settings,
+    JsonFlag, config_option, console, duration, flag, interrupted_exit, loading_models, log, make_console,
+    print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
 )
-from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt
+from spectralstyle.cli.train import resolve_training
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
+from spectralstyle.settings import RunControl, TrainSettings, TransferConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,12 +30,22 @@ if TYPE_CHECKING:
 
 JOB_FAILED_EXIT = 1
 
-PromptsOpt = Annotated[Optional[Path], typer.Option("--prompts", "-p", help="Text file: one prompt per line; blank lines and # comments ignored.")]
-TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
-BandsOpt = Annotated[Optional[list[str]], typer.Option("--bands", metavar="BANDS", help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
-ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
-ModeOpt = Annotated[Literal["transfer", "train"], typer.Option("--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, band) over all images of the folder.")]
-BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
+SETTINGS = (TransferConfig, TrainSettings, RunControl)
+PromptsOpt = Annotated[Optional[Path], typer.Option(
+    "--prompts", "-p", help="Text file: one prompt per line; blank lines and # comments ignored.")]
+TextOpt = Annotated[Optional[list[str]], typer.Option(
+    "--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
+BandsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--bands", metavar="BANDS",
+    help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N",
+    help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
+ModeOpt = Annotated[Literal["transfer", "train"], typer.Option(
+    "--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, "
+    "band) over all images of the folder.")]
+BatchOutOpt = Annotated[Path, typer.Option(
+    "--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
 DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no model.")
@@ -44,9 +54,8 @@ OverwriteFlag = flag("overwrite", "Replace results of other settings or content 
                                   "(default: write beside them, with a short config hash).")
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(*SETTINGS, helps={"batch": "mode train: content images per step (CLIPstyler's fast mode uses 4)."})
 def batch(
     content_dir: Annotated[Path, typer.Argument(help="Folder of content images (jpg, png, ...).")],
     out: BatchOutOpt,
@@ -55,21 +64,18 @@ def batch(
     bands: BandsOpt = None,
     shard: ShardOpt = None,
     dry_run: DryRunFlag = False,
-    config_file: ConfigOpt = None,
+    config_file: config_option(*SETTINGS) = None,
     save_model: SaveModelFlag = False,
     overwrite: OverwriteFlag = False,
     mode: ModeOpt = "transfer",
-    batch_size: BatchOpt = 4,
-    train_size: TrainSizeOpt = None,
-    preview: PreviewOpt = 4,
-    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
-    resume: ResumeOpt = True,
+    json_summary: JsonFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
-    Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array with --shard; every job runs in exactly one process.
+    Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
+    with --shard; every job runs in exactly one process. Prints every file written on stdout (--json: a summary).
     """
     from spectralstyle.method.bands import split_band_list
     from spectralstyle.media.images import list_images
@@ -80,8 +86,8 @@ def batch(
         make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
     )
 
-    config = resolve_from_flags(TransferConfig, config_file, settings)
-    control = RunControl(checkpoint_every, resume)
+    config, train = resolve_training(config_file, settings)
+    control = resolve_from_flags(RunControl, config_file, settings)
     if settings.get("band") is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")
     try:
@@ -93,10 +99,8 @@ def batch(
     prompt_list = collect_prompts(prompts, text)
     if mode == "train":
         from spectralstyle.batch.runner import make_train_plan
-        from spectralstyle.cli.train import train_settings
 
-        plan = make_train_plan(content_dir, prompt_list, band_list, config,
-                               train_settings(batch_size, train_size, preview, config), out)
+        plan = make_train_plan(content_dir, prompt_list, band_list, config, train, out)
     elif mode == "transfer":
         plan = make_plan(content_dir, prompt_list, band_list, config, out, overwrite=overwrite)
     else:
@@ -130,8 +134,8 @@ def batch(
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
     check_free_space(out, needed_bytes(config, todo, save_model), f"the {todo} result(s) to run")
-    for note in input_notes(sorted({j.content for j in plan}), config.size):
-        console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for line in input_notes(sorted({j.content for j in plan}), config.size):
+        console.print(f"{prefix}[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     runner = BatchRunner(out, my_shard, dev, save_model=save_model, crash_after=crash_after_from_env(), control=control,
                          overwrite=overwrite)
     live = my_shard.count == 1 and console.is_terminal
@@ -142,8 +146,11 @@ def batch(
         write_manifest(out, plan, config)
         shard_label = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # plain text: interrupted_exit escapes
         raise interrupted_exit(f"{shard_label}{interrupted[0].describe}: {interrupted[0].error}")
-    failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix,
-                    write_manifest(out, plan, config))
+    manifest = write_manifest(out, plan, config)
+    failed = report(gather_results(results, dist, plan_digest(plan)), results, dist, my_shard, prefix, manifest)
+    counts = {status: sum(r.status == status for r in results) for status in {r.status for r in results}}
+    print_results([*written_files(results), manifest], {"command": "batch", "jobs": len(plan), "counts": counts,
+                                                        "manifest": str(manifest)}, json_summary)
     if failed:
         raise typer.Exit(JOB_FAILED_EXIT)
 
@@ -168,15 +175,16 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
     """Run with a live progress display on a terminal (one process), else one line per job."""
     from spectralstyle.batch.runner import BatchHooks
 
+    overall = JobsProgress(todo)
     if not live:
         runner.hooks = BatchHooks(
-            on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
-            on_job_end=lambda job, r: print_job_end(console, r, prefix),
+            on_models_loading=lambda dev: loading_models(f"{prefix}CLIP and VGG19", str(dev)),
+            on_job_end=lambda job, r: print_job_end(console, r, prefix, overall.end(r)),
             on_note=lambda message: console.print(f"{prefix}{escape(message)}", highlight=False, soft_wrap=True),
         )
         return runner.run(jobs)
     with progress_bar() as progress:
-        overall = progress.add_task("jobs", total=todo, losses="")
+        overall_task = progress.add_task("jobs", total=todo, losses="")
         current = progress.add_task("", total=steps, losses="", visible=False)
 
         def start(job: Job, position: int, total: int) -> None:
@@ -186,22 +194,60 @@ def run_shard(runner: BatchRunner, jobs: list[Job], todo: int, steps: int, prefi
             progress.update(current, completed=n, losses=f"total {losses['total']:.1f}")
 
         def end(job: Job, result: JobResult) -> None:
-            progress.advance(overall)
-            print_job_end(progress.console, result)
+            progress.advance(overall_task)
+            print_job_end(progress.console, result, "", overall.end(result))
 
-        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
+        runner.hooks = BatchHooks(start, step, end, lambda dev: progress.console.print(f"[dim]loading CLIP and VGG19 "
+                                                                                       f"on {dev}…[/]"),
                                   lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         results = runner.run(jobs)
         progress.update(current, visible=False)
     return results
 
 
-def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
-    """One line per job; none for an interrupted one, whose line ends the command."""
+class JobsProgress:
+    """Overall progress of this process's jobs: 'jobs 3/10, about 4 min left' after each job that ran."""
+
+    def __init__(self, todo: int) -> None:
+        import time
+
+        self.todo, self.done, self.clock = todo, 0, time.perf_counter
+        self.started = self.clock()
+
+    def end(self, result: JobResult) -> str:
+        from spectralstyle.batch.runner import FAILED, FINISHED
+
+        if result.status not in (FINISHED, FAILED) or not self.todo:
+            return ""
+        self.done += 1
+        left = (self.clock() - self.started) / self.done * (self.todo - self.done)
+        eta = f", about {duration(left)} left" if self.done < self.todo else ""
+        return f"jobs {min(self.done, self.todo)}/{self.todo}{eta}"
+
+
+def print_job_end(out: Console, result: JobResult, prefix: str = "", overall: str = "") -> None:
+    """One line per job (with the overall progress); none for an interrupted one, whose line ends the command."""
     from spectralstyle.batch.runner import INTERRUPTED
 
     if result.status != INTERRUPTED:
-        out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
+        shown = f"  [dim]({overall})[/]" if overall else ""
+        out.print(f"{prefix}{result_line(result)}{shown}", highlight=False, soft_wrap=True)
+
+
+def written_files(results: list[JobResult]) -> list[Path]:
+    """The files of the jobs finished in this run: result (or model), sidecar and preview, as they exist."""
+    from spectralstyle.batch.runner import FINISHED
+    from spectralstyle.runs.train import MODEL_SUFFIX
+
+    files: list[Path] = []
+    for r in results:
+        if r.status != FINISHED or not r.image:
+            continue
+        image = Path(r.image)
+        stem = image.name.removesuffix(MODEL_SUFFIX).removesuffix(image.suffix)
+        files += [p for p in (image, image.with_name(f"{stem}.json"), image.with_name(f"{stem}_preview.png"))
+                  if p.exists()]
+    return files
 
 
 def result_line(result: JobResult) -> str:

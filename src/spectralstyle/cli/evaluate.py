@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,13 +12,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spectralstyle.cli.common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
+from spectralstyle.cli.common import (
+    JsonFlag, console, log, print_results, resolve_from_flags, setup_log_file, with_settings,
+)
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.settings import WEIGHT_MODES, WeightMode
+from spectralstyle.settings import AnalyzeSettings, EvaluateSettings
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
-EvalWeightsOpt = Annotated[WeightMode, typer.Option("--weights", help="pretrained (found or downloaded once, then cached) or random (no files; for tests).")]
-MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
 
 
 def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str]) -> Any:
@@ -25,14 +27,6 @@ def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str])
 
     return load_clip(clip_weights or "ViT-B/32", device=resolve_device(device or "auto"),
                      weights="pretrained" if clip_weights else weights)
-
-
-def _check_options(weights: str, value: float) -> None:
-    """Fail on bad flags before any file is written or model loaded."""
-    if weights not in WEIGHT_MODES:
-        raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
-    if not 0 <= value <= 1:
-        raise SpectralStyleError(f"--min-confidence must be between 0 and 1, got {value}")
 
 
 def _print_skip(reason: str) -> None:
@@ -51,23 +45,28 @@ def _text_note(items: list[Any], text: str) -> str | None:
             "without a sidecar text")
 
 
-@user_errors
+@with_settings(EvaluateSettings)
 def evaluate(
     paths: PathsArg,
-    text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
-    weights: EvalWeightsOpt = "pretrained",
-    clip_weights: ClipWeightsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-    device: DeviceOpt = None,
-    min_confidence: MinConfidenceOpt = 0.6,
+    text: Annotated[Optional[str], typer.Option(
+        "--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
-    """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
+    """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report.
+
+    Prints the files written (report, CSV, plots) on stdout, one per line (--json: one JSON object).
+    """
+    chosen = resolve_from_flags(EvaluateSettings, None, settings)  # bad options fail before any file or model
+    weights, clip_weights, vgg_weights = chosen.weights, chosen.clip_weights, chosen.vgg_weights
+    device, min_confidence = chosen.device, chosen.min_confidence
     from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images
     from spectralstyle.evaluation.report import band_stats, fmt, text_count_line, write_report
     from spectralstyle.method.vgg import load_vgg_content
 
-    _check_options(weights, min_confidence)
     skipped: list[str] = []
     items = collect_inputs(paths, text, skipped, out_dir=out)  # also checks --text
     for reason in skipped:
@@ -103,25 +102,45 @@ def evaluate(
         table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
-    console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False, soft_wrap=True)
+    print_results(written_files(files), {"command": "evaluate", "images": len(results),
+                                         "summary": text_count_line(results)}, json_summary)
 
 
-@user_errors
+def written_files(files: Any) -> list[Path]:
+    """Every path of a report's files (an object of paths or lists of paths), report first."""
+    found: list[Path] = []
+    values = dataclasses.asdict(files).values() if dataclasses.is_dataclass(files) else vars(files).values()
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)) and item:
+                found.append(Path(item))
+    return found
+
+
+@with_settings(AnalyzeSettings)
 def analyze(
     paths: PathsArg,
     text: Annotated[str, typer.Option("--text", "-t", help="Text to score every image against.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (CSV files and plots).")] = Path("analysis"),
-    weights: EvalWeightsOpt = "pretrained",
-    clip_weights: ClipWeightsOpt = None,
-    device: DeviceOpt = None,
-    min_confidence: MinConfidenceOpt = 0.6,
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
-    """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
-    from spectralstyle.evaluation.analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
-    from spectralstyle.method.clip_model import tokenize_templated
-    from spectralstyle.evaluation.metrics import ClipScorer, collect_images
+    """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text.
 
-    _check_options(weights, min_confidence)
+    Prints the files written (CSV files, plots) on stdout, one per line (--json: one JSON object).
+    """
+    chosen = resolve_from_flags(AnalyzeSettings, None, settings)
+    weights, clip_weights, device, min_confidence = (chosen.weights, chosen.clip_weights, chosen.device,
+                                                     chosen.min_confidence)
+    from spectralstyle.runs.early import check_text
+
+    check_text(text)
+    from spectralstyle.evaluation.analysis import analyze as run_analysis
+    from spectralstyle.evaluation.analysis import one_group_line, small_group_line, write_analysis
+    from spectralstyle.evaluation.metrics import ClipScorer, collect_images
+    from spectralstyle.method.clip_model import tokenize_templated
+
     tokenize_templated(text)
     skipped: list[str] = []
     images = collect_images(paths, skipped, out_dir=out)
@@ -155,4 +174,4 @@ def analyze(
         if caution:
             console.print(f"[yellow]{caution}[/]", highlight=False)
     log.info("analysed %d images into %s", len(results), out)
-    console.print(f"[green]wrote[/] {escape(', '.join(str(f) for f in files))}", highlight=False, soft_wrap=True)
+    print_results(files, {"command": "analyze", "images": len(results), "with_text": with_text}, json_summary)

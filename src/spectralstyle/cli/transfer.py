@@ -1,4 +1,8 @@
-"""``spectralstyle transfer``: one image, one text, one optimisation (with ``--compare`` against plain CLIP)."""
+"""``spectralstyle transfer``: one image, one text, one optimisation (with ``--compare`` against plain CLIP).
+
+The work is in :mod:`spectralstyle.runs.stylize`; here the options are parsed, progress printed and the
+written files listed on stdout.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
 from spectralstyle.cli.common import (
-    loss_line,
-    CheckpointEveryOpt, ConfigOpt, OutOpt, ResumeOpt, compared_configs, console, flag, interrupted_exit, log,
-    progress_bar, resolve_from_flags, setup_log_file, user_errors, with_settings,
+    JsonFlag, OutOpt, RunEstimate, config_option, console, files_of, flag, interrupted_exit, loading_models, log,
+    loss_line, note, print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
 )
-
-
-def run_with_progress(content: Path, text: str, config: TransferConfig, models: Any, out: Path, progress: Any,
-                      save_model: bool = False, label: str | None = None, control: RunControl | None = None,
-                      stem: str | None = None) -> Any:
-    """One transfer job with a progress bar row showing the current losses (and a note when it resumes)."""
-    from spectralstyle.runs.transfer import run_job
-
-    task = progress.add_task(escape(label or f"{content.name} · {config.band_value.label}"), total=config.steps, losses="")
-
-    def on_step(step: int, losses: dict[str, float]) -> None:
-        progress.update(task, completed=step, losses=loss_line(losses))
-
-    log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, config.band, config.steps,
-             config.width, config.height, models.device)
-
-    def on_note(message: str) -> None:
-        progress.console.print(escape(message), highlight=False, soft_wrap=True)
-
-    result = run_job(content, text, config, models, out, on_step=on_step, save_model=save_model, control=control,
-                     on_note=on_note, stem=stem)
-    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
-    return result
-
+from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import RunControl, TransferConfig
 
 SaveModelFlag = flag("save-model", "Also save the trained StyleNet (for `apply`).")
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
@@ -46,77 +25,78 @@ OverwriteFlag = flag("overwrite", "Replace a result of other settings or content
                                   "(default: write beside it, with a short hash).")
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(TransferConfig, RunControl)
 def transfer(
     content: Annotated[Path, typer.Argument(help="Content image (jpg, png, ...).")],
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
-    config_file: ConfigOpt = None,
+    config_file: config_option(TransferConfig, RunControl) = None,
     out: OutOpt = Path("outputs"),
     save_model: SaveModelFlag = False,
     compare: CompareFlag = False,
     overwrite: OverwriteFlag = False,
-    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
-    resume: ResumeOpt = True,
+    json_summary: JsonFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Stylise CONTENT to match TEXT, without painting the text's words into it.
 
-    Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
-    the same command then resumes.
+    Prints every file written on stdout (one per line; --json: one JSON object). Ctrl-C or SIGTERM stops
+    after the current step, keeps a checkpoint and a snapshot and exits with 130; the same command then resumes.
     """
+    from spectralstyle.runs.early import check_image_file, check_out_dir, check_text
+
+    # what needs no model and no torch first: a mistake is one line within a second
     config = resolve_from_flags(TransferConfig, config_file, settings)
-    control = RunControl(checkpoint_every, resume)
-    from spectralstyle.method.clip_model import tokenize_templated
+    control = resolve_from_flags(RunControl, config_file, settings)
+    check_image_file(content, f"; to stylise every image in it: spectralstyle batch {content} --text TEXT --out OUT")
+    check_text(text)
+    check_text(config.source_text, "--source-text")
+    check_out_dir(out)
+
+    from spectralstyle.device import precision_notes
     from spectralstyle.media.images import load_image
+    from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.stylize import compared_configs, result_stem, run_transfers
 
-    load_image(content)  # fail on a bad image before loading any model
-    tokenize_templated(text)  # and on empty or too long text
+    load_image(content)  # fail on an undecodable image before loading any model
+    tokenize_templated(text)  # and on text too long for CLIP's tokens
+    tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
-    configs = compared_configs(config, compare)
+    configs = compared_configs(config, compare, note)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
-    for note in input_notes([content], config.size):
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for line in input_notes([content], config.size):
+        note(line)
+    loading_models("CLIP and VGG19", config.device)
     models = Models.load(config)
-    stems = [result_stem(content, text, cfg, out, overwrite) for cfg in configs]
-    results = []
+    for line in precision_notes(models.device, config.precision):
+        note(line)
+    stems = [result_stem(content, text, cfg, out, overwrite, note) for cfg in configs]
+    estimate = RunEstimate(sum(c.steps for c in configs), models.device.type)
     with progress_bar() as progress:
-        for cfg, stem in zip(configs, stems):
-            result = run_with_progress(content, text, cfg, models, out, progress, save_model=save_model, control=control,
-                                       stem=stem)
-            if result.interrupted:
-                from spectralstyle.runs.checkpoints import interruption_message
+        estimate.out = progress.console
 
-                raise interrupted_exit(f"{interruption_message(result.record)} (last state: {result.image})")
-            results.append(result)
-    if len(results) == 2:
-        results.append(write_transfer_comparison(results, out))
+        def on_start(cfg: TransferConfig) -> Any:
+            task = progress.add_task(escape(f"{content.name} · {cfg.band_value.label}"), total=cfg.steps, losses="")
+            log.info("start %s %r band=%s steps=%d size=%dx%d device=%s", content, text, cfg.band, cfg.steps,
+                     cfg.width, cfg.height, models.device)
+
+            def on_step(step: int, losses: dict[str, float]) -> None:
+                progress.update(task, completed=step, losses=loss_line(losses))
+                estimate.step()
+            return on_step
+
+        results = run_transfers(content, text, configs, models, out, stems=stems, save_model=save_model,
+                                control=control, on_start=on_start,
+                                on_note=lambda m: progress.console.print(escape(m), highlight=False, soft_wrap=True))
     for r in results:
-        console.print(f"[green]wrote[/] {escape(str(r.image))}  [dim]{escape(str(r.sidecar))}[/]", highlight=False)
+        log.info("%s %s", "interrupted" if r.interrupted else "wrote", r.image)
+    if results[-1].interrupted:
+        from spectralstyle.runs.checkpoints import interruption_message
 
-
-def result_stem(content: Path, text: str, config: TransferConfig, out: Path, overwrite: bool) -> str:
-    """The result's name: the plain one unless another run's result is there (then a note; see results.py)."""
-    from spectralstyle.runs.naming import free_stem
-    from spectralstyle.runs.transfer import output_stem
-
-    plain = output_stem(content, text, config.band)
-    stem = free_stem(out, plain, content, text, config.digest(), overwrite)
-    if stem != plain:
-        console.print(f"[yellow]note:[/] {escape(str(out / plain))}.png holds the result of other settings or another "
-                      f"image; writing {escape(stem)}.png beside it (--overwrite replaces it)", highlight=False,
-                      soft_wrap=True)
-    return stem
-
-
-def write_transfer_comparison(results: list[Any], out: Path) -> Any:
-    """Side-by-side image of transfers that differ only in band."""
-    from spectralstyle.media.images import slugify
-    from spectralstyle.runs.outputs import write_comparison
-
-    first = results[0].record
-    return write_comparison(results, out, f"{Path(first['content']).stem}_{slugify(first['text'])}")
+        raise interrupted_exit(f"{interruption_message(results[-1].record)} (last state: {results[-1].image})")
+    files = [f for r in results for f in files_of(r)]
+    print_results(files, {"command": "transfer", "results": [str(r.image) for r in results],
+                          "config_hash": config.digest()}, json_summary)
