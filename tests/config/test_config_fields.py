@@ -15,8 +15,15 @@ from spectralstyle.cli.common import GivenFlags, resolve_from_flags, with_settin
 from spectralstyle.config.fields import info_of, setting, size_pairs
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import (
-    LOSS_TERMS, AnalyzeSettings, ApplyConfig, BenchSettings, EvaluateSettings, RunControl, TrainSettings,
-    TransferConfig, VideoSettings,
+    LOSS_TERMS,
+    AnalyzeSettings,
+    ApplyConfig,
+    BenchSettings,
+    EvaluateSettings,
+    RunControl,
+    TrainSettings,
+    TransferConfig,
+    VideoSettings,
 )
 
 runner = CliRunner()
@@ -75,9 +82,9 @@ def test_a_new_training_option_is_one_field(tmp_path):
     flags.classes = (TransferConfig, WithWarmup)  # what with_settings passes: the command's settings classes
     assert resolve_from_flags(WithWarmup, path, flags).warmup == 5 and resolve_from_flags(TransferConfig, path,
                                                                                         flags).steps == 3
-    from spectralstyle.runs.train import train_record
-
     import torch
+
+    from spectralstyle.runs.train import train_record
 
     record = train_record("pop art", TransferConfig(), train, [], torch.device("cpu"))  # what the sidecar stores
     assert record["train"]["warmup"] == 7 and record["train"]["train_width"] == 32

@@ -16,8 +16,14 @@ except ImportError:  # pragma: no cover - older Typer on plain click
     from click.exceptions import NoArgsIsHelpError, UsageError
 
 from spectralstyle import __version__
-from spectralstyle.cli import apply as cli_apply, batch as cli_batch, bench as cli_bench, evaluate as cli_evaluate
-from spectralstyle.cli import generate as cli_generate, train as cli_train, transfer as cli_transfer, video as cli_video
+from spectralstyle.cli import apply as cli_apply
+from spectralstyle.cli import batch as cli_batch
+from spectralstyle.cli import bench as cli_bench
+from spectralstyle.cli import evaluate as cli_evaluate
+from spectralstyle.cli import generate as cli_generate
+from spectralstyle.cli import train as cli_train
+from spectralstyle.cli import transfer as cli_transfer
+from spectralstyle.cli import video as cli_video
 from spectralstyle.cli import weights as cli_weights
 from spectralstyle.cli.common import fail, one_line_errors
 

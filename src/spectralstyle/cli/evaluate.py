@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,17 +12,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from spectralstyle.cli.common import (
-    JsonFlag, console, log, print_results, resolve_from_flags, setup_log_file, with_settings,
+    JsonFlag,
+    console,
+    loading_models,
+    log,
+    print_results,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
 )
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import AnalyzeSettings, EvaluateSettings
 
-PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
+PathsArg = Annotated[list[Path], typer.Argument(
+    metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
 
 
 def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str]) -> Any:
-    from spectralstyle.method.clip_model import load_clip
     from spectralstyle.device import resolve_device
+    from spectralstyle.method.clip_model import load_clip
 
     return load_clip(clip_weights or "ViT-B/32", device=resolve_device(device or "auto"),
                      weights="pretrained" if clip_weights else weights)
@@ -40,7 +47,8 @@ def _text_note(items: list[Any], text: str) -> str | None:
         return None
     shown = ", ".join(f"{i.image.name} ({i.text!r})" for i in own[:3]) + (" ..." if len(own) > 3 else "")
     rest = len(items) - len(own)
-    return (f"note: {len(own)} image{'s' if len(own) != 1 else ''} scored against the text in {'their' if len(own) != 1 else 'its'} "
+    their = "their" if len(own) != 1 else "its"
+    return (f"note: {len(own)} image{'s' if len(own) != 1 else ''} scored against the text in {their} "
             f"sidecar, not --text {text!r}: {shown}; --text is used for {rest} image{'s' if rest != 1 else ''} "
             "without a sidecar text")
 
@@ -76,6 +84,7 @@ def evaluate(
         if note:
             console.print(f"[cyan]{escape(note)}[/]", highlight=False, soft_wrap=True)
     setup_log_file(out)
+    loading_models("CLIP" + (" and VGG19" if any(i.content is not None for i in items) else ""), device or "")
     clip_model = _load_clip(weights, clip_weights, device)
     device_ = next(clip_model.parameters()).device
     needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
@@ -99,7 +108,8 @@ def evaluate(
     for col in ("band", "images", "with text", "mean area", "mean CLIP", "mean SSIM"):
         table.add_column(col, justify="left" if col == "band" else "right")
     for s in band_stats(results):
-        table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
+        table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip),
+                      fmt(s.mean_ssim))
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
     print_results(written_files(files), {"command": "evaluate", "images": len(results),
@@ -147,6 +157,7 @@ def analyze(
     for reason in skipped:
         _print_skip(reason)
     setup_log_file(out)
+    loading_models("CLIP", device or "")
     clip_model = _load_clip(weights, clip_weights, device)
 
     def on_skip(reason: str) -> None:

@@ -9,12 +9,24 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    JsonFlag, OutOpt, RunEstimate, config_option, files_of, flag, interrupted_exit, loading_models, log, note,
-    print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
+    JsonFlag,
+    OutOpt,
+    RunEstimate,
+    config_option,
+    files_of,
+    flag,
+    interrupted_exit,
+    loading_models,
+    log,
+    note,
+    print_results,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import GenerateConfig, RunControl
-
 
 CompareFlag = flag("compare", "Also run plain CLIP (band none) with the same seed; write both side by side.")
 
@@ -33,14 +45,14 @@ def generate(
 ) -> None:
     """Generate an image of PROMPT, guided by SpectralCLIP so that it shows the prompt, not its written words.
 
-    Prints every file written on stdout (--json: one JSON object). Ctrl-C or SIGTERM stops after the current step, keeps a checkpoint and a snapshot and exits with 130;
-    the same command then resumes.
+    Prints every file written on stdout (--json: one JSON object). Ctrl-C or SIGTERM stops after the current
+    step, keeps a checkpoint and a snapshot and exits with 130; the same command then resumes.
     """
-    from spectralstyle.runs.early import check_image_file, check_out_dir, check_text
+    from spectralstyle.runs.early import check_image_file, check_out_dir, check_prompt
 
     config = resolve_from_flags(GenerateConfig, config_file, settings)
     control = resolve_from_flags(RunControl, config_file, settings)
-    check_text(prompt, "the prompt", length=False)  # several weighted prompts may each take 77 tokens
+    check_prompt(prompt)  # several weighted prompts may each take 77 tokens
     if config.init_image:
         check_image_file(Path(config.init_image))
     check_out_dir(out)

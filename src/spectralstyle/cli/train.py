@@ -9,8 +9,22 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    JsonFlag, OutOpt, RunEstimate, config_option, console, files_of, interrupted_exit, loading_models, log, loss_line,
-    note, print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
+    JsonFlag,
+    OutOpt,
+    RunEstimate,
+    config_option,
+    console,
+    files_of,
+    interrupted_exit,
+    loading_models,
+    log,
+    loss_line,
+    note,
+    print_results,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import TrainSettings, TransferConfig

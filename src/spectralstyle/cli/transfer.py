@@ -13,8 +13,22 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    JsonFlag, OutOpt, RunEstimate, config_option, console, files_of, flag, interrupted_exit, loading_models, log,
-    loss_line, note, print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
+    JsonFlag,
+    OutOpt,
+    RunEstimate,
+    config_option,
+    files_of,
+    flag,
+    interrupted_exit,
+    loading_models,
+    log,
+    loss_line,
+    note,
+    print_results,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import RunControl, TransferConfig
@@ -57,8 +71,8 @@ def transfer(
     from spectralstyle.device import precision_notes
     from spectralstyle.media.images import load_image
     from spectralstyle.method.clip_model import tokenize_templated
-    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.models import Models
+    from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.stylize import compared_configs, result_stem, run_transfers
 
     load_image(content)  # fail on an undecodable image before loading any model

@@ -9,8 +9,21 @@ import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    JsonFlag, OutOpt, RunEstimate, config_option, console, files_of, interrupted_exit, loading_models, log,
-    print_results, progress_bar, resolve_from_flags, setup_log_file, with_settings,
+    JsonFlag,
+    OutOpt,
+    RunEstimate,
+    config_option,
+    console,
+    files_of,
+    interrupted_exit,
+    loading_models,
+    log,
+    note,
+    print_results,
+    progress_bar,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
 )
 from spectralstyle.cli.train import resolve_training, step_reporter
 from spectralstyle.interrupts import stops_at_step_boundary
@@ -56,6 +69,7 @@ def video(
     check_out_dir(out)
 
     from spectralstyle.apply.video import default_training_size, run_video_job
+    from spectralstyle.device import precision_notes
     from spectralstyle.media.video import probe_video
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
@@ -70,12 +84,14 @@ def video(
     setup_log_file(out)
     loading_models("CLIP and VGG19", config.device)
     models = Models.load(config)
+    for line in precision_notes(models.device, config.precision):
+        note(line)
     train_frames, max_side = video_settings.train_frames, video_settings.max_side
     log.info("video %s %r band=%s: %dx%d, %d frames at %s fps; training on %d frames at %dx%d", input_video, text,
              config.band, info.width, info.height, info.frames, info.fps, train_frames, config.width, config.height)
     with progress_bar() as progress:
-        training = progress.add_task(escape(f"train {min(train_frames, info.frames)} frames · {config.band_value.label}"),
-                                     total=config.steps, losses="")
+        label = f"train {min(train_frames, info.frames)} frames · {config.band_value.label}"
+        training = progress.add_task(escape(label), total=config.steps, losses="")
         frames = progress.add_task(escape(f"frames of {input_video.name}"), total=info.frames, losses="", visible=False)
         estimate = RunEstimate(config.steps, models.device.type, progress.console)
         result = run_video_job(

@@ -6,6 +6,7 @@ imports. The thorough checks (decoding, CLIP's tokenizer) follow later, still be
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -22,9 +23,13 @@ def check_image_file(path: Path, folder_hint: str = "") -> None:
     if not p.exists():
         raise SpectralStyleError(f"image {p} does not exist")
     try:
-        with Image.open(p):
-            pass
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # too large: the full check says so
+            with Image.open(p):
+                pass
+    except Image.DecompressionBombError:
+        return  # named with its size by the full check (media.images.open_rgb)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
 
 
@@ -38,6 +43,16 @@ def check_text(text: str, what: str = "the style text", length: bool = True) -> 
     if words > MAX_TEXT_WORDS or len(text) > MAX_TEXT_CHARS:
         raise SpectralStyleError(f"{what} {shorten(repr(text))} is too long for CLIP: {words} words, {len(text)} "
                                  f"characters (CLIP reads 77 tokens, about {MAX_TEXT_WORDS} words with a template)")
+
+
+def check_prompt(spec: str) -> None:
+    """A ``generate`` prompt ('a|b:0.5'): not empty, and no part plainly longer than CLIP reads (a 100 kB part
+    is refused here, before CLIP's tokenizer would spend seconds on it)."""
+    check_text(spec, "the prompt", length=False)
+    for part in spec.split("|"):
+        if len(part) > MAX_TEXT_CHARS:
+            raise SpectralStyleError(f"prompt {shorten(repr(part))} is too long for CLIP: {len(part)} characters "
+                                     f"(CLIP reads 77 tokens, about {MAX_TEXT_WORDS} words)")
 
 
 def check_out_dir(out: Path) -> Path:
