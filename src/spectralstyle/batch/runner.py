@@ -210,7 +210,7 @@ def make_train_plan(
         raise SpectralStyleError("no prompts")
     configs = {band: config.replace(band=band) for band in bands}
     for cfg in configs.values():
-        train.check(cfg)
+        train.check_with(cfg)
     name = f"{folder.name} ({len(images)} images)"
     image_key = json.dumps([p.name for p in images], ensure_ascii=False)
     jobs = [

@@ -162,7 +162,7 @@ def train_stylenet(
     ``state`` continues a run (see ``TrainState``); ``after_step(state)`` is called after every step
     (the place for a checkpoint). Ctrl-C stops early and returns the state with ``interrupted=True``.
     """
-    train.check(config)
+    train.check_with(config)
     if not contents:
         raise SpectralStyleError("no training images")
     size = (config.height, config.width)
@@ -275,7 +275,7 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dic
 def run_train_job(images: list[Path], text: str, config: TransferConfig, train: TrainSettings, models: Models,
                   out: str | Path, on_step: StepCallback | None = None, stem: str | None = None) -> JobOutput:
     """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview."""
-    train.check(config)
+    train.check_with(config)
     if not images:
         raise SpectralStyleError("no training images")
     contents = [load_image(path, config.size) for path in images]
