@@ -84,8 +84,7 @@ def train(
     tokenize_templated(text)  # and on text too long for CLIP
     tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
-    loading_models("CLIP and VGG19", config.device)
-    models = Models.load(config)
+    models = Models.load(config, on_loading=lambda device: loading_models("CLIP and VGG19", str(device)))
     for line in precision_notes(models.device, config.precision):
         note(line)
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(paths),

@@ -83,8 +83,7 @@ def transfer(
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))
     for line in input_notes([content], config.size):
         note(line)
-    loading_models("CLIP and VGG19", config.device)
-    models = Models.load(config)
+    models = Models.load(config, on_loading=lambda device: loading_models("CLIP and VGG19", str(device)))
     for line in precision_notes(models.device, config.precision):
         note(line)
     stems = [result_stem(content, text, cfg, out, overwrite, note) for cfg in configs]

@@ -82,8 +82,7 @@ def video(
     tokenize_templated(text)
     tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
-    loading_models("CLIP and VGG19", config.device)
-    models = Models.load(config)
+    models = Models.load(config, on_loading=lambda device: loading_models("CLIP and VGG19", str(device)))
     for line in precision_notes(models.device, config.precision):
         note(line)
     train_frames, max_side = video_settings.train_frames, video_settings.max_side
