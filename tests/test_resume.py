@@ -279,4 +279,4 @@ def test_no_resume_starts_over(content, interrupted, cli_models, tmp_path):
 
 def test_negative_checkpoint_every_is_one_line(content, tmp_path):
     res = runner.invoke(app, ["transfer", str(content), TEXT, *FLAGS[:-1], "-1", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "checkpoint_every must be" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "--checkpoint-every must be" in res.output and "Traceback" not in res.output

@@ -287,6 +287,8 @@ class TrainSettings(Settings):
     ``preview``: training images shown before/after in the preview grid.
     """
 
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
     PAIR_HELP: ClassVar[dict[str, str]] = {
         "train_size": "Train on random WIDTHxHEIGHT crops of the --size images (multiples of 8); "
                       "default: whole images."}
@@ -329,6 +331,8 @@ DEFAULT_TRAIN_FRAMES = 16
 class VideoSettings(Settings):
     """What ``video`` adds to training: which frames it trains on and the output's size."""
 
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
     train_frames: int = setting(DEFAULT_TRAIN_FRAMES, "Frames sampled evenly across the video to train on.", minimum=1)
     max_side: int | None = setting(None, "Downscale the output video so that its longer side is at most this.",
                                    minimum=16)
@@ -338,6 +342,8 @@ class VideoSettings(Settings):
 @dataclass
 class ApplyConfig(Settings):
     """How ``apply`` runs a trained StyleNet over images and videos (never part of a model's training)."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
 
     contrast: float | None = contrast_setting(
         None, "Contrast factor of the saved image (default: the model's, 1 = unchanged).")
@@ -359,6 +365,8 @@ class ApplyConfig(Settings):
 class AnalyzeSettings(Settings):
     """The models ``analyze`` scores with, and how sure OCR must be."""
 
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
     weights: WeightMode = weights_setting()
     clip_weights: str | None = clip_weights_setting()
     device: str | None = device_setting(None)
@@ -377,6 +385,8 @@ class EvaluateSettings(AnalyzeSettings):
 class BenchSettings(Settings):
     """How long ``bench`` measures (the transfer settings it varies are TransferConfig's)."""
 
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
     steps: int = setting(5, "Timed steps per pattern (one more runs first as warm-up).", minimum=1)
     rounds: int = setting(1, "Processes per pattern, run alternately; their timed steps are pooled (steadier "
                           "ratios on a shared machine).", minimum=1)
@@ -389,6 +399,8 @@ DEFAULT_CHECKPOINT_EVERY = 20
 @dataclass(frozen=True)
 class RunControl(Settings):
     """How a run is checkpointed and resumed: options that never change its result (not in the config hash)."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
 
     checkpoint_every: int = setting(
         DEFAULT_CHECKPOINT_EVERY, "Save a checkpoint every N steps in OUT/.checkpoints, to resume an interrupted run "

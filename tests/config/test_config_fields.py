@@ -95,15 +95,16 @@ def test_contrast_is_checked_once_from_its_declaration():
         TransferConfig(contrast=0.0)
     with pytest.raises(SpectralStyleError) as apply_error:
         ApplyConfig(contrast=0.0)
-    assert str(apply_error.value) == str(transfer_error.value) == (
-        "contrast must be positive (1 = unchanged; 0 would be a flat grey picture), got 0.0")
+    rule = "contrast must be positive (1 = unchanged; 0 would be a flat grey picture), got 0.0"
+    assert str(transfer_error.value) == rule  # a YAML key too: named as the key
+    assert str(apply_error.value) == f"--{rule}"  # a command-line option only: named as the option
     result = runner.invoke(app, ["apply", "missing.stylenet.pt", "x.png", "--contrast", "0"])
-    assert result.exit_code == 2 and "contrast must be positive" in result.output
+    assert result.exit_code == 2 and "--contrast must be positive" in result.output
 
 
 def test_run_control_is_declared_and_stays_out_of_the_hash():
     assert RunControl().to_dict() == {"checkpoint_every": 20, "resume": True}
-    with pytest.raises(SpectralStyleError, match="checkpoint_every must be non-negative"):
+    with pytest.raises(SpectralStyleError, match="--checkpoint-every must be non-negative"):
         RunControl(checkpoint_every=-1)
 
 

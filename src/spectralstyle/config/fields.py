@@ -123,6 +123,12 @@ class Settings:
     SIZE_HELP: ClassVar[str] = "Working size WIDTHxHEIGHT."
     PAIR_HELP: ClassVar[dict[str, str]] = {}
     """Help of each 'WxH' option other than --size (``size`` uses SIZE_HELP)."""
+    NAMED_AS_OPTIONS: ClassVar[bool] = False
+    """Messages name a setting as its option ('--max-side must be ...'): for settings given on the command
+    line only; those that a YAML file holds too keep their key's name ('save_every must be ...')."""
+
+    def shown_name(self, name: str) -> str:
+        return f"--{name.replace('_', '-')}" if self.NAMED_AS_OPTIONS else name
 
     def __post_init__(self) -> None:
         self.validate()
@@ -139,6 +145,8 @@ class Settings:
 
     def _check_field(self, f: dataclasses.Field, declared: Any) -> None:
         name, value, info = f.name, getattr(self, f.name), info_of(f)
+        shown = self.shown_name(name)
+        setting_word = "" if self.NAMED_AS_OPTIONS else "setting "
         kind, optional, choices = describe_type(declared)
         if value is None and optional:
             return
@@ -146,12 +154,12 @@ class Settings:
             value = float(value)
             object.__setattr__(self, name, value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise SpectralStyleError(f"setting {name} must be {TYPE_WORDS[kind]}, got {shorten(repr(value))}")
+            raise SpectralStyleError(f"{setting_word}{shown} must be {TYPE_WORDS[kind]}, got {shorten(repr(value))}")
         if choices and value not in choices:
             raise SpectralStyleError(f"unknown {info.what or name.replace('_', ' ')} {shorten(repr(value))}; "
                                      f"use one of {', '.join(map(str, choices))}")
         if kind is float and not math.isfinite(value):
-            raise SpectralStyleError(f"setting {name} must be a finite number, got {value!r}")
+            raise SpectralStyleError(f"{setting_word}{shown} must be a finite number, got {value!r}")
         if info.rule is not None:
             problem = info.rule(value)
             if problem:
@@ -160,7 +168,7 @@ class Settings:
             low_ok = info.minimum is None or (value > info.minimum if info.exclusive_minimum else value >= info.minimum)
             high_ok = info.maximum is None or value <= info.maximum
             if not (low_ok and high_ok):
-                raise SpectralStyleError(f"{name} must be {info.bounds_rule(kind is int)}, got {shorten(str(value))}")
+                raise SpectralStyleError(f"{shown} must be {info.bounds_rule(kind is int)}, got {shorten(str(value))}")
 
     def check_min_side(self, minimum: int) -> None:
         if min(self.size) < minimum:
