@@ -127,6 +127,7 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     """
     from spectralstyle.media.images import finish_image, to_pil
     from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.record import RunRecord
     from spectralstyle.runs.outputs import environment_info
     from spectralstyle.runs.transfer import optimize
 
@@ -141,11 +142,11 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     if run.interrupted:
         raise KeyboardInterrupt
     image = to_pil(finish_image(run.output, cfg.contrast))
-    record: dict[str, Any] = {
-        "content": source, "text": text, "band": cfg.band, "config": cfg.to_dict(), "config_hash": cfg.digest(),
-        "environment": environment_info(models.device), "started": started, "status": "finished",
-        "losses": run.history, "steps_done": run.steps_done, "wall_time_s": round(run.seconds, 3),
-    }
+    record = RunRecord(
+        content=source, text=text, band=cfg.band, config=cfg.to_dict(), config_hash=cfg.digest(),
+        environment=environment_info(models.device), started=started, status="finished",
+        losses=run.history, steps_done=run.steps_done, wall_time_s=round(run.seconds, 3),
+    ).to_dict()  # the same run record transfer writes
     json.dumps(record, default=str)  # the record is JSON all the way down
     return Result(image, record, StyleModel(run.net.cpu().eval(), {k: v for k, v in record.items() if k != "losses"}))
 

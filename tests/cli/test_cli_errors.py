@@ -58,7 +58,6 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
         "train text": ["train", "", "--images", str(image), *tiny],
         "generate device": ["generate", "a cat", "--device", "tpu"],
         "apply contrast": ["apply", "m.stylenet.pt", str(image), "--contrast", "-1"],
-        "evaluate confidence": ["evaluate", str(image), "--min-confidence", "2"],
     }
     report, lines = run_cases(list(cases.values()), tmp_path)
     assert [r["code"] for r in report] == [2] * len(cases), dict(zip(cases, report))

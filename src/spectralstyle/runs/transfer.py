@@ -9,7 +9,6 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -17,6 +16,7 @@ from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
+from spectralstyle.record import RunRecord
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
 from spectralstyle.runs.outputs import (
@@ -127,25 +127,22 @@ def run_job(
     stem = stem or output_stem(content_path, text, config.band)
     control = control or RunControl()
     checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), content, text), control, on_note)
-    record: dict[str, Any] = {
-        "content": str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
-        "text": text,
-        "band": config.band,
-        "config": config.to_dict(),
-        "config_hash": config.digest(),
-        "environment": environment_info(models.device),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
-    }
+    record = RunRecord(
+        content=str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
+        text=text, band=config.band, config=config.to_dict(), config_hash=config.digest(),
+        environment=environment_info(models.device),
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"run_control": control.to_dict()},  # not in the config (hash): it does not change the result
+    )
 
     writer = RunWriter(out, stem, record, config.contrast)
     result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot, checkpoints=checkpoints)
     model_path = out / f"{stem}.stylenet.pt" if save_model else None
 
-    def save_model_file(finished: dict[str, Any]) -> None:
+    def save_model_file(finished: RunRecord) -> None:
         if model_path is not None:
             save_stylenet(result.net, model_path, finished)
-            finished["model"] = str(model_path)
+            finished.model = str(model_path)
 
     output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
     if not output.interrupted:
