@@ -86,7 +86,7 @@ def test_a_new_training_option_is_one_field(tmp_path):
 
     from spectralstyle.runs.train import train_record
 
-    record = train_record("pop art", TransferConfig(), train, [], torch.device("cpu"))  # what the sidecar stores
+    record = train_record("pop art", TransferConfig(), train, [], torch.device("cpu")).to_dict()  # the sidecar
     assert record["train"]["warmup"] == 7 and record["train"]["train_width"] == 32
 
 
