@@ -117,10 +117,22 @@ def test_target_verdict(ours_s, ours_mib, met):
     assert other.target is None and other.target_met() is None
 
 
+def test_only_the_terms_the_reference_records_are_compared():
+    """A pipeline term the reference does not implement (or one of weight 0, not computed) is left out."""
+    reference = _result("reference", 4.0, 1000)
+    optimized = _result("optimized", 2.0, 900)
+    reference.losses = [{"total": 10.0, "patch": 1.0, "tv": 2.0}, {"total": 8.0, "patch": 1.0, "tv": 2.0}]
+    optimized.losses = [{"total": 11.0, "patch": 1.0, "tv": 2.0, "edge": 5.0},
+                        {"total": 8.0, "patch": 1.5, "tv": 2.0, "edge": 5.0}]
+    report = BenchReport({}, 2, {}, [reference, optimized])
+    assert report.compared_terms == ("total", "patch", "tv")
+    assert report.max_loss_differences() == pytest.approx({"total": 0.1, "patch": 0.5, "tv": 0.0})
+
+
 @pytest.mark.parametrize("flag", ["--steps", "--rounds"])
 def test_bench_rejects_bad_steps(flag):
     result = CliRunner().invoke(app, ["bench", flag, "0", "--size", "64x64", "--crops", "2", "--crop-size", "32"])
-    assert result.exit_code == 2 and "at least 1" in result.output
+    assert result.exit_code == 2 and "must be a positive integer" in result.output
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

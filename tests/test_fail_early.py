@@ -19,7 +19,7 @@ import torch
 import typer
 from PIL import Image
 
-from spectralstyle.cli.common import user_errors
+from spectralstyle.cli.common import one_line_errors
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import atomic_path, open_rgb
 from spectralstyle.method.stylenet import StyleNet
@@ -111,13 +111,12 @@ def test_disk_full_error_names_the_file(tmp_path, capsys):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a write on a full disk raises
     assert str(target) in str(info.value) and "No space left on device" in str(info.value)
 
-    @user_errors
     def write():
         with atomic_path(target):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.raises(typer.Exit) as exit_info:
-        write()
+        one_line_errors(write)  # what the app does around every command
     assert exit_info.value.exit_code == 2
     assert f"error: could not write {target}: No space left on device" in " ".join(capsys.readouterr().err.split())
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind

@@ -68,6 +68,24 @@ def test_weighted_total_and_zero_at_start(random_clip):
     assert terms["global"].item() == pytest.approx(glob.item(), abs=1e-5)
 
 
+def test_terms_of_weight_zero_are_not_computed(random_clip, monkeypatch):
+    torch.manual_seed(0)
+    vgg = load_vgg_content("random")
+    weights = {"patch": 2.0, "global": 3.0, "content": 0.0, "tv": 7.0}
+    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, weights)
+    content = torch.rand(1, 3, 64, 64)
+    loss.prepare(content, "pop art")
+    output, crops = torch.rand(1, 3, 64, 64), torch.rand(3, 3, 224, 224)
+    full = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, {**weights, "content": 5.0})
+    full.prepare(content, "pop art")
+    expected = full(output, crops)
+    monkeypatch.setattr(CLIPStyleLoss, "content_term", lambda self, step: pytest.fail("weight 0: not computed"))
+    terms = loss(output, crops)
+    assert list(terms.terms) == ["patch", "global", "tv"] and loss.active_terms == ("patch", "global", "tv")
+    by_hand = 2 * expected["patch"] + 3 * expected["global"] + 7 * expected["tv"]
+    assert terms.total.item() == pytest.approx(by_hand.item(), rel=1e-6)
+
+
 def test_text_features_are_cached(random_clip):
     cache = {}
     loss = CLIPStyleLoss(SpectralCLIP(random_clip, "none"), load_vgg_content("random"), text_cache=cache)

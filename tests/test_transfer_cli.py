@@ -73,6 +73,12 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     assert png.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
+def test_stdout_lists_every_file_written_and_nothing_else(acceptance_run):
+    proc, out = acceptance_run
+    assert proc.stdout.splitlines() == [str(out / "boat_pop-art_c2.png"), str(out / "boat_pop-art_c2.json")]
+    assert "loading CLIP and VGG19" in proc.stderr and "the whole run will take about" in proc.stderr
+
+
 def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
     _, first_out = acceptance_run
     first = json.loads((first_out / "boat_pop-art_c2.json").read_text())["losses"]
@@ -100,8 +106,12 @@ def test_yaml_config_and_flag_override(tmp_path, content_image):
 
 def test_compare_and_saved_model_apply(tmp_path, content_image):
     out = tmp_path / "o"
-    res = invoke("transfer", content_image, "pop art", *TINY, "--steps", "1", "--compare", "--save-model", "--out", out)
+    res = invoke("transfer", content_image, "pop art", *TINY, "--steps", "1", "--compare", "--save-model", "--out", out,
+                 "--json")
     assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)  # --json: one machine-readable object on stdout, every file written
+    assert sorted(summary["files"]) == sorted(str(p) for p in out.iterdir() if p.suffix in (".png", ".json", ".pt"))
+    assert summary["results"][-1].endswith("_compare_none-vs-c2.png") and len(summary["results"]) == 3
     for band in ("none", "c2"):
         assert (out / f"photo_pop-art_{band}.png").is_file()
     compare = Image.open(out / "photo_pop-art_compare_none-vs-c2.png")
@@ -114,6 +124,7 @@ def test_compare_and_saved_model_apply(tmp_path, content_image):
     res = invoke("apply", model, odd, "--out", tmp_path / "applied", "--device", "cpu")
     assert res.exit_code == 0, res.output
     applied = tmp_path / "applied" / "odd_photo_pop-art_c2_applied.png"
+    assert res.stdout.splitlines() == [str(applied)]  # results on stdout, one path per line
     assert Image.open(applied).size == (50, 37)
     assert read_png_metadata(applied)["trained_with"]["config"]["band"] == "c2"
     tiny = tmp_path / "tiny.png"  # smaller than the padding to a multiple of 8
@@ -169,8 +180,8 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     assert message in res.output
     assert "Traceback" not in res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
-    if message == "the run diverged":  # found during the run: the progress row of step 1 precedes it
-        lines = lines[1:]
+    if message == "the run diverged":  # found during the run: the status lines and the progress row precede it
+        lines = [line for line in lines if not line.startswith(("loading ", "first step took"))][1:]
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
 

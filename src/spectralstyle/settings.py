@@ -1,13 +1,13 @@
-"""Every setting of a run, declared once: type, default, bounds and help text.
+"""Every setting of every command, declared once: type, default, bounds and help text.
 
 A setting is a dataclass field declared with :func:`setting`. From that one declaration come the
 YAML keys a ``--config`` file may hold, the command-line option of every command that runs with those
-settings (``cli.options`` builds them), the validation with a one-line error, and the ``config``
-object stored in every output's sidecar. Settings resolve as defaults < YAML file (or a shipped preset
-such as ``quick``) < command-line flags.
+settings (``cli.common.with_settings`` builds them), the validation with a one-line error, and the
+``config`` object stored in every output's sidecar. Settings resolve as defaults < YAML file (or a
+shipped preset such as ``quick``) < command-line flags. How that works is in :mod:`spectralstyle.config`.
 
-To add a setting, add one field here (see the README's Development section); to add a loss term,
-add its weight here and its term in ``losses.py``.
+To add a setting, add one field here; to add a loss term, add its ``lambda_`` weight to TransferConfig
+and its ``<name>_term`` method in ``method/losses.py``.
 
 Pure Python (no torch): ``spectralstyle --help`` and every ``COMMAND --help`` build their options
 from these declarations without loading any model library.
@@ -16,94 +16,101 @@ from these declarations without loading any model library.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
-import math
 import re
-import types
 import typing
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
-import yaml
-
+from spectralstyle.config.fields import SettingInfo, Settings, info_of, parse_size, setting  # noqa: F401 (also from here)
+from spectralstyle.config.files import preset_names, read_config_file, read_yaml_mapping, resolve_settings  # noqa: F401
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.bands import DEFAULT_BAND, Band, canonical_band
-from spectralstyle.sizes import OUTPUT_SIZE_HELP, check_output_size, fit_working_size, output_dimensions, size_fields
+from spectralstyle.method.bands import DEFAULT_BAND, Band
+from spectralstyle.sizes import OUTPUT_SIZE_HELP, check_output_size, fit_working_size, output_dimensions
 
 Precision = Literal["fp32", "bf16", "fp16"]
 SourceEncoder = Literal["plain", "filtered"]
 WeightMode = Literal["pretrained", "random"]
 GeneratorName = Literal["fourier", "vqgan"]
 Distance = Literal["spherical", "cosine"]
+NormStats = Literal["exact", "sampled", "downscaled"]
 
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 SOURCE_ENCODERS: tuple[str, ...] = typing.get_args(SourceEncoder)
 WEIGHT_MODES: tuple[str, ...] = typing.get_args(WeightMode)
 GENERATORS: tuple[str, ...] = typing.get_args(GeneratorName)
 DISTANCES: tuple[str, ...] = typing.get_args(Distance)
+NORM_STATS: tuple[str, ...] = typing.get_args(NormStats)
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range, with room for derived seeds
+MAX_STEPS = 10**7  # a bound, so that a typo like 99999999999999999999999 is named as a bad --steps
 MIN_TRANSFER_SIDE = 16  # VGG's relu5_2 needs 16 px; the StyleNet bottleneck needs 2x2 pixels
-S = TypeVar("S", bound="Settings")
-_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text (quote it in YAML)", bool: "true or false"}
+MAX_TEXT_WORDS = 60  # CLIP reads 77 tokens, templates take about 10; a word is at least one token
+MAX_TEXT_CHARS = 77 * 32  # CLIP's longest token is 32 characters: a longer text is certainly too long
 
 
-@dataclass(frozen=True)
-class SettingInfo:
-    """What a setting's declaration says besides its type and default."""
-
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    note: str = ""
-    """Appended to the bounds in error messages, e.g. '(0: no snapshots)'."""
-    what: str = ""
-    """How error messages name an unknown choice ('unknown weights mode ...'); default: the name."""
-    short: str | None = None
-    """A one-letter command-line alias such as '-b'."""
-    cli: bool = True
-    """Offered as a command-line option (width and height come through --size instead)."""
-    in_hash: bool = True
-    """Part of the config hash: False for settings that do not change the result (where a run is saved)."""
-
-    def bounds_rule(self, is_int: bool) -> str:
-        """The bounds in words: 'a positive integer', 'non-negative', 'in (0, 1]'."""
-        lo, hi = self.minimum, self.maximum
-        if hi is None and lo == 1 and is_int:
-            rule = "a positive integer"
-        elif hi is None and lo == 0:
-            rule = "positive" if self.exclusive_minimum else "non-negative"
-        elif hi is None:
-            rule = f"{'above' if self.exclusive_minimum else 'at least'} {lo:g}"
-        elif lo is None:
-            rule = f"at most {hi:g}"
-        else:
-            rule = f"in {'(' if self.exclusive_minimum else '['}{lo:g}, {hi:g}]"
-        return f"{rule} {self.note}".strip()
+# --- rules of single settings (pure Python: they run before torch is imported) -----------------------
+def _band_rule(value: str) -> str | None:
+    try:
+        Band.parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
-def setting(default: Any, help: str, **info: Any) -> Any:
-    """Declare a setting: a dataclass field with its default and a :class:`SettingInfo`."""
-    return field(default=default, metadata={"setting": SettingInfo(help, **info)})
+def _seed_rule(value: int) -> str | None:
+    return None if 0 <= value <= MAX_SEED else f"seed must be between 0 and {MAX_SEED}, got {value}"
 
 
-def info_of(f: dataclasses.Field) -> SettingInfo:
-    return f.metadata.get("setting") or SettingInfo(help=f.name.replace("_", " "))
+def device_rule(value: str) -> str | None:
+    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (whether the device exists is known only to torch)."""
+    name = value.strip().lower()
+    if name in DEVICE_CHOICES or re.fullmatch(r"cuda:\d{1,4}", name):
+        return None
+    from spectralstyle.errors import shorten
+
+    return f"unknown device {shorten(repr(value))}; use one of {', '.join(DEVICE_CHOICES)} (or cuda:N)"
 
 
-# --- the settings shared by every run (declared once, used by several classes) ----------------------
+def text_rule(name: str) -> Any:
+    """A text that CLIP must read: not empty, and not plainly longer than CLIP's 77 tokens."""
+    def rule(value: str) -> str | None:
+        if not value.strip():
+            return f"{name} must not be empty"
+        words = len(value.split())
+        if words > MAX_TEXT_WORDS or len(value) > MAX_TEXT_CHARS:
+            return (f"{name} is too long for CLIP: {words} words, {len(value)} characters (CLIP reads 77 tokens, "
+                    f"about {MAX_TEXT_WORDS} words with a template)")
+        return None
+    return rule
+
+
+def weights_file_rule(name: str, folders: bool) -> Any:
+    """Weights of your own given as a folder where only a file will do: named now, not after minutes.
+
+    Whether the file exists is checked where it is read (a sidecar may name a file of another machine)."""
+    def rule(value: str) -> str | None:
+        if not folders and Path(value).expanduser().is_dir():
+            return (f"--{name.replace('_', '-')} {value} is a folder, not a weights file; give the file itself "
+                    "(.pth or .safetensors)")
+        return None
+    return rule
+
+
+# --- the settings shared by several commands (declared once, used by several classes) -----------------
 def band_setting() -> Any:
     return setting(DEFAULT_BAND, "Kept frequencies: c1, c2, c3, none (plain CLIP), or indices like '4-7,16-49'.",
-                   short="-b")
+                   short="-b", rule=_band_rule)
 
 
 def seed_setting() -> Any:
-    return setting(1234, "Random seed; the same seed repeats a run on the same device.", minimum=0, maximum=MAX_SEED)
+    return setting(1234, "Random seed; the same seed repeats a run on the same device.", minimum=0, maximum=MAX_SEED,
+                   rule=_seed_rule)
+
+
+def steps_setting(default: int, help: str) -> Any:
+    return setting(default, help, minimum=1, maximum=MAX_STEPS)
 
 
 def weights_setting() -> Any:
@@ -123,132 +130,52 @@ VGG_WEIGHTS_HELP = ("torchvision VGG19 state dict of your own (.pth or .safetens
 
 
 def clip_weights_setting() -> Any:
-    return setting(None, CLIP_WEIGHTS_HELP)
+    return setting(None, CLIP_WEIGHTS_HELP, rule=weights_file_rule("clip_weights", folders=True))
 
 
-def device_setting() -> Any:
-    return setting("auto", "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
+def vgg_weights_setting() -> Any:
+    return setting(None, VGG_WEIGHTS_HELP, rule=weights_file_rule("vgg_weights", folders=False))
+
+
+def device_setting(default: str | None = "auto") -> Any:
+    return setting(default, "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.", rule=device_rule)
 
 
 def save_every_setting() -> Any:
     return setting(0, "Write a snapshot every N steps (0 = never).", minimum=0, note="(0: no snapshots)")
 
 
-class Settings:
-    """What every settings dataclass shares: checks from the declarations, dict/hash/replace, the size pair.
+def contrast_setting(default: float | None, help: str) -> Any:
+    return setting(default, help, minimum=0, exclusive_minimum=True,
+                   note="(1 = unchanged; 0 would be a flat grey picture)")
 
-    Subclasses are dataclasses whose fields are declared with :func:`setting`; they add rules that
-    involve several settings in ``check``.
-    """
 
-    SIZE_HELP = "Working size WIDTHxHEIGHT."
+def min_confidence_setting() -> Any:
+    return setting(0.6, "Ignore OCR boxes read with lower confidence (0-1).", minimum=0, maximum=1)
+
+
+class BandedSettings(Settings):
+    """Settings of a run guided through SpectralCLIP's band of kept frequencies."""
+
     band: str
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise SpectralStyleError with one clear line for the first bad setting."""
-        hints = declared_types(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            self._check_field(f, hints[f.name])
-        self.check()
-
-    def check(self) -> None:
-        """Rules that involve several settings (sizes, crops, generators); subclasses extend it."""
-
-    def _check_field(self, f: dataclasses.Field, declared: Any) -> None:
-        name, value, info = f.name, getattr(self, f.name), info_of(f)
-        kind, optional, choices = describe_type(declared)
-        if value is None and optional:
-            return
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            setattr(self, name, value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise SpectralStyleError(f"setting {name} must be {_TYPE_WORDS[kind]}, got {value!r}")
-        if choices and value not in choices:
-            raise SpectralStyleError(f"unknown {info.what or name.replace('_', ' ')} {value!r}; "
-                                     f"use one of {', '.join(choices)}")
-        if kind is float and not math.isfinite(value):
-            raise SpectralStyleError(f"setting {name} must be a finite number, got {value!r}")
-        if name == "seed" and not 0 <= value <= MAX_SEED:
-            raise SpectralStyleError(f"seed must be between 0 and {MAX_SEED}, got {value}")
-        if name == "band":
-            try:
-                Band.parse(value)
-            except ValueError as exc:
-                raise SpectralStyleError(str(exc)) from None
-        if kind in (int, float):
-            low_ok = info.minimum is None or (value > info.minimum if info.exclusive_minimum else value >= info.minimum)
-            high_ok = info.maximum is None or value <= info.maximum
-            if not (low_ok and high_ok):
-                raise SpectralStyleError(f"{name} must be {info.bounds_rule(kind is int)}, got {value}")
-
-    def check_min_side(self, minimum: int) -> None:
-        if min(self.width, self.height) < minimum:
-            raise SpectralStyleError(f"size {self.width}x{self.height}: each side must be at least {minimum} pixels")
-
-    def check_multiple(self, multiple: int, why: str) -> None:
-        if self.width % multiple or self.height % multiple:
-            raise SpectralStyleError(f"size {self.width}x{self.height}: {why} multiples of {multiple}")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.width, self.height
 
     @property
     def band_value(self) -> Band:
         """The parsed band (parsed once per spec, cached)."""
         return Band.parse(self.band)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    def digest(self) -> str:
-        """Short stable hash of the settings that determine the result (for manifests, names and resuming)."""
-        hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                  if info_of(f).in_hash}
-        if "band" in hashed:  # one hash per set of kept frequencies: '4-7,16-49' and 'c1' are one result
-            hashed["band"] = canonical_band(hashed["band"])
-        return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
-
-    def replace(self: S, **changes: Any) -> S:
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
-
-def declared_types(cls: type) -> dict[str, Any]:
-    """Field name -> declared type of a settings dataclass (annotations resolved)."""
-    return typing.get_type_hints(cls)
-
-
-def describe_type(declared: Any) -> tuple[type, bool, tuple[Any, ...]]:
-    """(base type, optional?, choices) of a declared type: ``int``, ``str | None``, ``Literal[...]``."""
-    optional = False
-    args = typing.get_args(declared)
-    if typing.get_origin(declared) in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        optional = len(rest) != len(args)
-        declared = rest[0]
-        args = typing.get_args(declared)
-    if typing.get_origin(declared) is Literal:
-        return type(args[0]), optional, args
-    return declared, optional, ()
-
 
 @dataclass
-class TransferConfig(Settings):
+class TransferConfig(BandedSettings):
     """Method and run settings of one style transfer (defaults are the reference's, docs/method.md)."""
 
     SIZE_HELP = ("Working size: N = long side N, the short side from the photo's aspect ratio (default 512); or "
                  "WIDTHxHEIGHT exactly (the paper: 512x512, see --config paper). Multiples of 8.")
 
     band: str = band_setting()
-    steps: int = setting(200, "Optimisation steps (reference 200).", minimum=1)
-    width: int = setting(512, "Working width in pixels (multiple of 8).", minimum=1, cli=False)
-    height: int = setting(512, "Working height in pixels (multiple of 8).", minimum=1, cli=False)
+    steps: int = steps_setting(200, "Optimisation steps (reference 200).")
+    width: int = setting(512, "Working width in pixels (multiple of 8).", minimum=1, cli=False, pair="size")
+    height: int = setting(512, "Working height in pixels (multiple of 8).", minimum=1, cli=False, pair="size")
     keep_aspect: bool = setting(True, "Fit the working size inside width x height with the content's aspect ratio "
                                       "(--size N); false: exactly width x height (--size WxH).", cli=False)
     output_size: str = setting("auto", OUTPUT_SIZE_HELP)
@@ -266,15 +193,16 @@ class TransferConfig(Settings):
     lambda_global: float = setting(500.0, "Weight of the global directional loss (reference 500).", minimum=0)
     lambda_content: float = setting(150.0, "Weight of the VGG content loss (reference 150).", minimum=0)
     lambda_tv: float = setting(0.002, "Weight of the total-variation loss (reference 0.002).", minimum=0)
-    source_text: str = setting("a Photo", "Text describing the content image; the style direction starts there.")
+    source_text: str = setting("a Photo", "Text describing the content image; the style direction starts there.",
+                               rule=text_rule("source_text"))
     source_encoder: SourceEncoder = setting(
-        "plain", "Embed the content image with plain CLIP (the reference) or the filtered encoder.", what="source encoder")
-    contrast: float = setting(1.5, "Contrast factor of the saved image (reference 1.5, 1 = unchanged).", minimum=0,
-                              exclusive_minimum=True, note="(1 = unchanged; 0 would be a flat grey picture)")
+        "plain", "Embed the content image with plain CLIP (the reference) or the filtered encoder.",
+        what="source encoder")
+    contrast: float = contrast_setting(1.5, "Contrast factor of the saved image (reference 1.5, 1 = unchanged).")
     clip_model: str = clip_model_setting()
     weights: WeightMode = weights_setting()
     clip_weights: str | None = clip_weights_setting()
-    vgg_weights: str | None = setting(None, VGG_WEIGHTS_HELP)
+    vgg_weights: str | None = vgg_weights_setting()
     device: str = device_setting()
     precision: Precision = setting("fp32", "fp32 (reference), or bf16 / fp16 autocast (fp16 on GPUs only).")
     compile: bool = setting(False, "torch.compile the networks (faster on GPU after a warm-up).")
@@ -284,7 +212,8 @@ class TransferConfig(Settings):
         self.check_multiple(8, "width and height must be")
         self.check_min_side(MIN_TRANSFER_SIDE)
         if self.crop_size > min(self.width, self.height):
-            raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
+            raise SpectralStyleError(
+                f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
         if not self.source_text.strip():
             raise SpectralStyleError("source_text must not be empty")
         check_output_size(self.output_size)
@@ -314,16 +243,16 @@ SIZE_MULTIPLE = {"fourier": 8, "vqgan": 16}
 
 
 @dataclass
-class GenerateConfig(Settings):
+class GenerateConfig(BandedSettings):
     """All settings of one text-to-image run; ``lr=None`` resolves to the generator's default."""
 
     SIZE_HELP = "Image size WIDTHxHEIGHT: multiples of 16 for vqgan, 8 for fourier (default 256x256)."
 
     band: str = band_setting()
     generator: GeneratorName = setting("fourier", "fourier (no weights needed) or vqgan (taming VQGAN decoder).")
-    steps: int = setting(300, "Optimisation steps (default 300).", minimum=1)
-    width: int = setting(256, "Image width in pixels.", minimum=1, cli=False)
-    height: int = setting(256, "Image height in pixels.", minimum=1, cli=False)
+    steps: int = steps_setting(300, "Optimisation steps (default 300).")
+    width: int = setting(256, "Image width in pixels.", minimum=1, cli=False, pair="size")
+    height: int = setting(256, "Image height in pixels.", minimum=1, cli=False, pair="size")
     cutouts: int = setting(32, "Random cutouts per step (default 32).", minimum=1)
     cut_min: float = setting(0.25, "Smallest cutout side, as a fraction of the image's shorter side.", minimum=0,
                              maximum=1, exclusive_minimum=True)
@@ -358,21 +287,136 @@ class GenerateConfig(Settings):
                 "the vqgan generator uses --init-image only through the loss: give --init-weight > 0 (for example 1)")
 
 
-FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TransferConfig))
 
-LOSS_TERMS: tuple[str, ...] = ("patch", "global", "content", "tv")
-"""The terms of the transfer loss, in order: term ``x`` is ``losses.CLIPStyleLoss.x_term``, weighted by the
-setting ``lambda_x`` above. Adding a term: its ``lambda_`` setting, its name here, its method there."""
+TRANSFER_FIELDS = frozenset(f.name for f in dataclasses.fields(TransferConfig))
+FIELD_NAMES = TRANSFER_FIELDS
+
+LOSS_TERMS: tuple[str, ...] = tuple(f.name.removeprefix("lambda_") for f in dataclasses.fields(TransferConfig)
+                                    if f.name.startswith("lambda_"))
+"""The terms of the transfer loss, in declaration order, one per ``lambda_x`` setting of TransferConfig: term
+``x`` is ``losses.CLIPStyleLoss.x_term``. Adding a term: its ``lambda_`` setting above, its method there."""
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {name: getattr(TransferConfig, f"lambda_{name}") for name in LOSS_TERMS}
 
 
 def loss_weights(config: TransferConfig) -> dict[str, float]:
-    """The weight of each loss term in ``config``."""
+    """The weight of each loss term in ``config`` (terms of weight 0 are skipped, not computed)."""
     return {name: getattr(config, f"lambda_{name}") for name in LOSS_TERMS}
+
+
+# --- training one StyleNet over many images (train, batch --mode train, video) ------------------------
+@dataclass
+class TrainSettings(Settings):
+    """What training over many images adds to transfer's settings.
+
+    ``batch``: content images per step (at most the number of images). ``train_width``/``train_height``
+    (``--train-size``): each step trains on random crops of this size of the (``--size``) images instead of
+    the whole images, which is cheaper per image and shows the network more variety; None = whole images.
+    ``preview``: training images shown before/after in the preview grid.
+    """
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
+    PAIR_HELP: ClassVar[dict[str, str]] = {
+        "train_size": "Train on random WIDTHxHEIGHT crops of the --size images (multiples of 8); "
+                      "default: whole images."}
+
+    batch: int = setting(4, "Content images per step (CLIPstyler's fast mode uses 4).", minimum=1)
+    train_width: int | None = setting(None, "Width of the training crops.", minimum=16, cli=False, pair="train_size")
+    train_height: int | None = setting(None, "Height of the training crops.", minimum=16, cli=False, pair="train_size")
+    preview: int = setting(4, "Training images in the before/after preview grid (0: none).", minimum=0)
+
+    def check(self) -> None:
+        if (self.train_width is None) != (self.train_height is None):
+            raise SpectralStyleError("give both the width and the height of --train-size")
+        if self.crop is not None:
+            w, h = self.crop
+            if w % 8 or h % 8:
+                raise SpectralStyleError(f"--train-size {w}x{h}: sides must be multiples of 8 and at least 16")
+
+    def check_with(self, config: TransferConfig) -> None:
+        """One line for the first setting that does not fit the transfer settings."""
+        if self.crop is not None:
+            w, h = self.crop
+            if w > config.width or h > config.height:
+                raise SpectralStyleError(f"--train-size {w}x{h} is larger than --size {config.width}x{config.height}")
+            if config.crop_size > min(w, h):
+                raise SpectralStyleError(f"crop size {config.crop_size} is larger than --train-size {w}x{h}")
+
+    @property
+    def crop(self) -> tuple[int, int] | None:
+        """(width, height) of the training crops, or None for whole images."""
+        if self.train_width is None or self.train_height is None:
+            return None
+        return self.train_width, self.train_height
 
 
 DEFAULT_TRAIN_FRAMES = 16
 """Frames sampled across a video to train its style model on (``video --train-frames``)."""
+
+
+@dataclass
+class VideoSettings(Settings):
+    """What ``video`` adds to training: which frames it trains on and the output's size."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
+    train_frames: int = setting(DEFAULT_TRAIN_FRAMES, "Frames sampled evenly across the video to train on.", minimum=1)
+    max_side: int | None = setting(None, "Downscale the output video so that its longer side is at most this.",
+                                   minimum=16)
+
+
+# --- applying a trained StyleNet ---------------------------------------------------------------------
+@dataclass
+class ApplyConfig(Settings):
+    """How ``apply`` runs a trained StyleNet over images and videos (never part of a model's training)."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
+    contrast: float | None = contrast_setting(
+        None, "Contrast factor of the saved image (default: the model's, 1 = unchanged).")
+    device: str = device_setting()
+    max_side: int | None = setting(None, "Downscale images and videos whose longer side exceeds this.", minimum=8)
+    tile: int | None = setting(None, "Tile side in pixels for large images (multiple of 8; default: 768 on CPU, from "
+                               "free memory on CUDA).", minimum=64)
+    norm_stats: NormStats = setting(
+        "exact", "Whole-image norm statistics of tiled images: exact (streamed, about 10 passes), sampled (a quarter "
+        "of the tiles) or downscaled (one small pass; approximate).", what="--norm-stats mode")
+
+    def check(self) -> None:
+        if self.tile is not None and self.tile % 8:
+            raise SpectralStyleError(f"--tile must be a multiple of 8 and at least 64 pixels, got {self.tile}")
+
+
+# --- measuring results (evaluate, analyze) -----------------------------------------------------------
+@dataclass
+class AnalyzeSettings(Settings):
+    """The models ``analyze`` scores with, and how sure OCR must be."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
+    weights: WeightMode = weights_setting()
+    clip_weights: str | None = clip_weights_setting()
+    device: str | None = device_setting(None)
+    min_confidence: float = min_confidence_setting()
+
+
+@dataclass
+class EvaluateSettings(AnalyzeSettings):
+    """``analyze``'s settings, and the VGG that measures content preservation."""
+
+    vgg_weights: str | None = vgg_weights_setting()
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+@dataclass
+class BenchSettings(Settings):
+    """How long ``bench`` measures (the transfer settings it varies are TransferConfig's)."""
+
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
+
+    steps: int = setting(5, "Timed steps per pattern (one more runs first as warm-up).", minimum=1)
+    rounds: int = setting(1, "Processes per pattern, run alternately; their timed steps are pooled (steadier "
+                          "ratios on a shared machine).", minimum=1)
 
 
 # --- run control: how a run is saved, resumed and named; never part of its result --------------------
@@ -380,132 +424,25 @@ DEFAULT_CHECKPOINT_EVERY = 20
 
 
 @dataclass(frozen=True)
-class RunControl:
+class RunControl(Settings):
     """How a run is checkpointed and resumed: options that never change its result (not in the config hash)."""
 
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
-    resume: bool = True
+    NAMED_AS_OPTIONS: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise SpectralStyleError(
-                f"--checkpoint-every must be a whole number >= 0 (0: no checkpoints), got {self.checkpoint_every}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    checkpoint_every: int = setting(
+        DEFAULT_CHECKPOINT_EVERY, "Save a checkpoint every N steps in OUT/.checkpoints, to resume an interrupted run "
+        "(0 = never).", minimum=0, note="(0: no checkpoints)", metavar="N", in_hash=False)
+    resume: bool = setting(True, "Continue an interrupted run from its checkpoint (default), or start over.",
+                           in_hash=False)
 
 
-# --- reading settings -------------------------------------------------------------------------------
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' -> (512, 384); a single number means a square (generate, --train-size)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", str(text))
-    if not match:
-        raise SpectralStyleError(f"size {text!r} is not WIDTHxHEIGHT (for example 512x512)")
-    width = int(match.group(1))
-    return width, int(match.group(2) or width)
-
-
-def size_settings(text: str, names: frozenset[str]) -> dict[str, Any]:
-    """The settings ``size`` sets: with a ``keep_aspect`` setting, N is a long side (``sizes.size_fields``);
-    without one (generate), N is a square."""
-    if "keep_aspect" in names:
-        return size_fields(text)
-    width, height = parse_size(text)
-    return {"width": width, "height": height}
-
-
-def read_yaml_mapping(path: Path, what: str = "config file") -> dict[str, Any]:
-    """A YAML file holding a mapping; invalid YAML or another shape is a one-line user error."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SpectralStyleError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise SpectralStyleError(f"{what} {path} is not readable UTF-8 text ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise SpectralStyleError(f"{what} {path} must hold a mapping of settings")
-    return data
-
-
-def presets_dir() -> Any:
-    """The shipped presets (the repository's ``configs/``): packaged as ``spectralstyle.presets`` in an
-    installed wheel, read from the checkout in a development (editable) install."""
-    try:
-        return resources.files("spectralstyle.presets")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "configs"
-
-
-def preset_names() -> list[str]:
-    """Names usable as ``--config NAME``: the shipped YAML files without their suffix."""
-    try:
-        return sorted(p.name[: -len(".yaml")] for p in presets_dir().iterdir() if p.name.endswith(".yaml"))
-    except OSError:
-        return []
-
-
-def find_config(name_or_path: str | Path) -> Path:
-    """A config file: an existing path, else a shipped preset name ('quick'); one line when neither."""
-    path = Path(name_or_path)
-    if path.exists():
-        if not path.is_file():
-            raise SpectralStyleError(f"config file {path} is not a file")
-        return path
-    name = str(name_or_path).removesuffix(".yaml")
-    if name in preset_names() and "/" not in name:
-        with resources.as_file(presets_dir() / f"{name}.yaml") as preset:
-            return Path(preset)
-    presets = ", ".join(preset_names())
-    raise SpectralStyleError(f"config file {path} does not exist (shipped presets: {presets})")
-
-
-def check_keys(keys: set[str], names: frozenset[str], source: str) -> None:
-    """Unknown keys are one line naming them, with the nearest known setting ('crop-size' -> crop_size)."""
-    unknown = sorted(keys - names)
-    if not unknown:
-        return
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(str(key).replace("-", "_").lower(), sorted(names | {"size"}), n=1)
-        hints.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
-    raise SpectralStyleError(f"unknown setting(s) in {source}: {', '.join(hints)}")
-
-
-def read_config_file(path: str | Path | None, field_names: frozenset[str] = FIELD_NAMES) -> dict[str, Any]:
-    """Settings from a YAML file or preset; keys outside ``field_names`` and unreadable files are user errors."""
-    if path is None:
-        return {}
-    p = find_config(path)
-    data = read_yaml_mapping(p)
-    if "size" in data and ({"width", "height"} & set(data)):
-        raise SpectralStyleError(f"{p} gives both size and width/height; keep one")
-    check_keys(set(data) - {"size"}, field_names, str(p))
-    if "size" in data:
-        data.update(size_settings(data.pop("size"), field_names))
-    elif {"width", "height"} & set(data) and "keep_aspect" in field_names:
-        data.setdefault("keep_aspect", False)  # width and height given one by one are exact
-    return data
-
-
-def resolve_settings(cls: type[S], config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> S:
-    """Defaults < YAML file < explicit overrides (``None`` means 'not given'); ``size`` is 'WxH'."""
-    names = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    values = read_config_file(config_file, names)
-    if size is not None:
-        overrides.update(size_settings(size, names))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    check_keys(set(values), names, "the settings")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise SpectralStyleError(f"bad setting: {exc}") from None
-
-
+# --- reading settings --------------------------------------------------------------------------------
 def resolve_config(config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> TransferConfig:
     """The transfer settings: defaults < YAML file < explicit overrides."""
     return resolve_settings(TransferConfig, config_file, size, **overrides)
 
 
-def resolve_generate_config(config_file: str | Path | None = None, size: str | None = None, **overrides: Any) -> GenerateConfig:
+def resolve_generate_config(config_file: str | Path | None = None, size: str | None = None,
+                            **overrides: Any) -> GenerateConfig:
     """The generation settings: defaults < YAML file < explicit overrides."""
     return resolve_settings(GenerateConfig, config_file, size, **overrides)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from spectralstyle.apply.frames import stylize_video
-from spectralstyle.apply.tiling import STATS_MODES, stylize_large
+from spectralstyle.apply.tiling import stylize_large
 from spectralstyle.device import is_out_of_memory
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
@@ -63,19 +63,14 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 @dataclass
 class ApplySettings:
+    """How a model is applied here: the options (checked where they are declared, ``settings.ApplyConfig``)
+    with the contrast resolved (the model's, unless given) and the device chosen."""
+
     contrast: float
     device: torch.device
     max_side: int | None = None
     tile: int | None = None
     stats: str = "exact"
-
-    def check(self) -> None:
-        if self.max_side is not None and self.max_side < 8:
-            raise SpectralStyleError(f"--max-side must be at least 8 pixels, got {self.max_side}")
-        if self.tile is not None and (self.tile < 64 or self.tile % 8):
-            raise SpectralStyleError(f"--tile must be a multiple of 8 and at least 64 pixels, got {self.tile}")
-        if self.stats not in STATS_MODES:
-            raise SpectralStyleError(f"--norm-stats must be one of {', '.join(STATS_MODES)}, got {self.stats!r}")
 
 
 APPLIED_KIND = "applied"

@@ -165,7 +165,7 @@ def make_train_plan(
         raise SpectralStyleError("no prompts")
     configs = {band: config_for_images(cfg, list(images)) for band, cfg in band_configs(config, bands).items()}
     for cfg in configs.values():
-        train.check(cfg)
+        train.check_with(cfg)
     name = f"{folder.name} ({len(images)} images)"
     image_key = json.dumps([p.name for p in images], ensure_ascii=False)
     jobs = [

@@ -1,4 +1,4 @@
-"""The ``spectralstyle`` app: every command registered here explicitly, one-line usage errors, --version.
+"""The ``spectralstyle`` app: every command registered here explicitly, one-line errors for all, --version.
 
 Start-up stays instant: this package imports no torch; each command imports the model code when it runs.
 """
@@ -27,7 +27,7 @@ from spectralstyle.cli import train as cli_train
 from spectralstyle.cli import transfer as cli_transfer
 from spectralstyle.cli import video as cli_video
 from spectralstyle.cli import weights as cli_weights
-from spectralstyle.cli.common import fail
+from spectralstyle.cli.common import fail, one_line_errors
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -41,8 +41,9 @@ class OneLineUsageErrors(TyperGroup):
             raise self._one_line(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
+        """Every command runs here: its user errors become one line (``one_line_errors``), once for all."""
         try:
-            return super().invoke(ctx)
+            return one_line_errors(lambda: super(OneLineUsageErrors, self).invoke(ctx))
         except UsageError as exc:
             raise self._one_line(exc) from None
 
@@ -61,6 +62,7 @@ app = typer.Typer(
     help="Text-guided style transfer with SpectralCLIP: the style of the text, without its written words.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h is --help, for every command
 )
 
 

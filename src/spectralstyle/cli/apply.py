@@ -2,46 +2,50 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from spectralstyle.cli.common import (
-    DeviceOpt,
+    JsonFlag,
     OutOpt,
     OverwriteFlag,
     console,
+    note,
     note_new_name,
-    print_result_paths,
-    user_errors,
+    print_results,
+    resolve_from_flags,
+    with_settings,
 )
-from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
+from spectralstyle.settings import ApplyConfig
 
 
-@user_errors
 @stops_at_step_boundary
+@with_settings(ApplyConfig)
 def apply(
     model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model` or `train`.")],
-    images: Annotated[list[Path], typer.Argument(help="Images, folders (their images and videos) and videos (-> mp4).")],
+    images: Annotated[list[Path], typer.Argument(
+        help="Images, folders (their images and videos) and videos (-> mp4).")],
     out: OutOpt = Path("outputs"),
-    contrast: Annotated[Optional[float], typer.Option(
-        "--contrast", help="Contrast factor of the saved image (default: the model's, 1 = unchanged).")] = None,
-    device: DeviceOpt = "auto",
-    max_side: Annotated[Optional[int], typer.Option("--max-side", help="Downscale images and videos whose longer side exceeds this.")] = None,
-    tile: Annotated[Optional[int], typer.Option("--tile", help="Tile side in pixels for large images (multiple of 8; default: 768 on CPU, from free memory on CUDA).")] = None,
-    norm_stats: Annotated[Literal["exact", "sampled", "downscaled"], typer.Option("--norm-stats", help="Whole-image norm statistics of tiled images: exact (streamed, about 10 passes), sampled (a quarter of the tiles) or downscaled (one small pass; approximate).")] = "exact",
     overwrite: OverwriteFlag = False,
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Apply a trained StyleNet to images, folders and videos, at any resolution, in bounded memory.
 
-    Ctrl-C or SIGTERM stops between tiles or frames; nothing half-written is left under a final name.
+    Prints every file written on stdout. Ctrl-C or SIGTERM stops between tiles or frames; nothing
+    half-written is left under a final name.
     """
+    from spectralstyle.runs.early import check_out_dir
+
+    config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
+    check_out_dir(out)
+
     from spectralstyle.apply.images import (
         APPLIED_KIND,
         ApplySettings,
@@ -58,22 +62,18 @@ def apply(
     from spectralstyle.media.video import is_video
     from spectralstyle.runs.naming import free_stem
 
-    dev = resolve_device(device or "auto")
-    if contrast is not None and not (math.isfinite(contrast) and contrast > 0):
-        raise SpectralStyleError(f"--contrast must be a positive number (0 gives a flat grey picture; 1 = unchanged), "
-                                 f"got {contrast}")
-    settings = ApplySettings(contrast or 1.0, dev, max_side, tile, norm_stats)
-    settings.check()  # before the model is read
+    dev = resolve_device(config.device)
     net, record = load_stylenet(model)
     net = net.to(dev)
-    if contrast is None:  # the contrast the model was trained with
-        settings = dataclasses.replace(settings, contrast=record.get("config", {}).get("contrast", 1.5))
-    factor = settings.contrast
+    factor = config.contrast if config.contrast is not None else record.get("config", {}).get("contrast", 1.5)
+    settings_ = ApplySettings(factor, dev, config.max_side, config.tile, config.norm_stats)
     inputs = expand_inputs(images)
     ensure_writable_dir(out)
     names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
-    config_hash = apply_digest(model, settings)
+    config_hash = apply_digest(model, settings_)
     trained = {key: record[key] for key in ("text", "band") if isinstance(record.get(key), str)}
+    written: list[Path] = []
+    summary: list[dict[str, Any]] = []
 
     def target_of(path: Path, video: bool) -> Path:
         """The plain name unless another run's result is there (runs.naming), then a note."""
@@ -99,18 +99,20 @@ def apply(
             if is_video(path):
                 target = target_of(path, video=True)
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)
-                result = apply_video(net, path, target, settings, metadata, on_frame=progress_of(task),
-                                     on_note=lambda text: progress.console.print(f"note: {escape(text)}", highlight=False))
+                result = apply_video(net, path, target, settings_, metadata, on_frame=progress_of(task),
+                                     on_note=lambda text: note(text, progress.console))
                 progress.remove_task(task)
                 stability = result["temporal_stability"]
-                note = f"temporal stability {stability:.3f}" if stability is not None else "still input"
-                console.print(f"[green]wrote[/] {escape(str(target))}  [dim]{result['video']['frames']} frames, "
-                              f"{note}[/]", highlight=False)
-                print_result_paths(target, target.with_suffix(".json"))
-                continue
-            target = target_of(path, video=False)
-            task = progress.add_task(escape(f"{path.name} tiles"), total=None)
-            apply_image(net, path, target, settings, metadata, on_tile=progress_of(task))
-            progress.remove_task(task)
-            console.print(f"[green]wrote[/] {escape(str(target))}", highlight=False)
-            print_result_paths(target)
+                shown = f"temporal stability {stability:.3f}" if stability is not None else "still input"
+                progress.console.print(f"[dim]{escape(target.name)}: {result['video']['frames']} frames, {shown}[/]",
+                                       highlight=False)
+                summary.append({"input": str(path), "output": str(target), "temporal_stability": stability})
+                written += [target, target.with_suffix(".json")]  # the video and its sidecar
+            else:
+                target = target_of(path, video=False)
+                task = progress.add_task(escape(f"{path.name} tiles"), total=None)
+                apply_image(net, path, target, settings_, metadata, on_tile=progress_of(task))
+                progress.remove_task(task)
+                summary.append({"input": str(path), "output": str(target)})
+                written.append(target)
+    print_results(written, {"command": "apply", "model": str(model), "results": summary}, json_summary)

@@ -17,24 +17,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt,
-    ConfigOpt,
-    ResumeOpt,
+    JsonFlag,
+    config_option,
     console,
+    duration,
     flag,
     interrupted_exit,
+    loading_models,
     log,
     make_console,
     print_note,
+    print_results,
     progress_bar,
     resolve_from_flags,
     setup_log_file,
-    user_errors,
     with_settings,
 )
-from spectralstyle.cli.train import BatchOpt, PreviewOpt, TrainSizeOpt
+from spectralstyle.cli.train import resolve_training
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
+from spectralstyle.settings import RunControl, TrainSettings, TransferConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,12 +48,22 @@ JOB_FAILED_EXIT = 1
 LEFT_TO_OTHERS_EXIT = 75
 """``--no-wait`` and jobs of the plan still running in another process: come back later (sysexits' EX_TEMPFAIL)."""
 
-PromptsOpt = Annotated[Optional[Path], typer.Option("--prompts", "-p", help="Text file: one prompt per line; blank lines and # comments ignored.")]
-TextOpt = Annotated[Optional[list[str]], typer.Option("--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
-BandsOpt = Annotated[Optional[list[str]], typer.Option("--bands", metavar="BANDS", help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
-ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
-ModeOpt = Annotated[Literal["transfer", "train"], typer.Option("--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, band) over all images of the folder.")]
-BatchOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
+SETTINGS = (TransferConfig, TrainSettings, RunControl)
+PromptsOpt = Annotated[Optional[Path], typer.Option(
+    "--prompts", "-p", help="Text file: one prompt per line; blank lines and # comments ignored.")]
+TextOpt = Annotated[Optional[list[str]], typer.Option(
+    "--text", "-t", metavar="TEXT", help="A prompt (repeat for several); added to --prompts.")]
+BandsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--bands", metavar="BANDS",
+    help="Bands to run, comma separated: c2,none (index specs: '4-7,16-49'; separate two with ';').")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N",
+    help="Run only shard I/N of the plan (0-based), e.g. for a Slurm array; defaults to SLURM_ARRAY_TASK_ID/COUNT.")]
+ModeOpt = Annotated[Literal["transfer", "train"], typer.Option(
+    "--mode", help="transfer: one stylised image per (image, prompt, band); train: one style model per (prompt, "
+    "band) over all images of the folder.")]
+BatchOutOpt = Annotated[Path, typer.Option(
+    "--out", "-o", help="Output folder; holds the results and the manifest (.jobs/, manifest.json).")]
 
 
 DryRunFlag = flag("dry-run", "List the plan and what a run would do; load no model.")
@@ -63,9 +74,8 @@ NoWaitFlag = flag("no-wait", "Exit (code 75) instead of waiting when jobs of the
                              "(default: wait for them, and take over any whose process dies).")
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(*SETTINGS, helps={"batch": "mode train: content images per step (CLIPstyler's fast mode uses 4)."})
 def batch(
     content_dir: Annotated[Path, typer.Argument(help="Folder of content images (jpg, png, ...).")],
     out: BatchOutOpt,
@@ -74,23 +84,19 @@ def batch(
     bands: BandsOpt = None,
     shard: ShardOpt = None,
     dry_run: DryRunFlag = False,
-    config_file: ConfigOpt = None,
+    config_file: config_option(*SETTINGS) = None,
     save_model: SaveModelFlag = False,
     overwrite: OverwriteFlag = False,
     mode: ModeOpt = "transfer",
-    batch_size: BatchOpt = 4,
-    train_size: TrainSizeOpt = None,
-    preview: PreviewOpt = 4,
-    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
-    resume: ResumeOpt = True,
     no_wait: NoWaitFlag = False,
+    json_summary: JsonFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Stylise every image of CONTENT_DIR with every prompt and band; re-running skips finished jobs.
 
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
-    with --shard; every job runs in exactly one process.
+    with --shard; every job runs in exactly one process. Prints every file written on stdout (--json: a summary).
     """
     from spectralstyle.batch.manifest import job_action, read_state
     from spectralstyle.batch.plan import band_specs, build_plan, collect_prompts
@@ -100,16 +106,12 @@ def batch(
     from spectralstyle.runs.naming import content_tag, split_own_results
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes, output_pixels
 
-    config = resolve_from_flags(TransferConfig, config_file, settings)
-    control = RunControl(checkpoint_every, resume)
+    config, train = resolve_training(config_file, settings)
+    control = resolve_from_flags(RunControl, config_file, settings)
     band_list = band_specs(bands, config, band_given=settings.get("band") is not None)
     prompt_list = collect_prompts(prompts, text)
-    train = None
-    if mode == "train":
-        from spectralstyle.cli.train import train_settings
-
-        train = train_settings(batch_size, train_size, preview, config)
-    plan = build_plan(content_dir, prompt_list, band_list, config, out, mode=mode, train=train, overwrite=overwrite)
+    plan = build_plan(content_dir, prompt_list, band_list, config, out, mode=mode,
+                      train=train if mode == "train" else None, overwrite=overwrite)
     if mode == "transfer":
         print_note(capped_outputs_note(sorted({j.content for j in plan}), config))
     own = split_own_results(list_images(content_dir))[1]
@@ -143,8 +145,8 @@ def batch(
              todo, dev, config.digest())
     largest = max((j.config for j in mine), key=lambda c: c.width * c.height + output_pixels(c), default=config)
     check_free_space(out, needed_bytes(largest, todo, save_model), f"the {todo} result(s) to run")
-    for note in input_notes(sorted({j.content for j in plan}), config.size):
-        console.print(f"{prefix}[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for line in input_notes(sorted({j.content for j in plan}), config.size):
+        console.print(f"{prefix}[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     live = my_shard.count == 1 and console.is_terminal
     with batch_display(todo, config.steps, prefix, live) as hooks:
         outcome = run_batch(plan, out, device=dev, shard=my_shard, dist=dist, config=config, save_model=save_model,
@@ -153,6 +155,11 @@ def batch(
         shard_label = f"[shard {my_shard}] " if my_shard.count > 1 else ""  # plain text: interrupted_exit escapes
         raise interrupted_exit(f"{shard_label}{outcome.interrupted[0].describe}: {outcome.interrupted[0].error}")
     failed = report(outcome.merged, outcome.results, dist, my_shard, prefix, outcome.manifest)
+    counts = {status: sum(r.status == status for r in outcome.results) for status in
+              {r.status for r in outcome.results}}
+    print_results([*written_files(outcome.results), outcome.manifest],
+                  {"command": "batch", "jobs": len(plan), "counts": counts, "manifest": str(outcome.manifest)},
+                  json_summary)
     if failed:
         raise typer.Exit(JOB_FAILED_EXIT)
     if outcome.left_to_others:
@@ -194,15 +201,16 @@ def batch_display(todo: int, steps: int, prefix: str, live: bool) -> Iterator[Ba
     from spectralstyle.batch.jobs import ELSEWHERE
     from spectralstyle.batch.runner import BatchHooks
 
+    overall = JobsProgress(todo)
     if not live:
         yield BatchHooks(
-            on_models_loading=lambda dev: console.print(f"{prefix}loading CLIP and VGG on {dev}", highlight=False),
-            on_job_end=lambda job, r: print_job_end(console, r, prefix),
+            on_models_loading=lambda dev: loading_models(f"{prefix}CLIP and VGG19", str(dev)),
+            on_job_end=lambda job, r: print_job_end(console, r, prefix, overall.end(r)),
             on_note=lambda message: console.print(f"{prefix}{escape(message)}", highlight=False, soft_wrap=True),
         )
         return
     with progress_bar() as progress:
-        overall = progress.add_task("jobs", total=todo, losses="")
+        overall_task = progress.add_task("jobs", total=todo, losses="")
         current = progress.add_task("", total=steps, losses="", visible=False)
 
         def start(job: Job, position: int, total: int) -> None:
@@ -213,23 +221,63 @@ def batch_display(todo: int, steps: int, prefix: str, live: bool) -> Iterator[Ba
 
         def end(job: Job, result: JobResult) -> None:
             if result.status != ELSEWHERE:  # a job running elsewhere ends later (here, or by its owner)
-                progress.advance(overall)
-            print_job_end(progress.console, result)
+                progress.advance(overall_task)
+            print_job_end(progress.console, result, "", overall.end(result))
 
-        yield BatchHooks(start, step, end, lambda dev: progress.console.print(f"loading CLIP and VGG on {dev}"),
+        yield BatchHooks(start, step, end,
+                         lambda dev: progress.console.print(f"[dim]loading CLIP and VGG19 on {dev}…[/]",
+                                                            highlight=False),
                          lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         progress.update(current, visible=False)
 
 
-def print_job_end(out: Console, result: JobResult, prefix: str = "") -> None:
-    """One line per job; none for an interrupted one, whose line ends the command."""
+class JobsProgress:
+    """Overall progress of this process's jobs: 'jobs 3/10, about 4 min left' after each job that ended here
+    (ran, failed, or was finished by the process that owned it while this one waited)."""
+
+    def __init__(self, todo: int) -> None:
+        import time
+
+        self.todo, self.done, self.clock = todo, 0, time.perf_counter
+        self.started = self.clock()
+
+    def end(self, result: JobResult) -> str:
+        from spectralstyle.batch.jobs import FAILED, FINISHED, SKIPPED
+
+        if result.status not in (FINISHED, FAILED, SKIPPED) or not self.todo:
+            return ""
+        self.done += 1
+        left = (self.clock() - self.started) / self.done * (self.todo - self.done)
+        eta = f", about {duration(left)} left" if self.done < self.todo else ""
+        return f"jobs {min(self.done, self.todo)}/{self.todo}{eta}"
+
+
+def print_job_end(out: Console, result: JobResult, prefix: str = "", overall: str = "") -> None:
+    """One line per job (with the overall progress); none for an interrupted one, whose line ends the command."""
     from spectralstyle.batch.jobs import INTERRUPTED, SKIPPED
 
+    shown = f"  [dim]({overall})[/]" if overall else ""
     if result.status == SKIPPED:  # finished by the process that owned it while this one waited
-        out.print(f"{prefix}[green]done elsewhere[/] {escape(result.describe)}  [dim]{escape(result.image)}[/]",
+        out.print(f"{prefix}[green]done elsewhere[/] {escape(result.describe)}  [dim]{escape(result.image)}[/]{shown}",
                   highlight=False, soft_wrap=True)
     elif result.status != INTERRUPTED:
-        out.print(f"{prefix}{result_line(result)}", highlight=False, soft_wrap=True)
+        out.print(f"{prefix}{result_line(result)}{shown}", highlight=False, soft_wrap=True)
+
+
+def written_files(results: list[JobResult]) -> list[Path]:
+    """The files of the jobs finished in this run: result (or model), sidecar and preview, as they exist."""
+    from spectralstyle.batch.jobs import FINISHED
+    from spectralstyle.runs.train import MODEL_SUFFIX
+
+    files: list[Path] = []
+    for r in results:
+        if r.status != FINISHED or not r.image:
+            continue
+        image = Path(r.image)
+        stem = image.name.removesuffix(MODEL_SUFFIX).removesuffix(image.suffix)
+        files += [p for p in (image, image.with_name(f"{stem}.json"), image.with_name(f"{stem}_preview.png"))
+                  if p.exists()]
+    return files
 
 
 def result_line(result: JobResult) -> str:

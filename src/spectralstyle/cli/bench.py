@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from spectralstyle.cli.common import console, flag, make_console, resolve_from_flags, user_errors, with_settings
+from spectralstyle.cli.common import console, flag, make_console, resolve_from_flags, with_settings
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.settings import TransferConfig
+from spectralstyle.settings import BenchSettings, TransferConfig
 
 BENCH_SETTINGS = ("band", "size", "crops", "crop_size", "device", "weights", "precision", "compile")
 """The transfer settings a benchmark varies; every other setting is the reference default."""
@@ -40,12 +40,9 @@ def report_table(report) -> Table:  # report: bench.BenchReport
 CheckTargetFlag = flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.")
 
 
-@user_errors
-@with_settings(TransferConfig, include=BENCH_SETTINGS, defaults={"weights": "random", "size": "512x512"})
+@with_settings(BenchSettings, TransferConfig, include=BENCH_SETTINGS + ("steps", "rounds"),
+               defaults={"weights": "random", "size": "512x512"})
 def bench(
-    steps: Annotated[int, typer.Option("--steps", help="Timed steps per pattern (one more runs first as warm-up).")] = 5,
-    rounds: Annotated[int, typer.Option("--rounds", help="Processes per pattern, run alternately; their timed steps "
-                                        "are pooled (steadier ratios on a shared machine).")] = 1,
     text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
     content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
@@ -61,9 +58,9 @@ def bench(
     from spectralstyle.media.files import ensure_writable_dir, write_json
     from spectralstyle.media.images import check_image
 
-    if steps < 1 or rounds < 1:
-        raise SpectralStyleError(f"--steps and --rounds must be at least 1, got {steps} and {rounds}")
-    config = resolve_from_flags(TransferConfig, None, settings)
+    timing = resolve_from_flags(BenchSettings, None, settings)
+    steps, rounds = timing.steps, timing.rounds
+    config = resolve_from_flags(TransferConfig, None, {k: v for k, v in settings.items() if k in BENCH_SETTINGS})
     if content is not None:
         check_image(content)  # a bad image fails before any model is loaded (its header only)
     if json_out is not None:  # before the benchmark, not after its minutes of work

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -20,18 +22,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spectralstyle.errors import SpectralStyleError
+from spectralstyle.config.fields import Settings, declared_types, describe_type, field_names, info_of, size_pairs
+from spectralstyle.config.files import all_names, preset_names
+from spectralstyle.errors import MESSAGE_LIMIT, SpectralStyleError, shorten
 from spectralstyle.interrupts import INTERRUPTED_EXIT
-from spectralstyle.settings import (
-    CLIP_WEIGHTS_HELP,
-    DEFAULT_CHECKPOINT_EVERY,
-    VGG_WEIGHTS_HELP,
-    Settings,
-    declared_types,
-    describe_type,
-    info_of,
-    preset_names,
-)
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -41,17 +35,27 @@ def make_console(stderr: bool = False) -> Console:
 
 
 console = make_console(stderr=True)
+"""Progress, notes and errors: stderr. Results (the paths written, or --json) go to stdout."""
 log = logging.getLogger("spectralstyle")
 log.addHandler(logging.NullHandler())  # log lines go to OUT/spectralstyle.log only
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound=Settings)
 
 USER_ERROR_EXIT = 2
 
 
 def fail(message: str, code: int = USER_ERROR_EXIT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    log.error(message)
+    """Print ``error: message`` as one line (at most ``MESSAGE_LIMIT`` characters) and return the exit."""
+    line = shorten(" ".join(str(message).split()), MESSAGE_LIMIT)
+    console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    log.error(line)
     return typer.Exit(code)
+
+
+def note(message: str, out: Console | None = None) -> None:
+    """One ``note:`` line on stderr (or on a live progress display's console)."""
+    (out or console).print(f"[yellow]note:[/] {escape(shorten(message, 2 * MESSAGE_LIMIT))}", highlight=False,
+                           soft_wrap=True)
 
 
 def interrupted_exit(message: str) -> typer.Exit:
@@ -61,28 +65,53 @@ def interrupted_exit(message: str) -> typer.Exit:
     return typer.Exit(INTERRUPTED_EXIT)
 
 
-def user_errors(func: F) -> F:
-    """Turn the mistakes a user can fix into one line on stderr and exit code 2 (130 for Ctrl-C)."""
+def one_line_errors(call: Callable[[], Any]) -> Any:
+    """Run a command; the mistakes a user can fix become one line on stderr and exit code 2 (130 for Ctrl-C).
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SpectralStyleError as exc:
-            raise fail(str(exc)) from None
-        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-            from spectralstyle.device import is_out_of_memory, out_of_memory_message
+    Called once, by the app's group (``cli/app.py``), for every command: no command has to remember it.
+    """
+    try:
+        return call()
+    except SpectralStyleError as exc:
+        raise fail(str(exc)) from None
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if "torch" not in sys.modules:
+            raise
+        from spectralstyle.device import is_out_of_memory, out_of_memory_message
 
-            if not is_out_of_memory(exc):
-                raise
-            raise fail(out_of_memory_message(exc)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", INTERRUPTED_EXIT) from None
-        except OSError as exc:  # disk full, read-only file system, a folder where a file should go, ...
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise fail(f"file system error: {exc.strerror or exc}{where}") from None
+        if not is_out_of_memory(exc):
+            raise
+        raise fail(out_of_memory_message(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", INTERRUPTED_EXIT) from None
+    except OSError as exc:  # disk full, read-only file system, a folder where a file should go, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise fail(f"file system error: {exc.strerror or exc}{where}") from None
 
-    return wrapper  # type: ignore[return-value]
+
+def print_results(paths: Iterable[Path | str | None], summary: dict[str, Any] | None = None,
+                  as_json: bool = False) -> None:
+    """The command's results on stdout: every file written, one path per line; or, with ``--json``, one
+    JSON object (``summary`` plus ``files``) that a script can read."""
+    files = [str(p) for p in paths if p]
+    if as_json:
+        sys.stdout.write(json.dumps({**(summary or {}), "files": files}, default=str, sort_keys=True) + "\n")
+    else:
+        for path in files:
+            sys.stdout.write(path + "\n")
+    sys.stdout.flush()
+
+
+def files_of(result: Any) -> list[Path]:
+    """Every file a run wrote: its image, sidecar, saved model and preview (what stdout lists)."""
+    record = getattr(result, "record", None) or {}
+    extra = [record.get("preview"), record.get("model")]
+    files = [result.image, result.sidecar, getattr(result, "model", None), *extra]
+    unique: list[Path] = []
+    for f in files:
+        if f and Path(f) not in unique:
+            unique.append(Path(f))
+    return unique
 
 
 def setup_log_file(out_dir: Path) -> Path:
@@ -116,17 +145,65 @@ def progress_bar() -> Progress:
     )
 
 
+QUICK_HINT_SECONDS = 600
+"""On CPU, a run estimated above this gets one line suggesting ``--config quick``."""
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '2.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class RunEstimate:
+    """After the first step of a run, one line with the estimated time of the whole run (all its steps,
+    over every run of the command); on CPU, above ``QUICK_HINT_SECONDS``, one line suggesting the quick preset.
+
+    The first step includes warm-up, so the estimate errs long, which is the side a user can plan on.
+    """
+
+    def __init__(self, total_steps: int, device: Any, out: Console | None = None, quick_hint: bool = True) -> None:
+        import time
+
+        self.total, self.on_cpu, self.out, self.quick_hint = total_steps, str(device) == "cpu", out, quick_hint
+        self.clock = time.perf_counter
+        self.started = self.clock()
+        self.told = False
+
+    def step(self) -> None:
+        """Call after each step (of any run of the command)."""
+        if self.told:
+            return
+        self.told = True
+        estimate = (self.clock() - self.started) * self.total
+        out = self.out or console
+        out.print(f"[dim]first step took {duration(estimate / self.total)}; the whole run will take about "
+                  f"{duration(estimate)}[/]", highlight=False)
+        if self.on_cpu and self.quick_hint and estimate > QUICK_HINT_SECONDS:
+            note(f"about {duration(estimate)} on this CPU: `--config quick` gives a first result in a fraction of "
+                 "that (fewer steps and crops, a smaller size), or run on a GPU", out)
+
+
+def loading_models(what: str, device: str = "") -> None:
+    """The status line shown while the models load (seconds, before the first step)."""
+    console.print(f"[dim]loading {what}{f' on {device}' if device and device != 'auto' else ''}…[/]", highlight=False)
+
+
 # --- options that are not settings ------------------------------------------------------------------
-ConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--config", "-c", metavar="FILE|PRESET",
-    help=f"YAML file of settings, or a shipped preset ({', '.join(preset_names()) or 'none found'}); flags override it.")]
+def config_option(*classes: type[Settings]) -> Any:
+    """``--config FILE|PRESET``, offering only the shipped presets that hold settings of these classes."""
+    presets = preset_names(*classes)
+    return Annotated[Optional[Path], typer.Option(
+        "--config", "-c", metavar="FILE|PRESET",
+        help=f"YAML file of settings, or a shipped preset ({', '.join(presets) or 'none'}); flags override it.")]
+
+
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
-VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
-# run control: how a run is checkpointed and resumed; not settings (they do not change the result or its hash)
-CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="N", help=f"Save a checkpoint every N steps in OUT/.checkpoints, to resume an interrupted run (0 = never; default {DEFAULT_CHECKPOINT_EVERY}).")]
-ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", metavar="", help="Continue an interrupted run from its checkpoint (default), or start over.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout instead "
+                                        "of the list of files.", metavar="", show_default=False)]
 
 
 def flag(name: str, help: str) -> Any:
@@ -164,18 +241,25 @@ SETTINGS_PARAMETER = "settings"
 """The parameter through which a command built with ``with_settings`` receives the flags given."""
 
 
+class GivenFlags(dict):
+    """The settings flags given on the command line (None: not given), and the classes they belong to."""
+
+    classes: tuple[type[Settings], ...] = ()
+
+
 def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
-                       defaults: dict[str, Any] | None = None) -> list[inspect.Parameter]:
-    """One keyword-only Typer option per declared setting of ``cls`` (plus ``--size`` for width/height).
+                       defaults: dict[str, Any] | None = None, helps: dict[str, str] | None = None,
+                       ) -> list[inspect.Parameter]:
+    """One keyword-only Typer option per declared setting of ``cls`` (plus one 'WxH' option per size pair).
 
     Every option defaults to None, meaning "not given", so the YAML file's value (or the declared
     default) stays; help shows the declared default. ``defaults`` overrides shown and used defaults
-    for one command (bench runs random weights by default).
+    for one command (bench runs random weights by default); ``helps`` the help text.
     """
     hints = declared_types(cls)
     wanted = set(include) if include is not None else None
     skipped = set(exclude)
-    defaults = defaults or {}
+    defaults, helps = defaults or {}, helps or {}
     params = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         info = info_of(f)
@@ -186,18 +270,27 @@ def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None
         names = [f"--{f.name.replace('_', '-')}" + (f"/--no-{f.name.replace('_', '-')}" if kind is bool else "")]
         if info.short:
             names.append(info.short)
-        option = typer.Option(*names, help=info.help, show_default=_shown(default),
-                              metavar="" if kind is bool else None)
+        option = typer.Option(*names, help=helps.get(f.name, info.help), show_default=_shown(default),
+                              metavar="" if kind is bool else info.metavar)
         annotation = Optional[typing_literal(choices)] if choices else Optional[kind]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(f.name),
                                         annotation=Annotated[annotation, option]))
-    if {"width", "height"} <= {f.name for f in dataclasses.fields(cls)} and "size" not in skipped \
-            and (wanted is None or "size" in wanted):  # type: ignore[arg-type]
-        size_default = defaults.get("size")
+    for pair, (width, height) in size_pairs(cls).items():
+        if pair in skipped or (wanted is not None and pair not in wanted):
+            continue
+        pair_default = defaults.get(pair)
+        declared = (getattr(cls, width, None), getattr(cls, height, None))
+        if pair == "size":  # ``--size``: a long side N where the settings keep the photo's aspect, else WxH
+            metavar = size_metavar(cls)
+            shown = pair_default or (default_size_text(cls) if None not in declared else False)
+        else:
+            metavar = "WxH"
+            shown = pair_default or (f"{declared[0]}x{declared[1]}" if None not in declared else False)
         after = next((k for k, p in enumerate(params) if p.name in ("crops", "cutouts")), len(params))
-        params.insert(after, inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=size_default, annotation=Annotated[
-            Optional[str], typer.Option("--size", metavar=size_metavar(cls), help=cls.SIZE_HELP,
-                                        show_default=size_default or default_size_text(cls))]))
+        option = typer.Option(f"--{pair.replace('_', '-')}", metavar=metavar, help=helps.get(pair, cls.pair_help(pair)),
+                              show_default=False if pair in helps else shown)
+        params.insert(after, inspect.Parameter(pair, inspect.Parameter.KEYWORD_ONLY, default=pair_default,
+                                               annotation=Annotated[Optional[str], option]))
     return params
 
 
@@ -226,52 +319,51 @@ def _shown(default: Any) -> str | bool:
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
-def with_settings(cls: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
-                  defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
-    """Give a command one option per setting of ``cls``; the function receives the given ones as
-    ``settings`` (a dict, None for "not given", ``size`` as 'WxH').
+def with_settings(*classes: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
+                  defaults: dict[str, Any] | None = None, helps: dict[str, str] | None = None) -> Callable[[F], F]:
+    """Give a command one option per setting of ``classes``; the function receives the given ones as
+    ``settings`` (a :class:`GivenFlags` dict, None for "not given", 'WxH' options as text).
 
-    This is how every setting declared in ``settings.py`` reaches ``transfer``, ``batch``, ``train``,
-    ``video`` and ``generate`` without being listed again.
+    This is how every setting declared in ``settings.py`` reaches every command without being listed
+    again. A name declared by two classes is one option that feeds both (``device``).
     """
     def decorate(func: F) -> F:
         signature = inspect.signature(func, eval_str=True)  # real annotations, not strings, for Typer
         own = [p for p in signature.parameters.values() if p.name != SETTINGS_PARAMETER]
-        generated = setting_parameters(cls, include, exclude, defaults)
+        generated: list[inspect.Parameter] = []
+        for cls in classes:
+            seen = {p.name for p in generated}
+            generated += [p for p in setting_parameters(cls, include, exclude, defaults, helps) if p.name not in seen]
         clash = {p.name for p in own} & {p.name for p in generated}
         if clash:
-            raise TypeError(f"{func.__name__}: parameters {sorted(clash)} are settings of {cls.__name__}")
+            raise TypeError(f"{func.__name__}: parameters {sorted(clash)} are settings of {classes}")
         names = [p.name for p in generated]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            given = {name: kwargs.pop(name, None) for name in names}
+            given = GivenFlags({name: kwargs.pop(name, None) for name in names})
+            given.classes = classes
             return func(*args, **kwargs, **{SETTINGS_PARAMETER: given})
 
         positional = [p for p in own if p.kind != inspect.Parameter.KEYWORD_ONLY]
-        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.kind == inspect.Parameter.KEYWORD_ONLY]
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own
+                   if p.kind == inspect.Parameter.KEYWORD_ONLY]
         wrapper.__signature__ = signature.replace(parameters=positional + keyword + generated)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
 
 
-def resolve_from_flags(cls: type[Settings], config_file: Optional[Path], flags: dict[str, Any], **fixed: Any) -> Any:
-    """Defaults < YAML (or preset) < the flags given < ``fixed`` values of the command."""
-    from spectralstyle.settings import resolve_settings
+def resolve_from_flags(cls: type[S], config_file: Optional[Path], flags: dict[str, Any], **fixed: Any) -> S:
+    """Defaults < YAML (or preset) < the flags given < ``fixed`` values of the command.
 
-    values = {**flags, **{k: v for k, v in fixed.items() if v is not None}}
+    Only the flags that are settings of ``cls`` reach it; the file may also hold the settings of the
+    command's other classes (``train``: transfer and training settings in one file).
+    """
+    from spectralstyle.config.files import resolve_settings
+
+    mine = field_names(cls) | set(size_pairs(cls))
+    values = {k: v for k, v in {**flags, **{k: v for k, v in fixed.items() if v is not None}}.items() if k in mine}
+    known = all_names(*getattr(flags, "classes", ()))
     size = values.pop("size", None)
-    return resolve_settings(cls, config_file, size, **values)
-
-
-def compared_configs(config: Any, compare: bool) -> list[Any]:
-    """The runs of ``--compare``: plain CLIP (band none) first, then the chosen band, with the same seed;
-    a note and one run when the band already is none."""
-    if not compare:
-        return [config]
-    if config.band_value.keeps_everything:
-        console.print("[yellow]note:[/] --compare compares a band with none; the band is none, so there is "
-                      "nothing to compare", highlight=False)
-        return [config]
-    return [config.replace(band="none"), config]
+    return resolve_settings(cls, config_file, size, known=known, **values)

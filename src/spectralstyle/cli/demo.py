@@ -12,18 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from spectralstyle.cli.common import (
-    CheckpointEveryOpt,
-    ConfigOpt,
-    OutOpt,
-    OverwriteFlag,
-    ResumeOpt,
-    user_errors,
-    with_settings,
-)
+from spectralstyle.cli.common import JsonFlag, OutOpt, OverwriteFlag, config_option, with_settings
 from spectralstyle.cli.transfer import CompareFlag, SaveModelFlag, run_transfer
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, TransferConfig
+from spectralstyle.settings import RunControl, TransferConfig
 
 SAMPLE_NAME = "coffee.jpg"
 
@@ -33,18 +25,16 @@ def sample_photo() -> Path:
     return Path(str(resources.files("spectralstyle") / "data" / SAMPLE_NAME))
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(TransferConfig, RunControl)
 def demo(
     text: Annotated[str, typer.Argument(help="Style text.")] = "pop art",
-    config_file: ConfigOpt = None,
+    config_file: config_option(TransferConfig, RunControl) = None,
     out: OutOpt = Path("outputs"),
     save_model: SaveModelFlag = False,
     compare: CompareFlag = False,
     overwrite: OverwriteFlag = False,
-    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
-    resume: ResumeOpt = True,
+    json_summary: JsonFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -53,5 +43,5 @@ def demo(
     A first try in seconds, with no weights: `spectralstyle demo --weights random --steps 5`; a real run:
     `spectralstyle demo "pop art" --config quick`. Every option of `transfer` works here.
     """
-    run_transfer(sample_photo(), text, config_file, out, save_model, compare, overwrite, checkpoint_every, resume,
-                 settings)
+    run_transfer(sample_photo(), text, config_file, out, save_model, compare, overwrite, settings=settings,
+                 json_summary=json_summary)

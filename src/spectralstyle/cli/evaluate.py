@@ -10,11 +10,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spectralstyle.cli.common import ClipWeightsOpt, DeviceOpt, VggWeightsOpt, console, log, setup_log_file, user_errors
+from spectralstyle.cli.common import console, log, setup_log_file
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.settings import WEIGHT_MODES, WeightMode
+from spectralstyle.settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, WEIGHT_MODES, WeightMode
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
+VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
 EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help=(
     "pretrained (found or downloaded once, then cached) or random (no files; for tests); "
     "default: what the results' sidecars say."))]
@@ -60,7 +63,6 @@ def _text_note(items: list[Any], text: str) -> str | None:
             "without a sidecar text")
 
 
-@user_errors
 def evaluate(
     paths: PathsArg,
     text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
@@ -124,7 +126,6 @@ def evaluate(
         console.print("[yellow]note:[/] results made with random weights are marked in the report", highlight=False)
 
 
-@user_errors
 def analyze(
     paths: PathsArg,
     text: Annotated[str, typer.Option("--text", "-t", help="Text to score every image against.")],

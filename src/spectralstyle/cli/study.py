@@ -13,20 +13,17 @@ from rich.markup import escape
 
 from spectralstyle.cli.batch import BandsOpt, OverwriteFlag, PromptsOpt, ShardOpt, TextOpt
 from spectralstyle.cli.common import (
-    CheckpointEveryOpt,
-    ConfigOpt,
-    ResumeOpt,
+    config_option,
     console,
     interrupted_exit,
     log,
     resolve_from_flags,
     setup_log_file,
-    user_errors,
     with_settings,
 )
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import DEFAULT_CHECKPOINT_EVERY, RunControl, TransferConfig
+from spectralstyle.settings import RunControl, TransferConfig
 from spectralstyle.study.protocol import DEFAULT_JUDGE, PAPER_SETTINGS
 
 JOB_FAILED_EXIT = 1
@@ -73,9 +70,8 @@ def protocol_inputs(protocol: str | None, prompts: Path | None, text: list[str] 
     return paper.prompts, bands or paper.bands, flags
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig)
+@with_settings(TransferConfig, RunControl)
 def study(
     content: ContentArg,
     out: StudyOutOpt,
@@ -89,10 +85,8 @@ def study(
     shard: ShardOpt = None,
     min_confidence: MinConfidenceOpt = 0.6,
     rounds: RoundsOpt = 2000,
-    config_file: ConfigOpt = None,
+    config_file: config_option(TransferConfig, RunControl) = None,
     overwrite: OverwriteFlag = False,
-    checkpoint_every: CheckpointEveryOpt = DEFAULT_CHECKPOINT_EVERY,
-    resume: ResumeOpt = True,
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -123,7 +117,8 @@ def study(
         find_judge(config, judge, judge_weights)
     models = None
     if phase in ("all", "run"):
-        summarises, models = run_grid(plan, out, config, shard, RunControl(checkpoint_every, resume), overwrite)
+        summarises, models = run_grid(plan, out, config, shard,
+                                       resolve_from_flags(RunControl, config_file, settings), overwrite)
         if not summarises or phase == "run":
             return
     progress = grid_progress(plan, out)

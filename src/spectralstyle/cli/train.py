@@ -3,75 +3,79 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from spectralstyle.cli.common import (
-    ConfigOpt,
+    JsonFlag,
     OutOpt,
     OverwriteFlag,
+    RunEstimate,
+    config_option,
     console,
+    files_of,
     interrupted_exit,
+    loading_models,
     log,
     loss_line,
+    note,
     note_new_name,
-    print_result_paths,
+    print_results,
     progress_bar,
     resolve_from_flags,
     setup_log_file,
-    user_errors,
     with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import TransferConfig, parse_size
+from spectralstyle.settings import TrainSettings, TransferConfig
 
-if TYPE_CHECKING:
-    from spectralstyle.runs.train import TrainSettings
-
-ImagesOpt = Annotated[list[Path], typer.Option("--images", "-i", help="Training images: files and/or folders (their images); repeat or list several.")]
-BatchOpt = Annotated[int, typer.Option("--batch", help="Content images per step (CLIPstyler's fast mode uses 4).")]
-TrainSizeOpt = Annotated[Optional[str], typer.Option("--train-size", metavar="WxH", help="Train on random WIDTHxHEIGHT crops of the --size images (multiples of 8); default: whole images.")]
-PreviewOpt = Annotated[int, typer.Option("--preview", help="Training images in the before/after preview grid (0: none).")]
+ImagesOpt = Annotated[list[Path], typer.Option("--images", "-i", help="Training images: files and/or folders (their "
+                                               "images); repeat or list several.")]
 
 
-def train_settings(batch: int, train_size: str | None, preview: int, config: TransferConfig) -> "TrainSettings":
-    from spectralstyle.runs.train import TrainSettings
+def resolve_training(config_file: Path | None, settings: dict[str, Any]) -> tuple[TransferConfig, TrainSettings]:
+    """The transfer and the training settings of one command (one YAML file may hold both)."""
+    config = resolve_from_flags(TransferConfig, config_file, settings)
+    train = resolve_from_flags(TrainSettings, config_file, settings)
+    train.check_with(config)
+    return config, train
 
-    width, height = parse_size(train_size) if train_size else (None, None)
-    settings = TrainSettings(batch=batch, train_width=width, train_height=height, preview=preview)
-    settings.check(config)
-    return settings
 
-
-def step_reporter(progress: Any, task: Any) -> Any:
+def step_reporter(progress: Any, task: Any, estimate: RunEstimate | None = None) -> Any:
     """A progress row showing every loss term of the step."""
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
+        if estimate is not None:
+            estimate.step()
     return on_step
 
 
-@user_errors
 @stops_at_step_boundary
-@with_settings(TransferConfig, exclude=("output_size",))
+@with_settings(TransferConfig, TrainSettings, exclude=("output_size",))
 def train(
     text: Annotated[str, typer.Argument(help="Style text, for example 'pop art'.")],
     images: ImagesOpt,
-    batch: BatchOpt = 4,
-    train_size: TrainSizeOpt = None,
-    preview: PreviewOpt = 4,
-    config_file: ConfigOpt = None,
+    config_file: config_option(TransferConfig, TrainSettings) = None,
     out: OutOpt = Path("outputs"),
     overwrite: OverwriteFlag = False,
+    json_summary: JsonFlag = False,
     *,
     settings: dict[str, Any],
 ) -> None:
     """Train one StyleNet for TEXT over many images; `apply` then stylises any photo or video with it.
 
-    Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid. Ctrl-C or
-    SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
+    Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid (their paths on
+    stdout). Ctrl-C or SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
+    from spectralstyle.runs.early import check_out_dir, check_text
+
+    config, train = resolve_training(config_file, settings)
+    check_text(text)
+    check_out_dir(out)
+
+    from spectralstyle.device import precision_notes
     from spectralstyle.media.images import check_image
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.runs.models import Models
@@ -89,27 +93,33 @@ def train(
     paths = collect_images(images)
     for path in paths:
         check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
-    config = config_for_images(resolve_from_flags(TransferConfig, config_file, settings), paths)
-    train = train_settings(batch, train_size, preview, config)
-    tokenize_templated(text)  # and on empty or too long text
+    config = config_for_images(config, paths)  # --size N: the photos' shape
+    train.check_with(config)
+    tokenize_templated(text)  # and on text too long for CLIP
+    tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
     check_free_space(out, train_needed_bytes(config, train.preview), "the model and its preview")
     plain = model_stem(text, config.band)  # another training's model there is kept: this one goes beside it
     stem = free_stem(out, plain, None, text, train_digest(config, train), overwrite, kind="stylenet",
                      images=[str(p) for p in paths])
     note_new_name(out, plain, stem, MODEL_SUFFIX)
-    models = Models.load(config)
+    models = Models.load(config, on_loading=lambda device: loading_models("CLIP and VGG19", str(device)))
+    for line in precision_notes(models.device, config.precision):
+        note(line)
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(paths),
              config.steps, config.width, config.height, train.batch, models.device)
     with progress_bar() as progress:
-        task = progress.add_task(escape(f"{len(paths)} images · {config.band_value.label}"), total=config.steps, losses="")
-        result = run_train_job(paths, text, config, train, models, out, on_step=step_reporter(progress, task), stem=stem)
-    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image, result.record["wall_time_s"])
+        task = progress.add_task(escape(f"{len(paths)} images · {config.band_value.label}"), total=config.steps,
+                                 losses="")
+        estimate = RunEstimate(config.steps, models.device.type, progress.console)
+        result = run_train_job(paths, text, config, train, models, out,
+                               on_step=step_reporter(progress, task, estimate), stem=stem)
+    log.info("%s %s in %.1fs", "interrupted" if result.interrupted else "wrote", result.image,
+             result.record["wall_time_s"])
     if result.interrupted:
-        raise interrupted_exit(f"interrupted at step {result.record['steps_done']}; the model so far is in {result.image}")
-    preview_path = result.record.get("preview")
-    console.print(f"[green]wrote[/] {escape(str(result.image))}  [dim]{escape(str(result.sidecar))}"
-                  f"{'  ' + escape(str(preview_path)) if preview_path else ''}[/]", highlight=False)
-    print_result_paths(result.image, result.sidecar, preview_path)
-    console.print(f"apply it: spectralstyle apply {escape(str(result.image))} PHOTOS_OR_VIDEOS...", highlight=False,
-                  soft_wrap=True)
+        raise interrupted_exit(f"interrupted at step {result.record['steps_done']}; the model so far is in "
+                               f"{result.image}")
+    console.print(f"[dim]apply it: spectralstyle apply {escape(str(result.image))} PHOTOS_OR_VIDEOS...[/]",
+                  highlight=False, soft_wrap=True)
+    print_results(files_of(result), {"command": "train", "model": str(result.image),
+                                     "config_hash": result.record.get("config_hash")}, json_summary)

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spectralstyle.cli.common import console, make_console, user_errors
+from spectralstyle.cli.common import console, make_console
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
 from spectralstyle.weights.resolve import Lookup, locate
 from spectralstyle.weights.sources import CACHE_ENV, MODEL_KEYS, TITLES, model_key, offline_reason, redownload_vqgan
@@ -73,7 +73,6 @@ def _entry(key: str) -> dict[str, Any]:
 @weights_app.command("list")
 
 
-@user_errors
 def list_weights(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
 ) -> None:
@@ -101,7 +100,6 @@ def list_weights(
 @weights_app.command("download")
 
 
-@user_errors
 def download_weights(
     names: NamesArg = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model the tool knows.")] = False,
@@ -143,7 +141,6 @@ def download_weights(
 @weights_app.command("verify")
 
 
-@user_errors
 def verify_weights(names: NamesArg = None) -> None:
     """Load each found file and check its shapes, and its SHA-256 where one is published or recorded.
     Without names: what transfer needs, plus every other model that is found."""
@@ -190,4 +187,4 @@ def import_weights(
                   f"{escape(str(target))} ({result.detail}; {_verified_label(result.verified)})", highlight=False, soft_wrap=True)
 
 
-weights_app.command("import")(user_errors(import_weights))
+weights_app.command("import")(import_weights)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spectralstyle.errors import SpectralStyleError
+from spectralstyle.errors import SpectralStyleError, shorten
 from spectralstyle.method.spectral import DEFAULT_BAND, SpectralFilter
 from spectralstyle.seeding import repeatable_init
 from spectralstyle.weights.clip_formats import CLIP_ARCHITECTURES, load_clip_weights
@@ -82,16 +82,17 @@ def imagenet_templates() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def tokenize_templated(text: str) -> torch.Tensor:
-    """CLIP tokens of ``text`` in every template; a clear error when empty or too long for CLIP."""
+def tokenize_templated(text: str, what: str = "the style text") -> torch.Tensor:
+    """CLIP tokens of ``text`` in every template; a clear error (naming ``what``) when empty or too long."""
     if not text or not text.strip():
-        raise SpectralStyleError("the style text is empty")
+        raise SpectralStyleError(f"{what} is empty")
     prompts = [t.format(text.strip()) for t in imagenet_templates()]
     longest = max(prompts, key=lambda p: len(_clip_impl._tokenizer.encode(p)))
     n_tokens = len(_clip_impl._tokenizer.encode(longest)) + 2  # start and end tokens
     if n_tokens > CONTEXT_LENGTH:
         raise SpectralStyleError(
-            f"text is too long for CLIP: {n_tokens} tokens with the longest template, the limit is {CONTEXT_LENGTH}"
+            f"{what} {shorten(repr(text))} is too long for CLIP: {n_tokens} tokens with the longest template, the "
+            f"limit is {CONTEXT_LENGTH}"
         )
     return clip.tokenize(prompts)
 

@@ -185,9 +185,15 @@ class CLIPStyleLoss(nn.Module):
         batch of one is exactly the single-image loss and each image weighs the same.
         """
         step = self.views(outputs, crops, sources, content_features)
-        terms = {name: getattr(self, f"{name}_term")(step) for name in LOSS_TERMS}
-        total = sum(self.weights[name] * value for name, value in terms.items())
-        return LossTerms(total, terms)  # type: ignore[arg-type]
+        terms = {name: getattr(self, f"{name}_term")(step) for name in self.active_terms}
+        total = sum((self.weights[name] * value for name, value in terms.items()), outputs.new_zeros(()).float())
+        return LossTerms(total, terms)
+
+    @property
+    def active_terms(self) -> tuple[str, ...]:
+        """The terms of non-zero weight: a term of weight 0 is not computed (``lambda_content 0`` skips the VGG
+        pass over the outputs), and is absent from the step's record."""
+        return tuple(name for name in LOSS_TERMS if self.weights[name] != 0)
 
     def forward(self, output: torch.Tensor, crops: torch.Tensor) -> LossTerms:
         """Loss of a StyleNet output [1, 3, H, W] and its augmented crops [n, 3, 224, 224]."""

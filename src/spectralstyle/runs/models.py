@@ -3,6 +3,7 @@ encoders of each band and the text-feature cache, shared by every job of a comma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,9 @@ class Models:
     encoders: dict[tuple[str, bool], SpectralCLIP] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, config: TransferConfig) -> "Models":
+    def load(cls, config: TransferConfig, on_loading: Callable[[torch.device], None] | None = None) -> "Models":
+        """CLIP and VGG19 of ``config`` on its device; ``on_loading(device)`` is told once both are found and
+        the precision fits the device, just before the seconds of loading (a status line)."""
         device = resolve_device(config.device)
         check_precision(device, config.precision)
         clip_source = config.clip_weights or config.clip_model
@@ -36,6 +39,8 @@ class Models:
         # both found (or one message listing every missing one) before either is loaded
         clip_file, vgg_file = resolve_model_files(clip_source, clip_mode, config.vgg_weights, config.weights,
                                                   config.clip_model)
+        if on_loading is not None:
+            on_loading(device)
         clip_model = load_clip(clip_file or clip_source, device=device, weights=clip_mode)
         vgg = load_vgg_content(config.weights, vgg_file or config.vgg_weights, device=device)
         if device.type == "cpu":  # oneDNN convolutions avoid layout reorders: measured 5-20% faster VGG on CPU

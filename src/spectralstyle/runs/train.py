@@ -19,7 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,52 +56,9 @@ from spectralstyle.runs.outputs import (
     save_stylenet,
     write_record,
 )
-from spectralstyle.settings import TransferConfig
+from spectralstyle.settings import TrainSettings, TransferConfig
 
 MODEL_SUFFIX = ".stylenet.pt"
-
-
-@dataclass
-class TrainSettings:
-    """What training over many images adds to transfer's settings.
-
-    ``batch``: content images per step (at most the number of images). ``train_width``/``train_height``:
-    each step trains on random crops of this size of the (``--size``) images instead of the whole
-    images, which is cheaper per image and shows the network more variety; None = whole images.
-    ``preview``: training images shown before/after in the preview grid.
-    """
-
-    batch: int = 4
-    train_width: int | None = None
-    train_height: int | None = None
-    preview: int = 4
-
-    def check(self, config: TransferConfig) -> None:
-        """One line for the first setting that does not fit the transfer settings."""
-        if self.batch < 1:
-            raise SpectralStyleError(f"--batch must be a positive integer, got {self.batch}")
-        if self.preview < 0:
-            raise SpectralStyleError(f"preview must be non-negative, got {self.preview}")
-        if (self.train_width is None) != (self.train_height is None):
-            raise SpectralStyleError("give both the width and the height of --train-size")
-        if self.train_width is not None and self.train_height is not None:
-            w, h = self.train_width, self.train_height
-            if w % 8 or h % 8 or min(w, h) < 16:
-                raise SpectralStyleError(f"--train-size {w}x{h}: sides must be multiples of 8 and at least 16")
-            if w > config.width or h > config.height:
-                raise SpectralStyleError(f"--train-size {w}x{h} is larger than --size {config.width}x{config.height}")
-            if config.crop_size > min(w, h):
-                raise SpectralStyleError(f"crop size {config.crop_size} is larger than --train-size {w}x{h}")
-
-    @property
-    def crop(self) -> tuple[int, int] | None:
-        """(width, height) of the training crops, or None for whole images."""
-        if self.train_width is None or self.train_height is None:
-            return None
-        return self.train_width, self.train_height
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def train_digest(config: TransferConfig, train: TrainSettings) -> str:
@@ -237,7 +194,7 @@ def train_stylenet(
     ``state`` continues a run (see ``TrainState``); ``after_step(state)`` is called after every step
     (the place for a checkpoint). Ctrl-C stops early and returns the state with ``interrupted=True``.
     """
-    train.check(config)
+    train.check_with(config)
     if not contents:
         raise SpectralStyleError("no training images")
     size = (config.height, config.width)
@@ -353,7 +310,7 @@ def run_train_job(images: list[Path], text: str, config: TransferConfig, train: 
     if not images:
         raise SpectralStyleError("no training images")
     config = config_for_images(config, images)
-    train.check(config)
+    train.check_with(config)
     contents = [load_image(path, config.size) for path in images]
     out = Path(out)
     stem = stem or model_stem(text, config.band)

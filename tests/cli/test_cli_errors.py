@@ -1,0 +1,76 @@
+"""Errors that need no model come before torch is imported: one short line, exit 2 (issues 19 and 20).
+
+One subprocess runs every case through the app and reports whether torch was imported by then, so
+the claim is checked without timing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+SCRIPT = r"""
+import json, sys
+from spectralstyle.cli.app import app
+cases = json.loads(sys.argv[1])
+report = []
+for args in cases:
+    try:
+        app(args, prog_name="spectralstyle", standalone_mode=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    report.append({"code": code, "torch": "torch" in sys.modules})
+print(json.dumps(report))
+"""
+
+
+def run_cases(cases: list[list[str]], tmp_path) -> tuple[list[dict], list[str]]:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    return json.loads(proc.stdout), lines
+
+
+def test_mistakes_are_one_line_before_torch(tmp_path):
+    image = tmp_path / "c.png"
+    Image.new("RGB", (64, 48)).save(image)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    (tmp_path / "weights").mkdir()
+    long_prompt = "word " * 20_000  # 100 kB
+    tiny = ["--weights", "random", "--device", "cpu"]
+    cases = {
+        "image missing": ["transfer", str(tmp_path / "none.png"), "pop art", *tiny],
+        "empty text": ["transfer", str(image), "  ", *tiny],
+        "bad device": ["transfer", str(image), "pop art", "--weights", "random", "--device", "gpu"],
+        "out is a file": ["transfer", str(image), "pop art", *tiny, "--out", str(blocker)],
+        "out under a file": ["transfer", str(image), "pop art", *tiny, "--out", str(blocker / "o")],
+        "folder": ["transfer", str(tmp_path), "pop art", *tiny],
+        "steps bound": ["transfer", str(image), "pop art", *tiny, "--steps", "99999999999999999999999"],
+        "source text": ["transfer", str(image), "pop art", *tiny, "--source-text", "very " * 100],
+        "vgg folder": ["transfer", str(image), "pop art", *tiny, "--vgg-weights", str(tmp_path / "weights")],
+        "long prompt": ["transfer", str(image), long_prompt, *tiny],
+        "train text": ["train", "", "--images", str(image), *tiny],
+        "generate device": ["generate", "a cat", "--device", "tpu"],
+        "apply contrast": ["apply", "m.stylenet.pt", str(image), "--contrast", "-1"],
+    }
+    report, lines = run_cases(list(cases.values()), tmp_path)
+    assert [r["code"] for r in report] == [2] * len(cases), dict(zip(cases, report))
+    assert not any(r["torch"] for r in report), "torch was imported before a mistake that needs no model"
+    assert len(lines) == len(cases), lines  # one line each
+    assert all(line.startswith("error: ") and len(line) < 500 for line in lines), lines
+    said = dict(zip(cases, lines))
+    assert "does not exist" in said["image missing"]
+    assert "unknown device 'gpu'" in said["bad device"]
+    assert "is not a folder" in said["out is a file"] and "is a file" in said["out under a file"]
+    assert "spectralstyle batch" in said["folder"]
+    assert "steps must be in [1, 10000000]" in said["steps bound"] and "space" not in said["steps bound"]
+    assert "source_text is too long" in said["source text"]
+    assert "is a folder, not a weights file" in said["vgg folder"]
+    assert "too long for CLIP" in said["long prompt"] and "…" in said["long prompt"]
+    assert not (tmp_path / "outputs").exists()  # nothing created by a refused run
