@@ -69,6 +69,9 @@ class SettingInfo:
     """Offered as a command-line option (width and height come through --size instead)."""
     in_hash: bool = True
     """Part of the config hash: False for settings that do not change the result (where a run is saved)."""
+    neutral: bool = False
+    """The default does what runs did before the setting existed (a control added later): at its default the
+    setting is left out of the config hash, so the hashes of earlier results and checkpoints stay valid."""
 
     def bounds_rule(self, is_int: bool) -> str:
         """The bounds in words: 'a positive integer', 'non-negative', 'in (0, 1]'."""
@@ -133,6 +136,37 @@ def save_every_setting() -> Any:
     return setting(0, "Write a snapshot every N steps (0 = never).", minimum=0, note="(0: no snapshots)")
 
 
+PreserveColor = Literal["off", "luminance", "histogram"]
+PRESERVE_COLOR_MODES: tuple[str, ...] = typing.get_args(PreserveColor)
+AVOID_TEXT_PROMPT = "written text, letters, words"
+AVOID_TEXT_WEIGHT = -0.5
+"""``--avoid-text`` adds this negative prompt (pixray's ``textoff`` idea, on top of the band)."""
+
+
+# --- the controls of a result (transfer, batch, train, video and apply): declared once, neutral by default ---
+def preserve_color_setting() -> Any:
+    return setting("off", "Keep the photo's colours: luminance (the style's brightness on the photo's chroma, "
+                   "YCbCr) or histogram (the result's colour histogram matched to the photo's).",
+                   what="colour mode", neutral=True)
+
+
+def mask_setting() -> Any:
+    return setting(None, "Grey-level image (any size, resized to the photo): white = style, black = photo, "
+                   "grey blends.", neutral=True)
+
+
+def mask_feather_setting() -> Any:
+    return setting(0.0, "Soften the mask's edge over about this many pixels (0 = as drawn).", minimum=0, neutral=True)
+
+
+def invert_mask_setting() -> Any:
+    return setting(False, "Style where the mask is black instead of white.", neutral=True)
+
+
+def strength_setting() -> Any:
+    return setting(1.0, "Blend of photo (0) and stylised result (1).", minimum=0, maximum=1, neutral=True)
+
+
 class Settings:
     """What every settings dataclass shares: checks from the declarations, dict/hash/replace, the size pair.
 
@@ -186,6 +220,14 @@ class Settings:
             if not (low_ok and high_ok):
                 raise SpectralStyleError(f"{name} must be {info.bounds_rule(kind is int)}, got {value}")
 
+    def check_mask_options(self) -> None:
+        """--mask-feather and --invert-mask mean something only with a mask."""
+        if getattr(self, "mask", None) is None:
+            if getattr(self, "mask_feather", 0) or getattr(self, "invert_mask", False):
+                raise SpectralStyleError("--mask-feather and --invert-mask need --mask")
+        elif not str(self.mask).strip():  # type: ignore[attr-defined]
+            raise SpectralStyleError("--mask needs the path of an image")
+
     def check_min_side(self, minimum: int) -> None:
         if min(self.width, self.height) < minimum:
             raise SpectralStyleError(f"size {self.width}x{self.height}: each side must be at least {minimum} pixels")
@@ -208,9 +250,16 @@ class Settings:
 
     def digest(self) -> str:
         """Short stable hash of the settings that determine the result (for manifests, names and resuming)."""
-        hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                  if info_of(f).in_hash}
+        hashed = {f.name: getattr(self, f.name) for f in self._identity_fields() if info_of(f).in_hash}
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict[str, Any]:
+        """``to_dict`` without the neutral settings that hold their default (what hashes of a run are made of)."""
+        return {f.name: getattr(self, f.name) for f in self._identity_fields()}
+
+    def _identity_fields(self) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if not (info_of(f).neutral and getattr(self, f.name) == f.default)]
 
     def replace(self: S, **changes: Any) -> S:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -272,14 +321,43 @@ class TransferConfig(Settings):
     precision: Precision = setting("fp32", "fp32 (reference), or bf16 / fp16 autocast (fp16 on GPUs only).")
     compile: bool = setting(False, "torch.compile the networks (faster on GPU after a warm-up).")
     save_every: int = save_every_setting()
+    preserve_color: PreserveColor = preserve_color_setting()
+    mask: str | None = mask_setting()
+    mask_feather: float = mask_feather_setting()
+    invert_mask: bool = invert_mask_setting()
+    strength: float = strength_setting()
+    avoid_text: bool = setting(False, f"Push away from rendered words: adds the negative prompt "
+                               f"'{AVOID_TEXT_PROMPT}:{AVOID_TEXT_WEIGHT:g}'.", neutral=True)
 
     def check(self) -> None:
+        self.check_mask_options()
         self.check_multiple(8, "width and height must be")
         self.check_min_side(MIN_TRANSFER_SIDE)
         if self.crop_size > min(self.width, self.height):
             raise SpectralStyleError(f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
         if not self.source_text.strip():
             raise SpectralStyleError("source_text must not be empty")
+
+
+@dataclass
+class ApplyControls(Settings):
+    """What ``apply`` does to each result besides running the model: the result controls of a transfer,
+    and a second model to blend with (CLIPstyler's interpolation of styles)."""
+
+    preserve_color: PreserveColor = preserve_color_setting()
+    mask: str | None = mask_setting()
+    mask_feather: float = mask_feather_setting()
+    invert_mask: bool = invert_mask_setting()
+    strength: float = strength_setting()
+    mix: str | None = setting(None, "A second StyleNet: the result blends both models' outputs (see --mix-weight).",
+                              neutral=True)
+    mix_weight: float = setting(0.5, "Share of the --mix model's output (0 = only MODEL, 1 = only --mix).", minimum=0,
+                                maximum=1, neutral=True)
+
+    def check(self) -> None:
+        self.check_mask_options()
+        if self.mix is None and self.mix_weight != 0.5:
+            raise SpectralStyleError("--mix-weight needs --mix (a second model to blend with)")
 
 
 DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}

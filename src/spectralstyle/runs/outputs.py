@@ -114,12 +114,20 @@ class RunWriter:
     half-done is presented as a result.
     """
 
-    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float) -> None:
+    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float,
+                 controls: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
+        self.controls = controls
+        """The step after the contrast (colours, mask, strength: ``method.controls.apply_controls``)."""
+
+    def written(self, image: torch.Tensor) -> torch.Tensor:
+        """The image as it is written: clamped, contrast, then the result controls."""
+        finished = finish_image(image, self.contrast)
+        return self.controls(finished) if self.controls is not None else finished
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
-        return save_png(finish_image(image, self.contrast), path, {**self.record, "step": step, "status": "snapshot"})
+        return save_png(self.written(image), path, {**self.record, "step": step, "status": "snapshot"})
 
     def finish(self, result: RunHistory, image: torch.Tensor,
                before_write: Callable[[dict[str, Any]], None] | None = None,
@@ -145,7 +153,7 @@ class RunWriter:
         record["output"] = str(image_path)
         if before_write:
             before_write(record)
-        save_png(finish_image(image, self.contrast), image_path, record)
+        save_png(self.written(image), image_path, record)
         write_json(record, sidecar_path)
         if checkpoints is not None:
             checkpoints.remove()

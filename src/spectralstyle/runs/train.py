@@ -88,7 +88,7 @@ class TrainSettings:
 
 def train_digest(config: TransferConfig, train: TrainSettings) -> str:
     """Short stable hash of everything that shapes a trained model (the batch skip rule compares it)."""
-    key = json.dumps({"config": config.to_dict(), "train": train.to_dict()}, sort_keys=True)
+    key = json.dumps({"config": config.identity(), "train": train.to_dict()}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

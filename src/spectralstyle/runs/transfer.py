@@ -25,6 +25,9 @@ from spectralstyle.runs.outputs import (
 )
 from spectralstyle.settings import TransferConfig
 from spectralstyle.method.bands import band_label
+from spectralstyle.method.controls import ResultControls, apply_controls, loss_view
+from spectralstyle.method.masks import check_not_empty
+from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
 
 
@@ -53,10 +56,14 @@ def optimize(
     torch.manual_seed(config.seed)
     content = content.to(device)
     loss_fn = models.loss_for(config)
-    loss_fn.prepare(content, text)
+    loss_fn.prepare(content, style_prompts(text, config.avoid_text))
+    controls = ResultControls.of(config)
+    mask = controls.mask_for(content)
+    if mask is not None:
+        check_not_empty(mask, config.mask)  # type: ignore[arg-type]
     net = StyleNet().to(device)
     forward = torch.compile(net) if config.compile else net  # ``net`` stays the plain module (state_dict keys)
-    augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed)
+    augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed, mask=mask)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -70,7 +77,8 @@ def optimize(
         for step in range(first, config.steps + 1):
             with autocast_context(device, config.precision):
                 output = forward(content)
-                terms = loss_fn(output, augment(output))
+                seen = loss_view(output, content, controls, mask)  # the output itself without colour or mask
+                terms = loss_fn(seen, augment(seen))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
             scaler.step(optimizer)
@@ -131,6 +139,7 @@ def run_job(
         "content": str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
         "text": text,
         "band": config.band,
+        "prompts": prompts_record(style_prompts(text, config.avoid_text)),
         "config": config.to_dict(),
         "config_hash": config.digest(),
         "environment": environment_info(models.device),
@@ -138,7 +147,8 @@ def run_job(
         "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
     }
 
-    writer = RunWriter(out, stem, record, config.contrast)
+    controls = ResultControls.of(config)
+    writer = RunWriter(out, stem, record, config.contrast, lambda image: apply_controls(image, content, controls))
     result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot, checkpoints=checkpoints)
     model_path = out / f"{stem}.stylenet.pt" if save_model else None
 
