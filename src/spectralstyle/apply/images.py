@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
 
+from spectralstyle.apply.tiling import STATS_MODES, stylize_large
 from spectralstyle.device import is_out_of_memory
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
-from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
-from spectralstyle.weights.safeload import read_weights
-from spectralstyle.method.stylenet import StyleNet
-from spectralstyle.apply.tiling import STATS_MODES, stylize_large
+from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png, to_pil
 from spectralstyle.media.video import VIDEO_SUFFIXES, stylize_video
+from spectralstyle.method.controls import ResultControls, apply_controls, blend
+from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.weights.safeload import read_weights
 
 ProgressFn = Callable[[int, int], None]
 
@@ -65,6 +68,11 @@ class ApplySettings:
     max_side: int | None = None
     tile: int | None = None
     stats: str = "exact"
+    controls: ResultControls = field(default_factory=ResultControls)
+    """Colours, mask and strength of each result (``method.controls``)."""
+    mix: StyleNet | None = None
+    """A second model; the result is ``(1 - mix_weight) * model + mix_weight * mix`` before the controls."""
+    mix_weight: float = 0.5
 
     def check(self) -> None:
         if self.max_side is not None and self.max_side < 8:
@@ -95,9 +103,15 @@ def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings
             img.thumbnail((settings.max_side, settings.max_side))
         result = stylize_large(net, img, settings.contrast, settings.device, tile=settings.tile,
                                stats=settings.stats, on_tile=on_tile)
+        image = result.image
+        if settings.mix is not None:
+            other = stylize_large(settings.mix, img, settings.contrast, settings.device, tile=settings.tile,
+                                  stats=settings.stats, on_tile=on_tile)
+            image = mix_images(image, other.image, settings.mix_weight)
+        image = controlled(image, img, settings.controls)
         del img
         info = {"tiles": result.tiles, "norm_stats": result.stats}
-        save_png(result.image, target, {**metadata, **info})
+        save_png(image, target, {**metadata, **info})
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
@@ -105,14 +119,35 @@ def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings
     return info
 
 
+def mix_images(first: Image.Image, second: Image.Image, weight: float) -> Image.Image:
+    """``(1 - weight) * first + weight * second`` of two results of one photo (CLIPstyler's style interpolation)."""
+    a, b = TF.to_tensor(first).unsqueeze(0), TF.to_tensor(second).unsqueeze(0)
+    return to_pil(blend(b, a, weight))
+
+
+def controlled(result: Image.Image, photo: Image.Image, controls: ResultControls) -> Image.Image:
+    """The result with the colour, mask and strength controls applied against ``photo`` (same size)."""
+    if controls.changes_nothing:
+        return result
+    return to_pil(apply_controls(TF.to_tensor(result).unsqueeze(0), TF.to_tensor(photo).unsqueeze(0), controls))
+
+
 def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings, metadata: dict[str, Any],
                 on_frame: ProgressFn | None = None) -> dict[str, Any]:
     """Stylise every frame of a video (each frame as one image) into ``target`` (mp4) plus ``target``.json."""
     device = settings.device
+    masks: dict[tuple[int, ...], torch.Tensor | None] = {}  # one mask for all frames, resized once
 
     def frame_fn(frame: torch.Tensor) -> torch.Tensor:
+        frame = frame.to(device)
         with torch.no_grad():
-            return finish_image(net.stylize(frame.to(device)), settings.contrast).cpu()
+            styled = finish_image(net.stylize(frame), settings.contrast)
+            if settings.mix is not None:
+                mixed = finish_image(settings.mix.stylize(frame), settings.contrast)
+                styled = blend(mixed, styled, settings.mix_weight)
+        if tuple(frame.shape) not in masks:
+            masks[tuple(frame.shape)] = settings.controls.mask_for(frame)
+        return apply_controls(styled, frame, settings.controls, masks[tuple(frame.shape)]).cpu()
 
     try:
         result = stylize_video(path, target, frame_fn, max_side=settings.max_side, on_frame=on_frame)

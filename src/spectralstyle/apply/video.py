@@ -16,17 +16,24 @@ from typing import Any
 
 import torch
 
-from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import finish_image, save_png
-from spectralstyle.runs.train import (
-    MODEL_SUFFIX, TrainSettings, preview_grid, resize_tensor, save_interrupted_model, train_digest, train_record,
-    train_stylenet,
-)
+from spectralstyle.media.video import VideoResult, probe_video, sample_frames, stylize_video
+from spectralstyle.method.controls import ResultControls, apply_controls
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet
+from spectralstyle.runs.train import (
+    MODEL_SUFFIX,
+    TrainSettings,
+    preview_grid,
+    resize_tensor,
+    save_interrupted_model,
+    train_digest,
+    train_record,
+    train_stylenet,
+)
 from spectralstyle.runs.transfer import output_stem
-from spectralstyle.media.video import VideoResult, probe_video, sample_frames, stylize_video
+from spectralstyle.settings import DEFAULT_TRAIN_FRAMES, TransferConfig
 
 FrameCallback = Callable[[int, int], None]
 
@@ -43,12 +50,21 @@ def video_digest(config: TransferConfig, train: TrainSettings, train_frames: int
     return train_digest(config, train) + f"-f{train_frames}" + (f"-m{max_side}" if max_side else "")
 
 
-def frame_function(net: torch.nn.Module, contrast: float, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size)."""
+def frame_function(net: torch.nn.Module, contrast: float, device: torch.device,
+                   controls: ResultControls | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size); the result
+    ``controls`` (one mask for all frames, resized once to the frame size) act on every frame."""
     net = net.eval()
+    controls = controls or ResultControls()
+    masks: dict[tuple[int, int], torch.Tensor | None] = {}
 
     def stylize(frame: torch.Tensor) -> torch.Tensor:
-        return finish_image(net.stylize(frame.to(device)), contrast).cpu()
+        frame = frame.to(device)
+        size = tuple(frame.shape[-2:])
+        if size not in masks:
+            masks[size] = controls.mask_for(frame)  # type: ignore[index]
+        styled = finish_image(net.stylize(frame), contrast)
+        return apply_controls(styled, frame, controls, masks[size]).cpu()  # type: ignore[index]
 
     return stylize
 
@@ -70,9 +86,11 @@ def run_video_job(
     and the sidecar ``.json`` (last, with the temporal stability). After Ctrl-C during training the model
     so far goes to ``snapshots/``; during the video, the finished model is kept and no mp4 is written."""
     src, out = Path(src), Path(out)
+    controls = ResultControls.of(config)
     info = probe_video(src)
     stem = output_stem(src, text, config.band)
     frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
+    controls.mask_for(frames[0])  # a missing or unreadable mask fails before training
     record: dict[str, Any] = train_record(text, config, train, [], models.device)
     record.pop("images")
     record.update(kind="video", input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames),
@@ -86,13 +104,13 @@ def run_video_job(
     save_stylenet(result.net, model_path, {**record, "status": "finished", "model": str(model_path)})
     record["model"] = str(model_path)
     if train.preview:
-        preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device),
+        preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device, controls),
                            out / f"{stem}_preview.png", {k: v for k, v in record.items() if k != "losses"})
         record["preview"] = str(preview)
     if on_training_done:
         on_training_done()
-    video: VideoResult = stylize_video(src, video_path, frame_function(result.net, config.contrast, models.device),
-                                       max_side=max_side, on_frame=on_frame)
+    frames_fn = frame_function(result.net, config.contrast, models.device, controls)
+    video: VideoResult = stylize_video(src, video_path, frames_fn, max_side=max_side, on_frame=on_frame)
     record.update(status="finished", output=str(video_path), video=video.as_dict(),
                   temporal_stability=video.temporal_stability, wall_time_s=round(result.seconds + video.seconds, 3),
                   ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -60,7 +60,7 @@ def train(
     Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid. Ctrl-C or
     SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.media.images import load_image
     from spectralstyle.runs.train import collect_images, run_train_job
     from spectralstyle.runs.models import Models
@@ -70,7 +70,7 @@ def train(
     paths = collect_images(images)
     for path in paths:
         load_image(path)  # fail on a bad image before loading any model
-    tokenize_templated(text)  # and on empty or too long text
+    style_prompts(text)  # and on empty, too long or badly weighted prompts
     setup_log_file(out)
     models = Models.load(config)
     log.info("train %r band=%s on %d images, steps=%d size=%dx%d batch=%d device=%s", text, config.band, len(paths),

@@ -69,13 +69,13 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.media.images import load_image
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.models import Models
 
     load_image(content)  # fail on a bad image before loading any model
-    tokenize_templated(text)  # and on empty or too long text
+    style_prompts(text)  # and on empty, too long or badly weighted prompts
     setup_log_file(out)
     configs = compared_configs(config, compare)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))

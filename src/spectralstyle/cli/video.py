@@ -44,7 +44,7 @@ def video(
     Writes OUT/<stem>_<text>_<band>.mp4 (the input's frame rate, frame count, size and audio), the model
     (.stylenet.pt, for `apply`), a preview of training frames and a sidecar .json with the temporal stability.
     """
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.runs.models import Models
     from spectralstyle.media.video import probe_video
     from spectralstyle.apply.video import default_training_size, run_video_job
@@ -58,7 +58,7 @@ def video(
         size = "{}x{}".format(*default_training_size(info.width, info.height))
     config = resolve_from_flags(TransferConfig, config_file, {**settings, "size": size})
     train = train_settings(batch, train_size, preview, config)
-    tokenize_templated(text)
+    style_prompts(text)
     setup_log_file(out)
     models = Models.load(config)
     log.info("video %s %r band=%s: %dx%d, %d frames at %s fps; training on %d frames at %dx%d", input_video, text,

@@ -27,18 +27,28 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from spectralstyle.method.augment import PatchAugmenter
-from spectralstyle.settings import TransferConfig
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
+from spectralstyle.method.colors import keep_photo_chroma
+from spectralstyle.method.controls import ResultControls, apply_controls
+from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import (
-    JobOutput, RunHistory, StepCallback, StepLog, autocast_context, environment_info, is_compile_error, save_stylenet,
+    JobOutput,
+    RunHistory,
+    StepCallback,
+    StepLog,
+    autocast_context,
+    environment_info,
+    is_compile_error,
+    save_stylenet,
 )
+from spectralstyle.settings import TransferConfig
 
 MODEL_SUFFIX = ".stylenet.pt"
 
@@ -214,7 +224,8 @@ def train_stylenet(
     device = models.device
     pool = torch.cat([c.float().cpu() for c in contents])  # on the host: a large set need not fit the device
     loss_fn = models.loss_for(config)
-    loss_fn.prepare_text(text)
+    loss_fn.prepare_text(style_prompts(text, config.avoid_text))
+    keep_chroma = config.preserve_color == "luminance"  # as in transfer, the loss sees the colours that are written
     state = state or TrainState.new(config, device)
     forward = torch.compile(state.net) if config.compile else state.net
     step_log = StepLog(config.steps, 0, config.precision, on_step, history=state.history)
@@ -227,6 +238,8 @@ def train_stylenet(
             sources, targets = loss_fn.content_targets(batch)
             with autocast_context(device, config.precision):
                 outputs = forward(batch)
+                if keep_chroma:
+                    outputs = keep_photo_chroma(outputs, batch)
                 crops = torch.cat([state.augment(outputs[i:i + 1]) for i in range(outputs.shape[0])])
                 terms = loss_fn.batch_terms(outputs, crops, sources, targets)
             state.optimizer.zero_grad(set_to_none=True)
@@ -253,13 +266,16 @@ def train_stylenet(
 
 # --- files ----------------------------------------------------------------------------------------
 def preview_grid(net: StyleNet, contents: list[torch.Tensor], count: int, contrast: float,
-                 device: torch.device) -> Image.Image:
-    """``count`` training images spread over the set: before (top row) and after (bottom row)."""
+                 device: torch.device, controls: ResultControls | None = None) -> Image.Image:
+    """``count`` training images spread over the set: before (top row) and after (bottom row, with the
+    result ``controls`` as ``apply`` would use them)."""
+    controls = controls or ResultControls()
     count = min(count, len(contents))
     picks = sorted({round(k * (len(contents) - 1) / max(count - 1, 1)) for k in range(count)})
     before = [to_pil(contents[k]) for k in picks]
     with torch.no_grad():
-        after = [to_pil(finish_image(net.eval().stylize(contents[k].to(device)), contrast)) for k in picks]
+        after = [to_pil(apply_controls(finish_image(net.eval().stylize(contents[k].to(device)), contrast), contents[k],
+                                       controls)) for k in picks]
     net.train()
     label = 16
     w, h = before[0].size
@@ -278,7 +294,8 @@ def train_record(text: str, config: TransferConfig, train: TrainSettings, images
                  device: torch.device, **extra: Any) -> dict[str, Any]:
     """The sidecar of a trained model: everything needed to repeat it."""
     return {
-        "kind": "stylenet", "text": text, "band": config.band, "images": images, "config": config.to_dict(),
+        "kind": "stylenet", "text": text, "band": config.band,
+        "prompts": prompts_record(style_prompts(text, config.avoid_text)), "images": images, "config": config.to_dict(),
         "train": train.to_dict(), "config_hash": train_digest(config, train), **extra,
         "environment": environment_info(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -306,7 +323,8 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dic
     model_path, preview_path, sidecar = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}_preview.png", out / f"{stem}.json"
     record.update(status="finished", model=str(model_path), preview=str(preview_path))
     if train.preview:
-        save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
+        save_png(preview_grid(result.net, contents, train.preview, config.contrast, device,
+                              ResultControls(config.preserve_color)), preview_path,
                  {k: v for k, v in record.items() if k != "losses"})
     else:
         record.pop("preview")
@@ -317,8 +335,15 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dic
 
 def run_train_job(images: list[Path], text: str, config: TransferConfig, train: TrainSettings, models: Models,
                   out: str | Path, on_step: StepCallback | None = None, stem: str | None = None) -> JobOutput:
-    """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview."""
+    """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview.
+
+    ``--preserve-color`` trains the model for it (and ``apply`` uses it by default); a mask and a strength
+    belong to one result, so they go to ``apply``.
+    """
     train.check(config)
+    if config.mask is not None or config.strength != 1.0:
+        raise SpectralStyleError("train makes a model for many photos: give --mask and --strength to `apply`, "
+                                 "which uses them on each result")
     if not images:
         raise SpectralStyleError("no training images")
     contents = [load_image(path, config.size) for path in images]

@@ -13,22 +13,39 @@ from typing import Any
 
 import torch
 
-from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.runs.models import Models
-from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
-from spectralstyle.runs.outputs import (
-    JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, autocast_context, environment_info,
-    is_compile_error, save_stylenet,
-)
-from spectralstyle.settings import TransferConfig
+from spectralstyle.media.images import load_image, slugify
+from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.controls import ResultControls, apply_controls, loss_view
 from spectralstyle.method.masks import check_not_empty
 from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.checkpoints import (
+    Checkpointer,
+    NoteCallback,
+    RunControl,
+    TrainingState,
+    end_step,
+    resume_into,
+    run_key,
+    save_on_stop,
+)
+from spectralstyle.runs.models import Models
+from spectralstyle.runs.outputs import (
+    JobOutput,
+    RunHistory,
+    RunWriter,
+    SnapshotCallback,
+    StepCallback,
+    StepLog,
+    autocast_context,
+    environment_info,
+    is_compile_error,
+    save_stylenet,
+)
+from spectralstyle.settings import TransferConfig
 
 
 @dataclass
