@@ -159,3 +159,57 @@ def test_control_settings_are_checked_and_neutral_defaults_keep_the_hash():
         TransferConfig(preserve_color="lab")
     with pytest.raises(SpectralStyleError, match="--mix-weight needs --mix"):
         ApplyControls(mix_weight=0.2)
+
+
+def test_apply_blends_two_models_and_keeps_the_photo_at_strength_zero(photo, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+    from spectralstyle.method.stylenet import StyleNet
+    from spectralstyle.runs.outputs import save_stylenet
+
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.stylenet.pt")
+        save_stylenet(StyleNet(), paths[-1], {"config": {"contrast": 1.0}})
+    runner = CliRunner()
+
+    def apply(*args: str) -> torch.Tensor:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = runner.invoke(app, ["apply", *map(str, args), "--out", str(out), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        return load_image(next(out.glob("*.png")))
+
+    first, second = apply(paths[0], photo), apply(paths[1], photo)
+    mixed = apply(paths[0], photo, "--mix", paths[1], "--mix-weight", "0.25")
+    assert (mixed - (0.75 * first + 0.25 * second)).abs().max().item() <= 1.5 / 255
+    original = load_image(photo)
+    assert (apply(paths[0], photo, "--strength", "0") - original).abs().mean().item() < 3 / 255
+    kept = apply(paths[0], photo, "--preserve-color", "luminance")
+    assert (rgb_to_ycbcr(kept)[:, 1:] - rgb_to_ycbcr(original)[:, 1:]).abs().mean().item() < 3 / 255
+    bad = runner.invoke(app, ["apply", str(paths[0]), str(photo), "--mask", str(tmp_path / "none.png"),
+                              "--out", str(tmp_path / "x"), "--device", "cpu"])
+    assert bad.exit_code == 2 and "mask" in bad.output and "does not exist" in bad.output
+
+
+def test_train_records_its_prompts_and_sends_masks_to_apply(photo, models, tmp_path):
+    from spectralstyle.runs.train import TrainSettings, run_train_job
+
+    config = TransferConfig(**TINY, preserve_color="luminance")
+    job = run_train_job([photo], "pop art|written text:-0.5", config, TrainSettings(batch=1, preview=0), models,
+                        tmp_path)
+    assert job.record["prompts"] == [{"text": "pop art", "weight": 1.0}, {"text": "written text", "weight": -0.5}]
+    assert job.record["config"]["preserve_color"] == "luminance" and job.record["status"] == "finished"
+    with pytest.raises(SpectralStyleError, match="give --mask and --strength to `apply`"):
+        run_train_job([photo], "pop art", config.replace(strength=0.5), TrainSettings(batch=1), models, tmp_path)
+
+
+def test_a_bad_prompt_weight_is_one_line_before_any_model_loads(photo, tmp_path):
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+
+    result = CliRunner().invoke(app, ["transfer", str(photo), "pop art:strong", "--weights", "random", "--out",
+                                      str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 2 and "bad prompt weight 'strong'" in result.output
