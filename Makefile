@@ -22,5 +22,8 @@ test-slow:  # the long measurements (24-megapixel apply, 1024x768 exact tiling):
 bench:
 	$(VENV)/bin/spectralstyle bench --size 256x256 --crops 16 --steps 5 --rounds 3 --device cpu --json bench-cpu.json
 
+lint:
+	$(VENV)/bin/ruff check src tests scripts
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
