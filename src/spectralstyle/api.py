@@ -126,13 +126,14 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     ``Result.save``. Bad settings raise ``SpectralStyleError`` with one line.
     """
     from spectralstyle.media.images import finish_image, to_pil
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.controls import ResultControls, apply_controls
+    from spectralstyle.method.prompts import prompts_record, style_prompts
     from spectralstyle.runs.outputs import environment_info
     from spectralstyle.runs.transfer import optimize
 
     size = settings.pop("size", None)
     cfg = resolve_settings(TransferConfig, config, size=None if size is None else str(size), **settings)
-    tokenize_templated(text)  # empty or too long text: one line before any model loads
+    prompts = style_prompts(text, cfg.avoid_text)  # bad prompts: one line before any model loads
     pil, source = _as_rgb_image(content)
     tensor = _to_tensor(pil, cfg.size)
     models = _models_for(cfg)
@@ -140,9 +141,10 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     run = optimize(tensor, text, cfg, models, on_step=on_step)
     if run.interrupted:
         raise KeyboardInterrupt
-    image = to_pil(finish_image(run.output, cfg.contrast))
+    image = to_pil(apply_controls(finish_image(run.output, cfg.contrast), tensor, ResultControls.of(cfg)))
     record: dict[str, Any] = {
-        "content": source, "text": text, "band": cfg.band, "config": cfg.to_dict(), "config_hash": cfg.digest(),
+        "content": source, "text": text, "band": cfg.band, "prompts": prompts_record(prompts),
+        "config": cfg.to_dict(), "config_hash": cfg.digest(),
         "environment": environment_info(models.device), "started": started, "status": "finished",
         "losses": run.history, "steps_done": run.steps_done, "wall_time_s": round(run.seconds, 3),
     }
