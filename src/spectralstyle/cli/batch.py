@@ -80,7 +80,10 @@ def batch(
         make_plan, plan_digest, rank_device, read_state, resolve_shard, shard_jobs, write_manifest,
     )
 
+    from spectralstyle.method.controls import ResultControls
+
     config = resolve_from_flags(TransferConfig, config_file, settings)
+    ResultControls.of(config).check_mask(config.width, config.height)  # a missing or empty mask: before any job
     control = RunControl(checkpoint_every, resume)
     if settings.get("band") is not None and bands:
         raise SpectralStyleError("give --band or --bands, not both")

@@ -69,6 +69,7 @@ def transfer(
     """
     config = resolve_from_flags(TransferConfig, config_file, settings)
     control = RunControl(checkpoint_every, resume)
+    from spectralstyle.method.controls import ResultControls
     from spectralstyle.method.prompts import style_prompts
     from spectralstyle.media.images import load_image
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
@@ -76,6 +77,7 @@ def transfer(
 
     load_image(content)  # fail on a bad image before loading any model
     style_prompts(text)  # and on empty, too long or badly weighted prompts
+    ResultControls.of(config).check_mask(config.width, config.height)  # and on a missing or empty mask
     setup_log_file(out)
     configs = compared_configs(config, compare)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from spectralstyle.method.colors import keep_photo_chroma, preserve_colors
-from spectralstyle.method.masks import MaskSpec
+from spectralstyle.method.masks import MaskSpec, check_not_empty
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ class ResultControls:
         if self.mask is None:
             return None
         return self.mask.at(image.shape[-1], image.shape[-2], image.device)
+
+    def check_mask(self, width: int, height: int) -> None:
+        """Read the mask at a working size: a missing, unreadable or empty mask fails with one line (before
+        any model loads, when a command calls it first)."""
+        if self.mask is not None:
+            check_not_empty(self.mask.at(width, height), self.mask.path)
 
     def as_dict(self) -> dict[str, Any]:
         return {"preserve_color": self.preserve_color, "strength": self.strength,

@@ -19,7 +19,6 @@ from spectralstyle.media.images import load_image, slugify
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.controls import ResultControls, apply_controls, loss_view
-from spectralstyle.method.masks import check_not_empty
 from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.runs.checkpoints import (
@@ -75,9 +74,8 @@ def optimize(
     loss_fn = models.loss_for(config)
     loss_fn.prepare(content, style_prompts(text, config.avoid_text))
     controls = ResultControls.of(config)
+    controls.check_mask(config.width, config.height)
     mask = controls.mask_for(content)
-    if mask is not None:
-        check_not_empty(mask, config.mask)  # type: ignore[arg-type]
     net = StyleNet().to(device)
     forward = torch.compile(net) if config.compile else net  # ``net`` stays the plain module (state_dict keys)
     augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed, mask=mask)
