@@ -63,6 +63,7 @@ def apply(
                                  f"got {contrast}")
     given = settings
     controls = resolve_from_flags(ApplyControls, None, given)  # checked before any model is read
+    ResultControls.of(controls).check_mask(64, 64)  # a missing, unreadable or empty mask too
     settings = ApplySettings(contrast or 1.0, dev, max_side, tile, norm_stats)
     settings.check()  # before the model is read
     net, record = load_stylenet(model)
