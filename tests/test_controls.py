@@ -120,13 +120,13 @@ def test_masked_crops_are_drawn_where_the_mask_is_set():
     mask[..., :40] = 1
     shares = window_shares(mask, 32)
     params = sample_masked_crop_params(200, shares, 32, 0.5, torch.Generator().manual_seed(0))
-    assert all(shares[t, l] >= 0.5 for t, l in zip(params.top.tolist(), params.left.tolist()))
+    assert all(shares[t, left] >= 0.5 for t, left in zip(params.top.tolist(), params.left.tolist()))
     assert params.left.max().item() <= 40 - 16 and params.left.min().item() == 0  # up to half outside, and all of it
     tiny = torch.zeros(1, 1, 64, 96)
     tiny[..., 30:34, 50:54] = 1  # no window reaches half: the best windows are used
     small = window_shares(tiny, 32)
     params = sample_masked_crop_params(50, small, 32, 0.5, torch.Generator().manual_seed(0))
-    assert all(small[t, l] == small.max() for t, l in zip(params.top.tolist(), params.left.tolist()))
+    assert all(small[t, left] == small.max() for t, left in zip(params.top.tolist(), params.left.tolist()))
 
 
 def test_mask_is_resized_inverted_and_feathered(tmp_path):
