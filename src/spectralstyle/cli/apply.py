@@ -95,7 +95,8 @@ def apply(
         for path in inputs:
             raise_if_stop_requested()
             metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor,
-                        "trained_with": record, "controls": settings.controls.as_dict(), "mix": controls.mix, "mix_weight": controls.mix_weight}
+                        "trained_with": record, "controls": settings.controls.as_dict(), "mix": controls.mix,
+                        "mix_weight": controls.mix_weight}
             if is_video(path):
                 target = out / Path(names[path]).with_suffix(".mp4")
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)
