@@ -75,7 +75,7 @@ def test_analyze_cli_skips_an_image_ocr_fails_on_and_measures_wide_images(tmp_pa
     import numpy as np
     from PIL import Image
 
-    import spectralstyle.evaluation.metrics as metrics
+    import spectralstyle.evaluation.ocr as metrics
 
     monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
     real = metrics.ocr_engine()

@@ -121,7 +121,8 @@ def test_analysis_on_both_groups(transfer_run, scorer, tmp_path):
     r = results[1]
     assert sum(r.band_energy.values()) == pytest.approx(sum(r.energy), rel=1e-5)
     files = write_analysis(results, separation, tmp_path / "analysis")
-    assert {f.name for f in files} == {"per_image.csv", "spectrum.csv", "bands.csv", "spectrum.png", "band_scores.png"}
+    assert {f.name for f in files} == {"per_image.csv", "spectrum.csv", "bands.csv", "spectrum.png", "band_scores.png",
+                                       "analysis.json"}  # analysis.json: what was analysed (see outputs.py)
     assert len(list(csv.DictReader((tmp_path / "analysis" / "per_image.csv").open()))) == 2
 
 

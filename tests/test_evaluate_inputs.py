@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import spectralstyle.evaluation.metrics as metrics
+import spectralstyle.evaluation.ocr as ocr
 from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
@@ -55,14 +55,14 @@ def strip(path: Path, size: tuple[int, int]) -> Path:
 
 def failing_engine(monkeypatch, width: int) -> None:
     """The real OCR engine, except that it raises on images ``width`` pixels wide."""
-    real = metrics.ocr_engine()
+    real = ocr.ocr_engine()
 
     def run(img):
         if np.asarray(img).shape[1] == width:
             raise RuntimeError("engine broke")
         return real(img)
 
-    monkeypatch.setattr(metrics, "ocr_engine", lambda: run)
+    monkeypatch.setattr(ocr, "ocr_engine", lambda: run)
 
 
 # --- 1. extreme aspect ratios and OCR failures ---------------------------------------------------------

@@ -164,7 +164,7 @@ def test_word_in_a_wide_strip_is_read(tmp_path):
 
 
 def test_ocr_engine_failure_is_a_one_image_error(monkeypatch):
-    import spectralstyle.evaluation.metrics as metrics
+    import spectralstyle.evaluation.ocr as metrics
 
     def broken(_image):
         raise RuntimeError("engine broke")
@@ -182,7 +182,7 @@ def test_long_strip_is_shrunk_before_padding(monkeypatch):
 
     import numpy as np
 
-    import spectralstyle.evaluation.metrics as metrics
+    import spectralstyle.evaluation.ocr as metrics
 
     strip = Image.new("RGB", (4000, 60), (200, 220, 240))
     canvas = metrics.ocr_canvas(strip)

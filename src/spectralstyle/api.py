@@ -128,6 +128,7 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     from spectralstyle.media.images import finish_image, to_pil
     from spectralstyle.method.controls import ResultControls, apply_controls
     from spectralstyle.method.prompts import prompts_record, style_prompts
+    from spectralstyle.record import RunRecord
     from spectralstyle.runs.outputs import environment_info
     from spectralstyle.runs.transfer import optimize
 
@@ -142,12 +143,12 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     if run.interrupted:
         raise KeyboardInterrupt
     image = to_pil(apply_controls(finish_image(run.output, cfg.contrast), tensor, ResultControls.of(cfg)))
-    record: dict[str, Any] = {
-        "content": source, "text": text, "band": cfg.band, "prompts": prompts_record(prompts),
-        "config": cfg.to_dict(), "config_hash": cfg.digest(),
-        "environment": environment_info(models.device), "started": started, "status": "finished",
-        "losses": run.history, "steps_done": run.steps_done, "wall_time_s": round(run.seconds, 3),
-    }
+    record = RunRecord(
+        content=source, text=text, band=cfg.band, config=cfg.to_dict(), config_hash=cfg.digest(),
+        environment=environment_info(models.device), started=started, status="finished",
+        losses=run.history, steps_done=run.steps_done, wall_time_s=round(run.seconds, 3),
+        extra={"prompts": prompts_record(prompts)},
+    ).to_dict()  # the same run record transfer writes
     json.dumps(record, default=str)  # the record is JSON all the way down
     return Result(image, record, StyleModel(run.net.cpu().eval(), {k: v for k, v in record.items() if k != "losses"}))
 

@@ -23,6 +23,7 @@ from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, s
 from spectralstyle.media.video import VIDEO_SUFFIXES, stylize_video
 from spectralstyle.method.controls import ResultControls, apply_controls, blend
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.record import RunRecord
 from spectralstyle.weights.safeload import read_weights
 
 ProgressFn = Callable[[int, int], None]
@@ -158,7 +159,8 @@ def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings
     trained = metadata.get("trained_with") or {}
     # text, band and source at the top level, as in transfer sidecars: evaluate reads them from there
     named = {key: trained[key] for key in ("text", "band") if isinstance(trained.get(key), str)}
-    record = {**metadata, **named, "kind": "video", "content": str(path.resolve()), "output": str(target),
-              "video": result.as_dict(), "temporal_stability": result.temporal_stability}
-    write_json(record, target.with_suffix(".json"))
-    return record
+    record = RunRecord.from_dict({**metadata, **named, "kind": "video", "content": str(path.resolve()),
+                                  "output": str(target), "video": result.as_dict(),
+                                  "temporal_stability": result.temporal_stability})
+    write_json(record.to_dict(), target.with_suffix(".json"))
+    return record.to_dict()

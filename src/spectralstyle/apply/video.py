@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from spectralstyle.media.files import write_json
 from spectralstyle.media.images import finish_image, save_png
 from spectralstyle.media.video import VideoResult, probe_video, sample_frames, stylize_video
 from spectralstyle.method.controls import ResultControls, apply_controls
 from spectralstyle.runs.models import Models
-from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet
+from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet, write_record
 from spectralstyle.runs.train import (
     MODEL_SUFFIX,
     TrainSettings,
@@ -91,28 +89,32 @@ def run_video_job(
     stem = output_stem(src, text, config.band)
     frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
     controls.mask_for(frames[0])  # a missing or unreadable mask fails before training
-    record: dict[str, Any] = train_record(text, config, train, [], models.device)
-    record.pop("images")
-    record.update(kind="video", input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames),
-                  max_side=max_side, config_hash=video_digest(config, train, train_frames, max_side))
+    record = train_record(text, config, train, [], models.device)
+    record.kind, record.content = "video", str(src.resolve())  # content: evaluate compares with the source
+    record.config_hash = video_digest(config, train, train_frames, max_side)
+    record.extra.pop("images")
+    record.extra.update(input=str(src.resolve()), input_video=info.as_dict(), train_frames=len(frames), max_side=max_side)
     result = train_stylenet(frames, text, config, models, train, on_step=on_step)
-    record.update(losses=result.history, steps_done=result.steps_done, training_wall_time_s=round(result.seconds, 3))
+    record.losses, record.steps_done = result.history, result.steps_done
+    record.extra["training_wall_time_s"] = round(result.seconds, 3)
     assert result.net is not None
     if result.interrupted:
         return save_interrupted_model(result, record, out, stem)
     model_path, video_path = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}.mp4"
-    save_stylenet(result.net, model_path, {**record, "status": "finished", "model": str(model_path)})
-    record["model"] = str(model_path)
+    save_stylenet(result.net, model_path, {**record.to_dict(), "status": "finished", "model": str(model_path)})
+    record.model = str(model_path)
     if train.preview:
         preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device, controls),
-                           out / f"{stem}_preview.png", {k: v for k, v in record.items() if k != "losses"})
-        record["preview"] = str(preview)
+                           out / f"{stem}_preview.png", {k: v for k, v in record.to_dict().items() if k != "losses"})
+        record.extra["preview"] = str(preview)
     if on_training_done:
         on_training_done()
     frames_fn = frame_function(result.net, config.contrast, models.device, controls)
-    video: VideoResult = stylize_video(src, video_path, frames_fn, max_side=max_side, on_frame=on_frame)
-    record.update(status="finished", output=str(video_path), video=video.as_dict(),
-                  temporal_stability=video.temporal_stability, wall_time_s=round(result.seconds + video.seconds, 3),
-                  ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    sidecar = write_json(record, out / f"{stem}.json")
-    return JobOutput(video_path, sidecar, record, model=model_path)
+    video: VideoResult = stylize_video(src, video_path, frames_fn,
+                                       max_side=max_side, on_frame=on_frame)
+    record.status, record.output = "finished", str(video_path)
+    record.wall_time_s = round(result.seconds + video.seconds, 3)
+    record.extra.update(video=video.as_dict(), temporal_stability=video.temporal_stability,
+                        ended=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    sidecar = write_record(record, out / f"{stem}.json")
+    return JobOutput(video_path, sidecar, record.to_dict(), model=model_path)

@@ -56,6 +56,7 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
 from spectralstyle.media.images import list_images
 from spectralstyle.interrupts import stop_at_step_boundary, stop_requested
+from spectralstyle.record import read_record
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
 from spectralstyle.runs.checkpoints import NoteCallback, RunControl, interruption_message
 from spectralstyle.settings import TransferConfig
@@ -371,11 +372,10 @@ def job_action(job: Job, out: Path, state: dict[str, Any] | None) -> tuple[str, 
     image, sidecar = job.image_path(out), job.sidecar_path(out)
     if not image.is_file() or not sidecar.is_file():
         return "run", "output missing"
-    try:
-        record = json.loads(sidecar.read_text())
-    except (OSError, ValueError):
+    record = read_record(image)  # the one reader: a sidecar that is not a JSON object counts as none
+    if record is None:
         return "run", "sidecar unreadable"
-    if state.get("config_hash") != job.config_hash or record.get("config_hash") != job.config_hash:
+    if state.get("config_hash") != job.config_hash or record.config_hash != job.config_hash:
         return "run", "config changed"
     return "skip", "finished"
 

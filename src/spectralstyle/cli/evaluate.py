@@ -15,24 +15,33 @@ from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import WEIGHT_MODES, WeightMode
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
-EvalWeightsOpt = Annotated[WeightMode, typer.Option("--weights", help="pretrained (found or downloaded once, then cached) or random (no files; for tests).")]
+EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help=(
+    "pretrained (found or downloaded once, then cached) or random (no files; for tests); "
+    "default: what the results' sidecars say."))]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
+    "Replace another evaluation's files in --out (default: this one gets names with a short hash)."))]
 MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
 
 
-def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str]) -> Any:
-    from spectralstyle.method.clip_model import load_clip
+def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str], clip_model: str = "ViT-B/32") -> Any:
     from spectralstyle.device import resolve_device
+    from spectralstyle.method.clip_model import load_clip
 
-    return load_clip(clip_weights or "ViT-B/32", device=resolve_device(device or "auto"),
+    return load_clip(clip_weights or clip_model, device=resolve_device(device or "auto"),
                      weights="pretrained" if clip_weights else weights)
 
 
-def _check_options(weights: str, value: float) -> None:
+def _check_options(weights: Optional[str], value: float) -> None:
     """Fail on bad flags before any file is written or model loaded."""
-    if weights not in WEIGHT_MODES:
+    if weights is not None and weights not in WEIGHT_MODES:
         raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
     if not 0 <= value <= 1:
         raise SpectralStyleError(f"--min-confidence must be between 0 and 1, got {value}")
+
+
+def _print_note(note: Optional[str]) -> None:
+    if note:
+        console.print(f"[cyan]{escape(note)}[/]", highlight=False, soft_wrap=True)
 
 
 def _print_skip(reason: str) -> None:
@@ -56,14 +65,15 @@ def evaluate(
     paths: PathsArg,
     text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
-    weights: EvalWeightsOpt = "pretrained",
+    weights: EvalWeightsOpt = None,
     clip_weights: ClipWeightsOpt = None,
     vgg_weights: VggWeightsOpt = None,
     device: DeviceOpt = None,
     min_confidence: MinConfidenceOpt = 0.6,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
-    from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images
+    from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images, scoring_models
     from spectralstyle.evaluation.report import band_stats, fmt, text_count_line, write_report
     from spectralstyle.method.vgg import load_vgg_content
 
@@ -76,11 +86,14 @@ def evaluate(
         note = _text_note(items, text)
         if note:
             console.print(f"[cyan]{escape(note)}[/]", highlight=False, soft_wrap=True)
+    models = scoring_models([i.record for i in items], weights, clip_weights)  # the sidecars' weights unless given
+    _print_note(models.note)
     setup_log_file(out)
-    clip_model = _load_clip(weights, clip_weights, device)
+    clip_model = _load_clip(models.weights, models.clip_weights, device, models.clip_model)
     device_ = next(clip_model.parameters()).device
     needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
-    vgg = load_vgg_content(weights if not vgg_weights else "pretrained", vgg_weights, device_) if needs_vgg else None
+    vgg_mode = models.weights if not vgg_weights else "pretrained"
+    vgg = load_vgg_content(vgg_mode, vgg_weights, device_) if needs_vgg else None
     scorer = ClipScorer(clip_model)
     with console.status("measuring") as status:
         def on_start(n: int, item: Any) -> None:
@@ -93,7 +106,10 @@ def evaluate(
         results = evaluate_images(items, scorer, vgg, min_confidence, on_skip=on_skip, on_start=on_start)
     if not results:
         raise SpectralStyleError(f"none of the {len(items)} image(s) could be measured; no report written")
-    files = write_report(results, out)
+    settings = {"text": text, "weights": models.weights, "clip_model": models.clip_model,
+                "clip_weights": models.clip_weights, "vgg_weights": vgg_weights, "min_confidence": min_confidence}
+    files = write_report(results, out, settings, overwrite, inputs=[i.image for i in items], on_note=_print_note,
+                         scored_with=f"CLIP {models.clip_model}, {models.weights} weights")
     log.info("evaluated %d images: %s", len(results), text_count_line(results))
 
     table = Table(title="per band", title_justify="left")
@@ -104,6 +120,8 @@ def evaluate(
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
     console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False, soft_wrap=True)
+    if any(i.random_weights for i in items):
+        console.print("[yellow]note:[/] results made with random weights are marked in the report", highlight=False)
 
 
 @user_errors
@@ -111,15 +129,17 @@ def analyze(
     paths: PathsArg,
     text: Annotated[str, typer.Option("--text", "-t", help="Text to score every image against.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (CSV files and plots).")] = Path("analysis"),
-    weights: EvalWeightsOpt = "pretrained",
+    weights: EvalWeightsOpt = None,
     clip_weights: ClipWeightsOpt = None,
     device: DeviceOpt = None,
     min_confidence: MinConfidenceOpt = 0.6,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
     from spectralstyle.evaluation.analysis import analyze as run_analysis, one_group_line, small_group_line, write_analysis
     from spectralstyle.method.clip_model import tokenize_templated
-    from spectralstyle.evaluation.metrics import ClipScorer, collect_images
+    from spectralstyle.evaluation.metrics import ClipScorer, collect_images, scoring_models
+    from spectralstyle.record import read_record
 
     _check_options(weights, min_confidence)
     tokenize_templated(text)
@@ -127,8 +147,10 @@ def analyze(
     images = collect_images(paths, skipped, out_dir=out)
     for reason in skipped:
         _print_skip(reason)
+    models = scoring_models([read_record(p) for p in images], weights, clip_weights)  # the sidecars' unless given
+    _print_note(models.note)
     setup_log_file(out)
-    clip_model = _load_clip(weights, clip_weights, device)
+    clip_model = _load_clip(models.weights, models.clip_weights, device, models.clip_model)
 
     def on_skip(reason: str) -> None:
         log.warning("skipped %s", reason)
@@ -137,7 +159,10 @@ def analyze(
     with console.status(f"analysing {len(images)} image(s)"):
         results, separation = run_analysis(ClipScorer(clip_model), images, text, min_confidence=min_confidence,
                                            on_skip=on_skip)
-    files = write_analysis(results, separation, out)
+    settings = {"text": text, "weights": models.weights, "clip_model": models.clip_model,
+                "clip_weights": models.clip_weights, "min_confidence": min_confidence}
+    files = write_analysis(results, separation, out, settings=settings, overwrite=overwrite, inputs=images,
+                           on_note=_print_note)
 
     with_text = sum(r.text.has_text for r in results)
     console.print(f"{with_text} of {len(results)} image{'s' if len(results) != 1 else ''} with text", highlight=False)

@@ -11,7 +11,7 @@ score with the text is measured again. With images labelled by OCR (text present
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,18 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 
-from spectralstyle.method.clip_model import SpectralCLIP
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.images import open_rgb
-from spectralstyle.method.losses import normalize
-from spectralstyle.method.clip_model import clip_input
-from spectralstyle.evaluation.metrics import BAND_SCORES_PLOT, DEFAULT_MIN_CONFIDENCE, SPECTRUM_PLOT, ClipScorer, TextSummary, text_summary
+from spectralstyle.evaluation.ocr import (
+    DEFAULT_MIN_CONFIDENCE,
+    TextSummary,
+    text_summary,
+)
+from spectralstyle.evaluation.outputs import choose_outputs, write_evaluation_record
 from spectralstyle.evaluation.report import pyplot, save_figure, write_csv
+from spectralstyle.evaluation.scores import ClipScorer
+from spectralstyle.media.images import open_rgb
+from spectralstyle.method.clip_model import SpectralCLIP, clip_input
+from spectralstyle.method.losses import normalize
 from spectralstyle.method.spectral import dct_matrix, parse_bands
 
 DYADIC_BANDS = ("0-1", "2-3", "4-7", "8-15", "16-49")
@@ -73,7 +78,8 @@ class ImageSpectrum:
         return self.full_score - self.score_without[band]
 
     def row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"image": str(self.image), "has_text": int(self.text.has_text), "text_boxes": self.text.count,
+        row: dict[str, Any] = {"image": str(self.image), "has_text": int(self.text.has_text),
+                               "text_boxes": self.text.count,
                                "ocr_strings": " | ".join(self.text.strings), "clip_full": round(self.full_score, 6)}
         for band in self.score_without:
             row[f"clip_without_{band}"] = round(self.score_without[band], 6)
@@ -217,12 +223,14 @@ def plot_spectrum(results: list[ImageSpectrum], bands: tuple[str, ...], path: Pa
         for r in group:
             ax.plot(r.energy, color=color, alpha=0.35, lw=1)
         if group:
-            ax.plot(np.mean([r.energy for r in group], axis=0), color=color, lw=2.5, label=f"{label} (mean of {len(group)})")
+            ax.plot(np.mean([r.energy for r in group], axis=0), color=color, lw=2.5,
+                    label=f"{label} (mean of {len(group)})")
     n = len(results[0].energy)
     for b in bands:
         idx = np.flatnonzero(parse_bands(b, n).numpy())
         ax.axvline(idx[0] - 0.5, color="grey", lw=0.6, ls=":")
-        ax.text((idx[0] + idx[-1]) / 2, 1.01, b, ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+        ax.text((idx[0] + idx[-1]) / 2, 1.01, b, ha="center", va="bottom", fontsize=8,
+                transform=ax.get_xaxis_transform())
     ax.set_yscale("log")
     ax.set_xlabel(f"token frequency (DCT index, {n} tokens)")
     ax.set_ylabel("energy (mean squared coefficient)")
@@ -231,12 +239,14 @@ def plot_spectrum(results: list[ImageSpectrum], bands: tuple[str, ...], path: Pa
     return save_figure(fig, path)
 
 
-def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | None, bands: tuple[str, ...], path: Path) -> Path:
+def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | None, bands: tuple[str, ...],
+               path: Path) -> Path:
     """Left: CLIP score lost by removing each band, per group. Right: AUC per band (when computable)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.arange(len(bands))
-    for offset, (has_text, color, label) in zip((-0.2, 0.2), ((True, "tab:red", "text found"), (False, "tab:blue", "no text"))):
+    groups = ((True, "tab:red", "text found"), (False, "tab:blue", "no text"))
+    for offset, (has_text, color, label) in zip((-0.2, 0.2), groups):
         group = [r for r in results if r.text.has_text == has_text]
         if group:
             axes[0].bar(x + offset, [np.mean([r.drop(b) for r in group]) for b in bands], 0.4, color=color, label=label)
@@ -258,16 +268,28 @@ def plot_bands(results: list[ImageSpectrum], separation: list[BandSeparation] | 
 
 
 def write_analysis(results: list[ImageSpectrum], separation: list[BandSeparation] | None, out_dir: Path,
-                   bands: tuple[str, ...] = DYADIC_BANDS) -> list[Path]:
-    """per_image.csv, spectrum.csv, bands.csv (when separable) and two plots in ``out_dir``."""
+                   bands: tuple[str, ...] = DYADIC_BANDS, settings: Mapping[str, object] | None = None,
+                   overwrite: bool = False, inputs: list[Path] | None = None,
+                   on_note: Callable[[str], None] | None = None) -> list[Path]:
+    """per_image.csv, spectrum.csv, bands.csv (when separable), two plots and analysis.json in ``out_dir``.
+
+    As ``report.write_report``: another analysis's files there get no overwrite; this one is then written
+    under ``<name>_<hash>`` with one note through ``on_note``, unless ``overwrite``.
+    """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [write_csv([r.row() for r in results], out_dir / "per_image.csv")]
+    inputs = inputs if inputs is not None else [r.image for r in results]
+    settings = {**(settings or {}), "bands": list(bands)}
+    names, note = choose_outputs(out_dir, "analyze", inputs, settings, overwrite)
+    if note and on_note:
+        on_note(note)
+    record = write_evaluation_record(names, inputs, settings)
+    files = [write_csv([r.row() for r in results], names.path("per_image"))]
     spectrum_rows = [{"image": str(r.image), "has_text": int(r.text.has_text),
                       **{f"e{k}": f"{v:.6g}" for k, v in enumerate(r.energy)}} for r in results]
-    files.append(write_csv(spectrum_rows, out_dir / "spectrum.csv"))
+    files.append(write_csv(spectrum_rows, names.path("spectrum_csv")))
     if separation is not None:
-        files.append(write_csv([s.row() for s in separation], out_dir / "bands.csv"))
-    files.append(plot_spectrum(results, bands, out_dir / SPECTRUM_PLOT))
-    files.append(plot_bands(results, separation, bands, out_dir / BAND_SCORES_PLOT))
-    return files
-
+        files.append(write_csv([s.row() for s in separation], names.path("bands_csv")))
+    files.append(plot_spectrum(results, bands, names.path("spectrum")))
+    files.append(plot_bands(results, separation, bands, names.path("band_scores")))
+    return [*files, record]

@@ -12,7 +12,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,9 +20,16 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from spectralstyle.evaluation.ocr import TextSummary
+from spectralstyle.evaluation.outputs import (
+    PLOT_KIND,
+    OutputNames,
+    choose_outputs,
+    write_evaluation_record,
+)
+from spectralstyle.evaluation.scores import ImageMetrics
 from spectralstyle.media.files import atomic_path
 from spectralstyle.media.images import METADATA_KEY, open_rgb
-from spectralstyle.evaluation.metrics import BANDS_PLOT, PLOT_KIND, SCATTER_PLOT, ImageMetrics, TextSummary
 
 THUMB_SIDE = 256
 """Images are shown (and their OCR boxes drawn) at least this large; small outputs are upscaled."""
@@ -53,6 +60,14 @@ class ReportFiles:
     html: Path
     csv: Path
     plots: list[Path]
+    record: Path | None = None
+    """``report.json``: what this evaluation read and how (its key keeps other evaluations' files apart)."""
+    note: str | None = None
+    """Set when the plain names held another evaluation and these files got a suffixed name."""
+
+    @property
+    def all(self) -> list[Path]:
+        return [self.html, self.csv, *self.plots, *([self.record] if self.record else [])]
 
 
 def _mean(values: Iterable[float | None]) -> float:
@@ -188,13 +203,18 @@ def plot_scatter(results: list[ImageMetrics], path: Path) -> Path:
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{margin:0 0 4px} .sub{color:#666;margin-bottom:18px}
-table{border-collapse:collapse;margin:8px 0 20px;background:#fff} td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
+table{border-collapse:collapse;margin:8px 0 20px;background:#fff}
+td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:14px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
 .card.text{border:2px solid #d33} .card img{width:100%;height:auto;image-rendering:pixelated;display:block}
 .name{font-weight:600;word-break:break-all;margin:6px 0 2px;font-size:13px} .meta{font-size:12px;color:#444}
-.ocr{color:#c00;font-size:12px} .ocr.none{color:#777} .note{color:#888;font-size:11px} .plots img{max-width:100%;margin:6px 0}
+.settings{font-size:12px;color:#333;font-family:ui-monospace,monospace}
+.random{display:inline-block;background:#b60;color:#fff;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}
+.banner{background:#fff4e0;border:1px solid #e0a040;padding:6px 10px;margin-bottom:14px}
+.ocr{color:#c00;font-size:12px} .ocr.none{color:#777} .note{color:#888;font-size:11px}
+.plots img{max-width:100%;margin:6px 0}
 """
 
 
@@ -208,8 +228,20 @@ SCORE_NOTE = (
 """How the CLIP columns are computed (shown under the per-band table of the report)."""
 
 
-def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list[Path]) -> str:
-    """The whole report as one HTML string (images and plots inline)."""
+RANDOM_NOTE = ("made with random weights (a test or demo run): the picture and its scores say nothing about "
+               "the method")
+
+
+def settings_line(result: ImageMetrics) -> str:
+    """'steps 2 · size 64x48 · band c2 · seed 1234 · precision fp32' from the result's record ('' without one)."""
+    shown = {k: v for k, v in result.item.key_settings.items() if k != "weights"}
+    return " · ".join(f"{name} {value}" for name, value in shown.items())
+
+
+def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list[Path],
+                scored_with: str | None = None) -> str:
+    """The whole report as one HTML string (images and plots inline). Each card shows the result's key
+    settings, so two runs of one image can be told apart, and a mark on results made with random weights."""
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(s.band)}</td><td>{s.images}</td><td>{s.with_text}</td><td>{fmt(s.text_rate, 2)}</td>"
@@ -218,24 +250,35 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
     cards = []
     for r in results:
         strings = ", ".join(f"“{e(b.text)}” ({b.confidence:.2f})" for b in r.text.boxes) or "no text found"
+        settings = settings_line(r)
         cards.append(
             f'<div class="card{" text" if r.text.has_text else ""}"><img alt="{e(r.item.image.name)}" '
             f'src="{png_data_uri(card_image(r))}">'
             f'<div class="name">{e(r.item.image.name)}</div>'
-            f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”'
+            + (f'<div><span class="random" title="{e(RANDOM_NOTE)}">random weights</span></div>'
+               if r.item.random_weights else "")
+            + (f'<div class="settings">{e(settings)}</div>' if settings else "")
+            + f'<div class="meta">band <b>{e(r.item.band)}</b> · text “{e(r.item.text)}”'
             + (f' · scored against “{e(r.item.scored_text)}”' if r.item.weighted else "") + "</div>"
-            f'<div class="ocr{"" if r.text.has_text else " none"}">{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
+            f'<div class="ocr{"" if r.text.has_text else " none"}">'
+            f'{r.text.count} text box{"es" if r.text.count != 1 else ""} · area '
             f'{fmt(r.text.area_fraction, 4)} · {strings}</div>'
             f'<div class="meta">CLIP {fmt(r.clip_score)} · directional {fmt(r.directional)} · SSIM {fmt(r.ssim)} '
             f'· VGG dist {fmt(r.vgg_distance)}'
-            + (f' · temporal stability {fmt(r.temporal_stability)}' if r.temporal_stability is not None else "") + '</div>'
+            + (f' · temporal stability {fmt(r.temporal_stability)}' if r.temporal_stability is not None else "")
+            + '</div>'
             + (f'<div class="note">{e(r.note)}</div>' if r.note else "") + "</div>")
     plot_tags = "".join(f'<img alt="{e(p.name)}" src="{png_data_uri(Image.open(p))}">' for p in plots)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    random_count = sum(r.item.random_weights for r in results)
+    banner = (f'<div class="banner"><span class="random">random weights</span> {random_count} of {len(results)} '
+              f'result{"s" if len(results) != 1 else ""} {e(RANDOM_NOTE)}</div>' if random_count else "")
+    scored = f" · scored with {e(scored_with)}" if scored_with else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>spectralstyle evaluation</title><style>{CSS}</style></head>
 <body><h1>spectralstyle evaluation</h1>
-<div class="sub">{e(text_count_line(results))} · {stamp} · written words found by OCR (rapidocr, PP-OCR)</div>
+<div class="sub">{e(text_count_line(results))} · {stamp} · written words found by OCR (rapidocr, PP-OCR){scored}</div>
+{banner}
 <h2>Per band</h2>
 <table><tr><th>band</th><th>images</th><th>with text</th><th>text-box rate</th><th>mean text area</th>
 <th>mean CLIP</th><th>mean directional</th><th>mean SSIM</th><th>mean VGG dist</th></tr>{rows}</table>
@@ -246,13 +289,34 @@ def render_html(results: list[ImageMetrics], stats: list[BandStats], plots: list
 """
 
 
-def write_report(results: list[ImageMetrics], out_dir: Path) -> ReportFiles:
-    """``report.html``, ``metrics.csv`` and plots in ``out_dir``."""
+def write_report(results: list[ImageMetrics], out_dir: Path, settings: Mapping[str, object] | None = None,
+                 overwrite: bool = False, inputs: list[Path] | None = None,
+                 on_note: Callable[[str], None] | None = None, scored_with: str | None = None) -> ReportFiles:
+    """``report.html``, ``metrics.csv``, plots and ``report.json`` in ``out_dir``.
+
+    Another evaluation's files there are never replaced: this one then writes ``report_<hash>.html`` and
+    so on (``outputs.choose_outputs``; ``inputs`` and ``settings`` make its key, ``inputs`` defaulting to the
+    results' images) and says so once through ``on_note``; ``overwrite`` replaces the plain names.
+    """
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = inputs if inputs is not None else [r.item.image for r in results]
+    settings = dict(settings or {})
+    names, note = choose_outputs(out_dir, "evaluate", inputs, settings, overwrite)
+    if note and on_note:
+        on_note(note)
+    return write_report_files(results, names, inputs, settings, note, scored_with)
+
+
+def write_report_files(results: list[ImageMetrics], names: OutputNames, inputs: list[Path],
+                       settings: Mapping[str, object], note: str | None = None,
+                       scored_with: str | None = None) -> ReportFiles:
+    """The files of ``write_report`` under names already chosen (the record first: it claims them)."""
+    record = write_evaluation_record(names, inputs, settings)
     stats = band_stats(results)
-    csv_path = write_csv([r.row() for r in results], out_dir / "metrics.csv")
-    plots = [plot_bands(stats, out_dir / BANDS_PLOT), plot_scatter(results, out_dir / SCATTER_PLOT)]
-    html_path = out_dir / "report.html"
+    csv_path = write_csv([r.row() for r in results], names.path("csv"))
+    plots = [plot_bands(stats, names.path("bands")), plot_scatter(results, names.path("scatter"))]
+    html_path = names.path("html")
     with atomic_path(html_path) as tmp:
-        tmp.write_text(render_html(results, stats, plots), encoding="utf-8")
-    return ReportFiles(html_path, csv_path, plots)
+        tmp.write_text(render_html(results, stats, plots, scored_with), encoding="utf-8")
+    return ReportFiles(html_path, csv_path, plots, record, note)

@@ -10,39 +10,43 @@ streaming both videos.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
+from PIL import Image
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.video import _Flicker, _decoded_frames, _open, _to_tensor, is_video, probe_video, sample_frames, temporal_stability
+from spectralstyle.evaluation.inputs import EvalInput, read_sidecar
+from spectralstyle.evaluation.ocr import DEFAULT_MIN_CONFIDENCE, text_summary
+from spectralstyle.evaluation.scores import (
+    ClipScorer,
+    ImageMetrics,
+    ssim,
+    vgg_content_distance,
+)
+from spectralstyle.media.video import (
+    frame_strip,
+    is_video,
+    probe_video,
+    sample_frames,
+    temporal_stability,
+    video_flicker,
+)
+from spectralstyle.method.vgg import VGGContent
+from spectralstyle.record import RunRecord
 
 EVAL_FRAMES = 4
 
 
-def video_flicker(path: Path, size: tuple[int, int]) -> float:
-    """Mean |frame[t] - frame[t-1]| of a video at ``size`` (width, height), streamed."""
-    flicker = _Flicker()
-    container = _open(path)
-    try:
-        for frame in _decoded_frames(container, path):
-            flicker.add(_to_tensor(frame, size))
-    finally:
-        container.close()
-    return flicker.value
-
-
-def sidecar_stability(meta: dict[str, Any] | None) -> float | None:
-    value = (meta or {}).get("temporal_stability")
+def sidecar_stability(record: RunRecord | None) -> float | None:
+    """The temporal stability ``apply``/``video`` recorded, if the record has a number there."""
+    value = record.get("temporal_stability") if record is not None else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: float = 0.6,
-                   frames: int = EVAL_FRAMES) -> Any:
-    """``ImageMetrics`` of a video result (see module doc); ``item`` is an ``EvalInput``."""
-    from spectralstyle.evaluation.metrics import ImageMetrics, read_sidecar, ssim, text_summary, vgg_content_distance
-
+def evaluate_video(item: EvalInput, scorer: ClipScorer, vgg: VGGContent | None = None,
+                   min_confidence: float = DEFAULT_MIN_CONFIDENCE, frames: int = EVAL_FRAMES) -> ImageMetrics:
+    """``ImageMetrics`` of a video result (see module doc)."""
     info = probe_video(item.image)
     outputs = sample_frames(item.image, frames)
     summaries = [text_summary(frame, min_confidence) for frame in outputs]
@@ -66,11 +70,12 @@ def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: floa
     if contents is not None and len(contents) == len(outputs):
         contents = [F.interpolate(c, size=o.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
                     if c.shape[-2:] != o.shape[-2:] else c for c, o in zip(contents, outputs)]
-        metrics.directional = float(np.mean([scorer.weighted_directional(o, c, prompts) for o, c in zip(outputs, contents)]))
-        metrics.ssim = float(np.mean([ssim(o, c) for o, c in zip(outputs, contents)]))
+        pairs = list(zip(outputs, contents))
+        metrics.directional = float(np.mean([scorer.weighted_directional(o, c, prompts) for o, c in pairs]))
+        metrics.ssim = float(np.mean([ssim(o, c) for o, c in pairs]))
         if vgg is not None:
-            metrics.vgg_distance = float(np.mean([vgg_content_distance(vgg, o, c) for o, c in zip(outputs, contents)]))
-    stability = sidecar_stability(read_sidecar(item.image))
+            metrics.vgg_distance = float(np.mean([vgg_content_distance(vgg, o, c) for o, c in pairs]))
+    stability = sidecar_stability(item.record if item.record is not None else read_sidecar(item.image))
     if stability is None and contents is not None:
         size = (info.width, info.height)
         stability = temporal_stability(video_flicker(item.content, size), video_flicker(item.image, size))
@@ -80,8 +85,6 @@ def evaluate_video(item: Any, scorer: Any, vgg: Any = None, min_confidence: floa
     return metrics
 
 
-def frame_strip_image(path: Path) -> Any:
+def frame_strip_image(path: Path) -> Image.Image:
     """The report's picture of a video: evenly spread frames side by side."""
-    from spectralstyle.media.video import frame_strip
-
     return frame_strip(path, n=6, height=120)

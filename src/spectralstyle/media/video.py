@@ -385,3 +385,16 @@ def frame_strip(path: str | Path, n: int = 6, height: int = 96) -> Image.Image:
 
 def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def video_flicker(path: str | Path, size: tuple[int, int]) -> float:
+    """Mean |frame[t] - frame[t-1]| of a video at ``size`` (width, height), streamed: the measure behind
+    ``temporal_stability`` for a video whose sidecar does not record it (evaluate)."""
+    flicker = _Flicker()
+    container = _open(path)
+    try:
+        for frame in _decoded_frames(container, path):
+            flicker.add(_to_tensor(frame, size))
+    finally:
+        container.close()
+    return flicker.value

@@ -30,6 +30,7 @@ from spectralstyle.media.images import load_image, slugify
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.method.losses import normalize
 from spectralstyle.method.prompts import SEPARATOR, WEIGHT_MARK, Prompt, encode_prompts, parse_prompts
+from spectralstyle.record import RunRecord
 from spectralstyle.runs.checkpoints import Checkpointer, NoteCallback, RunControl, TrainingState, end_step, resume_into, run_key, save_on_stop
 from spectralstyle.runs.outputs import (
     JobOutput, RunHistory, RunWriter, SnapshotCallback, StepCallback, StepLog, environment_info, write_comparison,
@@ -214,21 +215,14 @@ def run_generation(
     control = control or RunControl()
     init_bytes = Path(config.init_image).read_bytes() if config.init_image else b""
     checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), prompt, init_bytes), control, on_note)
-    record: dict[str, Any] = {
-        "kind": "generation",
-        "content": None,
-        "text": prompt,
-        "prompts": [dataclasses.asdict(p) for p in prompts],
-        "band": config.band,
-        "generator": config.generator,
-        "config": config.to_dict(),
-        "config_hash": config.digest(),
-        "environment": environment_info(models.device),
-        "device": str(models.device),
-        "seed": config.seed,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
-    }
+    record = RunRecord(
+        kind="generation", content=None, text=prompt, band=config.band, config=config.to_dict(),
+        config_hash=config.digest(), environment=environment_info(models.device),
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"prompts": [dataclasses.asdict(p) for p in prompts], "generator": config.generator,
+               "device": str(models.device), "seed": config.seed,
+               "run_control": control.to_dict()},  # not in the config (hash): it does not change the result
+    )
 
     writer = RunWriter(out, stem, record, contrast=1.0)
     result = optimize_generation(prompts, config, models, on_step=on_step, on_snapshot=writer.snapshot,

@@ -8,55 +8,42 @@ content file, text and config hash: re-running the same command rewrites the sam
 the run moves to the first free name of a fixed list (short config hash, then short content-path hash,
 then both), so the same command always finds the same name again. ``--overwrite`` keeps the plain name.
 
-Images this tool wrote carry their settings in the PNG text chunk ``spectralstyle`` (see image_io);
-they are never taken as content, so a batch whose ``--out`` is its content folder does not stylise its
-own results on the next run.
+Images this tool wrote carry their settings in the PNG text chunk ``spectralstyle`` (see ``record``,
+the one reader of sidecars and chunks); they are never taken as content, so a batch whose ``--out``
+is its content folder does not stylise its own results on the next run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from PIL import Image
+from spectralstyle.record import RecordError, RunRecord, find_record, png_record
 
-from spectralstyle.media.images import METADATA_KEY
-
-FOREIGN: dict[str, Any] = {"foreign": True}
+FOREIGN = RunRecord(extra={"foreign": True})
 """The record of a file this tool did not write (or cannot read): never ours to replace."""
 
 
-def existing_record(out: Path, stem: str) -> dict[str, Any] | None:
-    """What is written under ``stem`` in ``out``: the sidecar's record, else the PNG's; None if nothing."""
-    sidecar, image = out / f"{stem}.json", out / f"{stem}.png"
-    if sidecar.is_file():
-        try:
-            record = json.loads(sidecar.read_text())
-            return record if isinstance(record, dict) else FOREIGN
-        except (OSError, ValueError):
-            return FOREIGN
-    if image.exists():
-        return png_record(image) or FOREIGN
-    return None
+def existing_record(out: Path, stem: str) -> RunRecord | None:
+    """What is written under ``stem`` in ``out``: the sidecar's record, else the PNG's; None if nothing.
 
-
-def png_record(path: Path) -> dict[str, Any] | None:
-    """The settings this tool embedded in a PNG (header chunks only, no pixels decoded); None if absent."""
-    try:
-        with Image.open(path) as img:
-            raw = img.info.get(METADATA_KEY) if img.format == "PNG" else None
-        record = json.loads(raw) if raw else None
-    except Exception:  # any unreadable file is simply not one of ours
+    Read through the one reader (``record.find_record``); a sidecar that is not a JSON object, or a file
+    there that this tool did not write, is FOREIGN.
+    """
+    sidecar, image = Path(out) / f"{stem}.json", Path(out) / f"{stem}.png"
+    if not sidecar.is_file() and not image.exists():
         return None
-    return record if isinstance(record, dict) else None
+    try:
+        found = find_record(image)
+    except RecordError:
+        return FOREIGN
+    return found[0] if found else FOREIGN
 
 
-def same_run(record: dict[str, Any], content: Path, text: str, config_hash: str) -> bool:
-    return (record.get("config_hash") == config_hash and record.get("text") == text
-            and record.get("content") == str(Path(content).resolve()))
+def same_run(record: RunRecord, content: Path, text: str, config_hash: str) -> bool:
+    return (record.config_hash == config_hash and record.text == text
+            and record.content == str(Path(content).resolve()))
 
 
 def content_tag(content: Path) -> str:
@@ -82,7 +69,7 @@ def free_stem(out: str | Path, stem: str, content: Path, text: str, config_hash:
         return stem
     out = Path(out)
     base = existing_record(out, stem)
-    other_content = base is not None and base.get("content") not in (None, str(Path(content).resolve()))
+    other_content = base is not None and base.content not in (None, str(Path(content).resolve()))
     for candidate in candidate_stems(stem, content, config_hash, other_content):
         if taken and candidate in taken:
             continue

@@ -20,9 +20,10 @@ from spectralstyle import __version__
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import atomic_path, write_json
 from spectralstyle.media.images import finish_image, open_rgb, save_png, side_by_side
-from spectralstyle.runs.checkpoints import Checkpointer
 from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.record import RunRecord
+from spectralstyle.runs.checkpoints import Checkpointer
 
 StepCallback = Callable[[int, dict[str, float]], None]
 SnapshotCallback = Callable[[int, torch.Tensor], None]
@@ -100,11 +101,18 @@ def environment_info(device: torch.device) -> dict[str, Any]:
 
 @dataclass
 class JobOutput:
+    """What a loop wrote: the result, its sidecar, and the sidecar's object (``RunRecord.to_dict()``)."""
+
     image: Path
     sidecar: Path
     record: dict[str, Any]
     model: Path | None = None
     interrupted: bool = False
+
+
+def write_record(record: RunRecord, path: Path) -> Path:
+    """The sidecar ``path`` of ``record``, atomically (the format ``RunRecord.to_json`` gives)."""
+    return write_json(record.to_dict(), path)
 
 
 class RunWriter:
@@ -114,7 +122,7 @@ class RunWriter:
     half-done is presented as a result.
     """
 
-    def __init__(self, out: Path, stem: str, record: dict[str, Any], contrast: float,
+    def __init__(self, out: Path, stem: str, record: RunRecord, contrast: float,
                  controls: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
         self.controls = controls
@@ -127,10 +135,11 @@ class RunWriter:
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
-        return save_png(self.written(image), path, {**self.record, "step": step, "status": "snapshot"})
+        record = {**self.record.to_dict(), "step": step, "status": "snapshot"}
+        return save_png(self.written(image), path, record)
 
     def finish(self, result: RunHistory, image: torch.Tensor,
-               before_write: Callable[[dict[str, Any]], None] | None = None,
+               before_write: Callable[[RunRecord], None] | None = None,
                checkpoints: Checkpointer | None = None) -> JobOutput:
         """Write the result (or, if interrupted, a last snapshot); ``before_write`` may add files and keys.
 
@@ -138,26 +147,27 @@ class RunWriter:
         it and its step (``checkpoint_step``: None when there is none to resume from).
         """
         record = self.record
-        record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+        record.losses, record.steps_done = result.history, result.steps_done
+        record.wall_time_s = round(result.seconds, 3)
         if checkpoints is not None:
-            record["resumed_from_step"] = checkpoints.resumed_from
+            record.extra["resumed_from_step"] = checkpoints.resumed_from
         if result.interrupted:
-            record["status"] = "interrupted"
+            record.status = "interrupted"
             if checkpoints is not None:
-                record["checkpoint_step"] = checkpoints.saved_step
-                record["checkpoint"] = str(checkpoints.path) if checkpoints.saved_step is not None else None
+                record.extra["checkpoint_step"] = checkpoints.saved_step
+                record.extra["checkpoint"] = str(checkpoints.path) if checkpoints.saved_step is not None else None
             path = self.snapshot(result.steps_done, image)
-            return JobOutput(path, write_json(record, path.with_suffix(".json")), record, interrupted=True)
-        record["status"] = "finished"
+            return JobOutput(path, write_record(record, path.with_suffix(".json")), record.to_dict(), interrupted=True)
+        record.status = "finished"
         image_path, sidecar_path = self.out / f"{self.stem}.png", self.out / f"{self.stem}.json"
-        record["output"] = str(image_path)
+        record.output = str(image_path)
         if before_write:
             before_write(record)
-        save_png(self.written(image), image_path, record)
-        write_json(record, sidecar_path)
+        save_png(self.written(image), image_path, record.to_dict())
+        write_record(record, sidecar_path)
         if checkpoints is not None:
             checkpoints.remove()
-        return JobOutput(image_path, sidecar_path, record)
+        return JobOutput(image_path, sidecar_path, record.to_dict())
 
 
 def write_comparison(results: list[JobOutput], out: str | Path, prefix: str, **extra: Any) -> JobOutput:
@@ -165,15 +175,17 @@ def write_comparison(results: list[JobOutput], out: str | Path, prefix: str, **e
     first = results[0].record
     panels = [(open_rgb(r.image), f"band {r.record['band']}") for r in results]
     stem = f"{prefix}_compare_" + "-vs-".join(band_label(r.record["band"]) for r in results)
-    record = {"kind": "comparison", "content": first.get("content"), "text": first["text"], **extra,
-              "panels": [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]}
+    panel_records = [{"band": r.record["band"], "image": str(r.image), "sidecar": str(r.sidecar)} for r in results]
+    record = RunRecord(kind="comparison", content=first.get("content"), text=first["text"],
+                       extra={**extra, "panels": panel_records})
     out = Path(out)
-    image = save_png(side_by_side(panels), out / f"{stem}.png", record)
-    return JobOutput(image, write_json(record, out / f"{stem}.json"), record)
+    image = save_png(side_by_side(panels), out / f"{stem}.png", record.to_dict())
+    return JobOutput(image, write_record(record, out / f"{stem}.json"), record.to_dict())
 
 
-def save_stylenet(net: StyleNet, path: Path, record: dict[str, Any]) -> None:
+def save_stylenet(net: StyleNet, path: Path, record: RunRecord | dict[str, Any]) -> None:
     """Weights plus the settings that trained them (as JSON, so ``torch.load(weights_only=True)`` reads it)."""
+    record = record.to_dict() if isinstance(record, RunRecord) else record
     with atomic_path(path) as tmp:
         torch.save({"format": "spectralstyle-stylenet-1", "ngf": net.ngf, "state_dict": net.state_dict(),
                     "record_json": json.dumps({k: v for k, v in record.items() if k != "losses"}, default=str)}, tmp)

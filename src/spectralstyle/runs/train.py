@@ -29,7 +29,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.media.files import write_json
 from spectralstyle.media.images import finish_image, list_images, load_image, save_png, slugify, to_pil
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
@@ -37,6 +36,7 @@ from spectralstyle.method.colors import keep_photo_chroma
 from spectralstyle.method.controls import ResultControls, apply_controls
 from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.record import RunRecord
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import (
     JobOutput,
@@ -47,6 +47,7 @@ from spectralstyle.runs.outputs import (
     environment_info,
     is_compile_error,
     save_stylenet,
+    write_record,
 )
 from spectralstyle.settings import TransferConfig
 
@@ -291,46 +292,45 @@ def preview_grid(net: StyleNet, contents: list[torch.Tensor], count: int, contra
 
 
 def train_record(text: str, config: TransferConfig, train: TrainSettings, images: list[str],
-                 device: torch.device, **extra: Any) -> dict[str, Any]:
+                 device: torch.device, **extra: Any) -> RunRecord:
     """The sidecar of a trained model: everything needed to repeat it."""
-    return {
-        "kind": "stylenet", "text": text, "band": config.band,
-        "prompts": prompts_record(style_prompts(text, config.avoid_text)), "images": images, "config": config.to_dict(),
-        "train": train.to_dict(), "config_hash": train_digest(config, train), **extra,
-        "environment": environment_info(device), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return RunRecord(
+        kind="stylenet", text=text, band=config.band, config=config.to_dict(), config_hash=train_digest(config, train),
+        environment=environment_info(device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"prompts": prompts_record(style_prompts(text, config.avoid_text)), "images": images,
+               "train": train.to_dict(), **extra},
+    )
 
 
-def save_interrupted_model(result: TrainResult, record: dict[str, Any], out: Path, stem: str) -> JobOutput:
+def save_interrupted_model(result: TrainResult, record: RunRecord, out: Path, stem: str) -> JobOutput:
     """After Ctrl-C/SIGTERM: the model so far as ``snapshots/<stem>_stepNNNN.stylenet.pt`` with its sidecar,
     never under the final name."""
     assert result.net is not None
-    record["status"] = "interrupted"
+    record.status = "interrupted"
     path = out / "snapshots" / f"{stem}_step{result.steps_done:04d}{MODEL_SUFFIX}"
     save_stylenet(result.net, path, record)
-    sidecar = write_json(record, out / "snapshots" / f"{stem}_step{result.steps_done:04d}.json")
-    return JobOutput(path, sidecar, record, model=path, interrupted=True)
+    sidecar = write_record(record, out / "snapshots" / f"{stem}_step{result.steps_done:04d}.json")
+    return JobOutput(path, sidecar, record.to_dict(), model=path, interrupted=True)
 
 
-def write_trained(result: TrainResult, contents: list[torch.Tensor], record: dict[str, Any], config: TransferConfig,
+def write_trained(result: TrainResult, contents: list[torch.Tensor], record: RunRecord, config: TransferConfig,
                   train: TrainSettings, device: torch.device, out: Path, stem: str) -> JobOutput:
     """``<stem>.stylenet.pt``, ``<stem>_preview.png`` and ``<stem>.json`` (written last: it marks a finished
     model); after Ctrl-C the model so far goes to ``snapshots/<stem>_stepNNNN.stylenet.pt`` instead."""
-    record.update(losses=result.history, steps_done=result.steps_done, wall_time_s=round(result.seconds, 3))
+    record.losses, record.steps_done, record.wall_time_s = result.history, result.steps_done, round(result.seconds, 3)
     assert result.net is not None
     if result.interrupted:
         return save_interrupted_model(result, record, out, stem)
     model_path, preview_path, sidecar = out / f"{stem}{MODEL_SUFFIX}", out / f"{stem}_preview.png", out / f"{stem}.json"
-    record.update(status="finished", model=str(model_path), preview=str(preview_path))
+    record.status, record.model = "finished", str(model_path)
     if train.preview:
+        record.extra["preview"] = str(preview_path)
         save_png(preview_grid(result.net, contents, train.preview, config.contrast, device,
                               ResultControls(config.preserve_color)), preview_path,
-                 {k: v for k, v in record.items() if k != "losses"})
-    else:
-        record.pop("preview")
+                 {k: v for k, v in record.to_dict().items() if k != "losses"})
     save_stylenet(result.net, model_path, record)
-    write_json(record, sidecar)
-    return JobOutput(model_path, sidecar, record, model=model_path)
+    write_record(record, sidecar)
+    return JobOutput(model_path, sidecar, record.to_dict(), model=model_path)
 
 
 def run_train_job(images: list[Path], text: str, config: TransferConfig, train: TrainSettings, models: Models,

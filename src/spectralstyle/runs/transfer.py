@@ -9,7 +9,6 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -21,6 +20,7 @@ from spectralstyle.method.bands import band_label
 from spectralstyle.method.controls import ResultControls, apply_controls, loss_view
 from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.record import RunRecord
 from spectralstyle.runs.checkpoints import (
     Checkpointer,
     NoteCallback,
@@ -150,27 +150,24 @@ def run_job(
     stem = stem or output_stem(content_path, text, config.band)
     control = control or RunControl()
     checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), content, text), control, on_note)
-    record: dict[str, Any] = {
-        "content": str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
-        "text": text,
-        "band": config.band,
-        "prompts": prompts_record(style_prompts(text, config.avoid_text)),
-        "config": config.to_dict(),
-        "config_hash": config.digest(),
-        "environment": environment_info(models.device),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run_control": control.to_dict(),  # not in the config (hash): it does not change the result
-    }
+    record = RunRecord(
+        content=str(Path(content_path).resolve()),  # absolute: evaluate finds it from any folder
+        text=text, band=config.band, config=config.to_dict(), config_hash=config.digest(),
+        environment=environment_info(models.device),
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"prompts": prompts_record(style_prompts(text, config.avoid_text)),
+               "run_control": control.to_dict()},  # not in the config (hash): it does not change the result
+    )
 
     controls = ResultControls.of(config)
     writer = RunWriter(out, stem, record, config.contrast, lambda image: apply_controls(image, content, controls))
     result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot, checkpoints=checkpoints)
     model_path = out / f"{stem}.stylenet.pt" if save_model else None
 
-    def save_model_file(finished: dict[str, Any]) -> None:
+    def save_model_file(finished: RunRecord) -> None:
         if model_path is not None:
             save_stylenet(result.net, model_path, finished)
-            finished["model"] = str(model_path)
+            finished.model = str(model_path)
 
     output = writer.finish(result, result.output, before_write=save_model_file, checkpoints=checkpoints)
     if not output.interrupted:
