@@ -194,7 +194,7 @@ def test_train_records_its_prompts_and_sends_masks_to_apply(photo, models, tmp_p
     config = TransferConfig(**{**TINY, "width": 32, "height": 32, "crop_size": 16}, preserve_color="luminance")
     job = run_train_job([photo], "pop art", config, TrainSettings(batch=1, preview=0), models, tmp_path)
     assert job.record["config"]["preserve_color"] == "luminance" and job.record["status"] == "finished"
-    record = train_record("pop art|written text:-0.5", config, TrainSettings(), [], torch.device("cpu"))
+    record = train_record("pop art|written text:-0.5", config, TrainSettings(), [], torch.device("cpu")).to_dict()
     assert record["prompts"] == [{"text": "pop art", "weight": 1.0}, {"text": "written text", "weight": -0.5}]
     with pytest.raises(SpectralStyleError, match="give --mask and --strength to `apply`"):
         run_train_job([photo], "pop art", config.replace(strength=0.5), TrainSettings(batch=1), models, tmp_path)
