@@ -125,7 +125,9 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     ``size="WxH"``; ``on_step(step, losses)`` is called after every step. Writes no file: call
     ``Result.save``. Bad settings raise ``SpectralStyleError`` with one line.
     """
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.media.images import to_pil
+    from spectralstyle.method.controls import ResultControls, apply_controls
+    from spectralstyle.method.prompts import prompts_record, style_prompts
     from spectralstyle.record import RunRecord
     from spectralstyle.runs.output_size import result_at_output_size
     from spectralstyle.runs.outputs import environment_info
@@ -133,7 +135,7 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
 
     size = settings.pop("size", None)
     cfg = resolve_settings(TransferConfig, config, size=None if size is None else str(size), **settings)
-    tokenize_templated(text)  # empty or too long text: one line before any model loads
+    prompts = style_prompts(text, cfg.avoid_text)  # bad prompts: one line before any model loads
     pil, source = _as_rgb_image(content)
     cfg = cfg.for_content(pil.size)  # size=N: the long side, the picture's aspect ratio (sizes.py)
     tensor = _to_tensor(pil, cfg.size)
@@ -143,11 +145,16 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     if run.interrupted:
         raise KeyboardInterrupt
     image = result_at_output_size(run.net, run.output, pil, cfg, models.device)  # output_size: the picture's own
+    controls = ResultControls.of(cfg)
+    if not controls.changes_nothing:  # colour, mask, strength: against the picture at the output size
+        finished = _to_tensor(image, image.size)
+        image = to_pil(apply_controls(finished, _to_tensor(pil, image.size), controls))
     record = RunRecord(
         content=source, text=text, band=cfg.band, config=cfg.to_dict(), config_hash=cfg.digest(),
         environment=environment_info(models.device), started=started, status="finished",
         losses=run.history, steps_done=run.steps_done, wall_time_s=round(run.seconds, 3),
-        extra={"content_size": list(pil.size), "working_size": list(cfg.size), "output_size": list(image.size)},
+        extra={"content_size": list(pil.size), "working_size": list(cfg.size), "output_size": list(image.size),
+               "prompts": prompts_record(prompts)},
     ).to_dict()  # the same run record transfer writes
     json.dumps(record, default=str)  # the record is JSON all the way down
     return Result(image, record, StyleModel(run.net.cpu().eval(), {k: v for k, v in record.items() if k != "losses"}))

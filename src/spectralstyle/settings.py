@@ -150,6 +150,37 @@ def contrast_setting(default: float | None, help: str) -> Any:
                    note="(1 = unchanged; 0 would be a flat grey picture)")
 
 
+PreserveColor = Literal["off", "luminance", "histogram"]
+PRESERVE_COLOR_MODES: tuple[str, ...] = typing.get_args(PreserveColor)
+AVOID_TEXT_PROMPT = "written text, letters, words"
+AVOID_TEXT_WEIGHT = -0.5
+"""``--avoid-text`` adds this negative prompt (pixray's ``textoff`` idea, on top of the band)."""
+
+
+# --- the controls of a result (transfer, batch, train, video and apply): declared once, neutral by default ---
+def preserve_color_setting() -> Any:
+    return setting("off", "Keep the photo's colours: luminance (the style's brightness on the photo's chroma, "
+                   "YCbCr) or histogram (the result's colour histogram matched to the photo's).",
+                   what="colour mode", neutral=True)
+
+
+def mask_setting() -> Any:
+    return setting(None, "Grey-level image (any size, resized to the photo): white = style, black = photo, "
+                   "grey blends.", neutral=True)
+
+
+def mask_feather_setting() -> Any:
+    return setting(0.0, "Soften the mask's edge over about this many pixels (0 = as drawn).", minimum=0, neutral=True)
+
+
+def invert_mask_setting() -> Any:
+    return setting(False, "Style where the mask is black instead of white.", neutral=True)
+
+
+def strength_setting() -> Any:
+    return setting(1.0, "Blend of photo (0) and stylised result (1).", minimum=0, maximum=1, neutral=True)
+
+
 def min_confidence_setting() -> Any:
     return setting(0.6, "Ignore OCR boxes read with lower confidence (0-1).", minimum=0, maximum=1)
 
@@ -207,8 +238,16 @@ class TransferConfig(BandedSettings):
     precision: Precision = setting("fp32", "fp32 (reference), or bf16 / fp16 autocast (fp16 on GPUs only).")
     compile: bool = setting(False, "torch.compile the networks (faster on GPU after a warm-up).")
     save_every: int = save_every_setting()
+    preserve_color: PreserveColor = preserve_color_setting()
+    mask: str | None = mask_setting()
+    mask_feather: float = mask_feather_setting()
+    invert_mask: bool = invert_mask_setting()
+    strength: float = strength_setting()
+    avoid_text: bool = setting(False, f"Push away from rendered words: adds the negative prompt "
+                               f"'{AVOID_TEXT_PROMPT}:{AVOID_TEXT_WEIGHT:g}'.", neutral=True)
 
     def check(self) -> None:
+        self.check_mask_options()
         self.check_multiple(8, "width and height must be")
         self.check_min_side(MIN_TRANSFER_SIDE)
         if self.crop_size > min(self.width, self.height):
@@ -236,6 +275,27 @@ class TransferConfig(BandedSettings):
         """The note of an ``auto`` output size capped below the photo's own size, else None."""
         working = fit_working_size(content, self.size) if self.keep_aspect else self.size
         return output_dimensions(self.output_size, content, working)[1]
+
+
+@dataclass
+class ApplyControls(Settings):
+    """What ``apply`` does to each result besides running the model: the result controls of a transfer,
+    and a second model to blend with (CLIPstyler's interpolation of styles)."""
+
+    preserve_color: PreserveColor = preserve_color_setting()
+    mask: str | None = mask_setting()
+    mask_feather: float = mask_feather_setting()
+    invert_mask: bool = invert_mask_setting()
+    strength: float = strength_setting()
+    mix: str | None = setting(None, "A second StyleNet: the result blends both models' outputs (see --mix-weight).",
+                              neutral=True)
+    mix_weight: float = setting(0.5, "Share of the --mix model's output (0 = only MODEL, 1 = only --mix).", minimum=0,
+                                maximum=1, neutral=True)
+
+    def check(self) -> None:
+        self.check_mask_options()
+        if self.mix is None and self.mix_weight != 0.5:
+            raise SpectralStyleError("--mix-weight needs --mix (a second model to blend with)")
 
 
 DEFAULT_LR = {"fourier": 0.05, "vqgan": 0.1}

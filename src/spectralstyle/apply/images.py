@@ -8,19 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
 
 from spectralstyle.apply.frames import stylize_video
 from spectralstyle.apply.tiling import stylize_large
 from spectralstyle.device import is_out_of_memory
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import write_json
-from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png
+from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png, to_pil
 from spectralstyle.media.video import VIDEO_SUFFIXES
+from spectralstyle.method.controls import ResultControls, apply_controls, blend
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.weights.safeload import read_weights
@@ -71,6 +74,13 @@ class ApplySettings:
     max_side: int | None = None
     tile: int | None = None
     stats: str = "exact"
+    controls: ResultControls = field(default_factory=ResultControls)
+    """Colours, mask and strength of each result (``method.controls``)."""
+    mix: StyleNet | None = None
+    """A second model; the result is ``(1 - mix_weight) * model + mix_weight * mix`` before the controls."""
+    mix_weight: float = 0.5
+    mix_path: Path | None = None
+    """The file of ``mix`` (part of the result's hash, ``apply_digest``)."""
 
 
 APPLIED_KIND = "applied"
@@ -79,14 +89,23 @@ APPLIED_SUFFIX = "_applied"
 """Ends every name ``apply`` writes (``<image>_<model>_applied.png``): no other command's name ends so."""
 
 
-def apply_digest(model: Path, settings: ApplySettings) -> str:
-    """Short hash of what makes an ``apply`` result: the model file's bytes and the settings that change pixels."""
+def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(model, "rb") as file:
+    with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    key = {"model": digest.hexdigest(), "contrast": settings.contrast, "max_side": settings.max_side,
-           "stats": settings.stats}
+    return digest.hexdigest()
+
+
+def apply_digest(model: Path, settings: ApplySettings) -> str:
+    """Short hash of what makes an ``apply`` result: the model file's bytes and the settings that change pixels."""
+    key: dict[str, Any] = {"model": _file_digest(model), "contrast": settings.contrast,
+                           "max_side": settings.max_side, "stats": settings.stats}
+    if not settings.controls.changes_nothing:  # neutral controls leave the hash as it was before they existed
+        key["controls"] = settings.controls.as_dict()
+    if settings.mix is not None:
+        key["mix"] = _file_digest(settings.mix_path) if settings.mix_path is not None else "given"
+        key["mix_weight"] = settings.mix_weight
     return "apply-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,9 +141,15 @@ def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings
             img.thumbnail((settings.max_side, settings.max_side))
         result = stylize_large(net, img, settings.contrast, settings.device, tile=settings.tile,
                                stats=settings.stats, on_tile=on_tile)
+        image = result.image
+        if settings.mix is not None:
+            other = stylize_large(settings.mix, img, settings.contrast, settings.device, tile=settings.tile,
+                                  stats=settings.stats, on_tile=on_tile)
+            image = mix_images(image, other.image, settings.mix_weight)
+        image = controlled(image, img, settings.controls)
         del img
         info = {"tiles": result.tiles, "norm_stats": result.stats}
-        save_png(result.image, target, {**metadata, **info})
+        save_png(image, target, {**metadata, **info})
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
@@ -132,15 +157,36 @@ def apply_image(net: StyleNet, path: Path, target: Path, settings: ApplySettings
     return info
 
 
+def mix_images(first: Image.Image, second: Image.Image, weight: float) -> Image.Image:
+    """``(1 - weight) * first + weight * second`` of two results of one photo (CLIPstyler's style interpolation)."""
+    a, b = TF.to_tensor(first).unsqueeze(0), TF.to_tensor(second).unsqueeze(0)
+    return to_pil(blend(b, a, weight))
+
+
+def controlled(result: Image.Image, photo: Image.Image, controls: ResultControls) -> Image.Image:
+    """The result with the colour, mask and strength controls applied against ``photo`` (same size)."""
+    if controls.changes_nothing:
+        return result
+    return to_pil(apply_controls(TF.to_tensor(result).unsqueeze(0), TF.to_tensor(photo).unsqueeze(0), controls))
+
+
 def apply_video(net: StyleNet, path: Path, target: Path, settings: ApplySettings, metadata: dict[str, Any],
                 on_frame: ProgressFn | None = None, on_note: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Stylise every frame of a video (each frame as one image) into ``target`` (mp4) plus ``target``.json;
     ``on_note`` hears of every input stream that could not be kept (also listed in the sidecar)."""
     device = settings.device
+    masks: dict[tuple[int, ...], torch.Tensor | None] = {}  # one mask for all frames, resized once
 
     def frame_fn(frame: torch.Tensor) -> torch.Tensor:
+        frame = frame.to(device)
         with torch.no_grad():
-            return finish_image(net.stylize(frame.to(device)), settings.contrast).cpu()
+            styled = finish_image(net.stylize(frame), settings.contrast)
+            if settings.mix is not None:
+                mixed = finish_image(settings.mix.stylize(frame), settings.contrast)
+                styled = blend(mixed, styled, settings.mix_weight)
+        if tuple(frame.shape) not in masks:
+            masks[tuple(frame.shape)] = settings.controls.mask_for(frame)
+        return apply_controls(styled, frame, settings.controls, masks[tuple(frame.shape)]).cpu()
 
     try:
         result = stylize_video(path, target, frame_fn, max_side=settings.max_side, on_frame=on_frame, on_note=on_note)

@@ -18,6 +18,7 @@ import torch
 from spectralstyle.apply.frames import VideoResult, stylize_video
 from spectralstyle.media.images import finish_image, save_png
 from spectralstyle.media.video import probe_video, sample_frames
+from spectralstyle.method.controls import ResultControls, apply_controls
 from spectralstyle.runs.models import Models
 from spectralstyle.runs.outputs import JobOutput, StepCallback, save_stylenet, write_record
 from spectralstyle.runs.train import (
@@ -48,12 +49,21 @@ def video_digest(config: TransferConfig, train: TrainSettings, train_frames: int
     return train_digest(config, train) + f"-f{train_frames}" + (f"-m{max_side}" if max_side else "")
 
 
-def frame_function(net: torch.nn.Module, contrast: float, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size)."""
+def frame_function(net: torch.nn.Module, contrast: float, device: torch.device,
+                   controls: ResultControls | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size); the result
+    ``controls`` (one mask for all frames, resized once to the frame size) act on every frame."""
     net = net.eval()
+    controls = controls or ResultControls()
+    masks: dict[tuple[int, int], torch.Tensor | None] = {}
 
     def stylize(frame: torch.Tensor) -> torch.Tensor:
-        return finish_image(net.stylize(frame.to(device)), contrast).cpu()
+        frame = frame.to(device)
+        size = tuple(frame.shape[-2:])
+        if size not in masks:
+            masks[size] = controls.mask_for(frame)  # type: ignore[index]
+        styled = finish_image(net.stylize(frame), contrast)
+        return apply_controls(styled, frame, controls, masks[size]).cpu()  # type: ignore[index]
 
     return stylize
 
@@ -76,9 +86,11 @@ def run_video_job(
     and the sidecar ``.json`` (last, with the temporal stability). After Ctrl-C during training the model
     so far goes to ``snapshots/``; during the video, the finished model is kept and no mp4 is written."""
     src, out = Path(src), Path(out)
+    controls = ResultControls.of(config)
     info = probe_video(src)
     stem = stem or output_stem(src, text, config.band)
     frames = [resize_tensor(f, config.size) for f in sample_frames(src, train_frames, max_side=max(config.size))]
+    controls.mask_for(frames[0])  # a missing or unreadable mask fails before training
     record = train_record(text, config, train, [], models.device)
     record.kind, record.content = "video", str(src.resolve())  # content: evaluate compares with the source
     record.config_hash = video_digest(config, train, train_frames, max_side)
@@ -95,12 +107,13 @@ def run_video_job(
     save_stylenet(result.net, model_path, {**record.to_dict(), "status": "finished", "model": str(model_path)})
     record.model = str(model_path)
     if train.preview:
-        preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device),
+        preview = save_png(preview_grid(result.net, frames, train.preview, config.contrast, models.device, controls),
                            out / f"{stem}_preview.png", {k: v for k, v in record.to_dict().items() if k != "losses"})
         record.extra["preview"] = str(preview)
     if on_training_done:
         on_training_done()
-    video: VideoResult = stylize_video(src, video_path, frame_function(result.net, config.contrast, models.device),
+    frames_fn = frame_function(result.net, config.contrast, models.device, controls)
+    video: VideoResult = stylize_video(src, video_path, frames_fn,
                                        max_side=max_side, on_frame=on_frame)
     record.status, record.output = "finished", str(video_path)
     record.wall_time_s = round(result.seconds + video.seconds, 3)

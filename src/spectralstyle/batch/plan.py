@@ -38,14 +38,14 @@ def read_prompts(path: str | Path) -> list[str]:
 
 def collect_prompts(prompts_file: str | Path | None, texts: list[str] | None) -> list[str]:
     """Prompts from ``--prompts`` then ``--text``, first occurrence kept; each checked against CLIP's limit."""
-    from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
 
     prompts: list[str] = []
     sources = [(f"{prompts_file}", p) for p in read_prompts(prompts_file)] if prompts_file else []
     sources += [("--text", t.strip()) for t in texts or []]
     for origin, text in sources:
         try:
-            tokenize_templated(text)
+            style_prompts(text)  # weighted prompts "a|b:0.5|c:-1", each in every template
         except SpectralStyleError as exc:
             raise SpectralStyleError(f"prompt {text!r} from {origin}: {exc}") from None
         if text not in prompts:

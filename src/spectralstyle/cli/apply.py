@@ -21,11 +21,11 @@ from spectralstyle.cli.common import (
     with_settings,
 )
 from spectralstyle.interrupts import stops_at_step_boundary
-from spectralstyle.settings import ApplyConfig
+from spectralstyle.settings import ApplyConfig, ApplyControls
 
 
 @stops_at_step_boundary
-@with_settings(ApplyConfig)
+@with_settings(ApplyConfig, ApplyControls)
 def apply(
     model: Annotated[Path, typer.Argument(help="A StyleNet saved by `transfer --save-model` or `train`.")],
     images: Annotated[list[Path], typer.Argument(
@@ -44,7 +44,12 @@ def apply(
     from spectralstyle.runs.early import check_out_dir
 
     config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
+    controls = resolve_from_flags(ApplyControls, None, settings)
     check_out_dir(out)
+
+    from spectralstyle.method.controls import ResultControls
+
+    ResultControls.of(controls).check_mask(64, 64)  # a missing, unreadable or empty mask: before the model
 
     from spectralstyle.apply.images import (
         APPLIED_KIND,
@@ -65,11 +70,21 @@ def apply(
     dev = resolve_device(config.device)
     net, record = load_stylenet(model)
     net = net.to(dev)
-    factor = config.contrast if config.contrast is not None else record.get("config", {}).get("contrast", 1.5)
-    settings_ = ApplySettings(factor, dev, config.max_side, config.tile, config.norm_stats)
+    trained_config = record.get("config", {})
+    factor = config.contrast if config.contrast is not None else trained_config.get("contrast", 1.5)
+    if settings.get("preserve_color") is None and trained_config.get("preserve_color", "off") != "off":
+        controls = controls.replace(preserve_color=trained_config["preserve_color"])  # the model was trained for it
+    mix_path = Path(controls.mix) if controls.mix else None
+    mix = load_stylenet(mix_path)[0].to(dev) if mix_path is not None else None
+    settings_ = ApplySettings(factor, dev, config.max_side, config.tile, config.norm_stats,
+                              controls=ResultControls.of(controls), mix=mix, mix_weight=controls.mix_weight,
+                              mix_path=mix_path)
     inputs = expand_inputs(images)
     ensure_writable_dir(out)
-    names = output_names(inputs, model.name.removesuffix(".stylenet.pt"))
+    model_stem = model.name.removesuffix(".stylenet.pt")
+    if mix_path is not None:  # a blend of two models is another result than either's
+        model_stem += f"_mix-{mix_path.name.removesuffix('.stylenet.pt')}-{controls.mix_weight:g}"
+    names = output_names(inputs, model_stem)
     config_hash = apply_digest(model, settings_)
     trained = {key: record[key] for key in ("text", "band") if isinstance(record.get(key), str)}
     written: list[Path] = []
@@ -95,7 +110,8 @@ def apply(
             raise_if_stop_requested()
             metadata = {"applied_model": str(model), "source_image": str(path), "contrast": factor,
                         "trained_with": record, "kind": APPLIED_KIND, "content": str(path.resolve()),
-                        "config_hash": config_hash, **trained}
+                        "config_hash": config_hash, "controls": settings_.controls.as_dict(), "mix": controls.mix,
+                        "mix_weight": controls.mix_weight, **trained}
             if is_video(path):
                 target = target_of(path, video=True)
                 task = progress.add_task(escape(f"{path.name} frames"), total=None)

@@ -103,10 +103,12 @@ def batch(
     from spectralstyle.batch.runner import run_batch
     from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
     from spectralstyle.media.images import list_images
+    from spectralstyle.method.controls import ResultControls
     from spectralstyle.runs.naming import content_tag, split_own_results
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes, output_pixels
 
     config, train = resolve_training(config_file, settings)
+    ResultControls.of(config).check_mask(config.width, config.height)  # a missing or empty mask: before any job
     control = resolve_from_flags(RunControl, config_file, settings)
     band_list = band_specs(bands, config, band_given=settings.get("band") is not None)
     prompt_list = collect_prompts(prompts, text)

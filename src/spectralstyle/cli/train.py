@@ -78,6 +78,7 @@ def train(
     from spectralstyle.device import precision_notes
     from spectralstyle.media.images import check_image
     from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.naming import free_stem
     from spectralstyle.runs.preflight import check_free_space, train_needed_bytes
@@ -95,7 +96,7 @@ def train(
         check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
     config = config_for_images(config, paths)  # --size N: the photos' shape
     train.check_with(config)
-    tokenize_templated(text)  # and on text too long for CLIP
+    style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
     check_free_space(out, train_needed_bytes(config, train.preview), "the model and its preview")

@@ -88,18 +88,21 @@ def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, 
     from spectralstyle.device import precision_notes
     from spectralstyle.media.images import check_image, oriented_size
     from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.controls import ResultControls
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.preflight import check_free_space, input_notes, needed_bytes
     from spectralstyle.runs.stylize import compared_configs, result_stem, run_transfers
 
     header_size, _ = check_image(content)  # a bad image fails before any model loads (header only, no pixels)
     photo_size = oriented_size(content) or header_size  # as open_rgb turns it (EXIF orientation)
-    tokenize_templated(text)  # and on text too long for CLIP's tokens
+    style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")
     output_note = config.output_note(photo_size)
     if output_note:
         note(output_note)
     config = config.for_content(photo_size)  # the working size of --size N and the exact output size
+    ResultControls.of(config).check_mask(config.width, config.height)  # and on a missing or empty mask
     setup_log_file(out)
     configs = compared_configs(config, compare, note)
     check_free_space(out, needed_bytes(config, len(configs) + (len(configs) > 1), save_model))

@@ -76,6 +76,7 @@ def video(
     from spectralstyle.device import precision_notes
     from spectralstyle.media.video import probe_video
     from spectralstyle.method.clip_model import tokenize_templated
+    from spectralstyle.method.prompts import style_prompts
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.naming import free_stem
     from spectralstyle.runs.transfer import output_stem
@@ -89,7 +90,7 @@ def video(
     config = config.for_content((info.width, info.height))
     train.check_with(config)
     train_frames, max_side = video_settings.train_frames, video_settings.max_side
-    tokenize_templated(text)
+    style_prompts(text, config.avoid_text)  # empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")
     setup_log_file(out)
     plain = output_stem(input_video, text, config.band)  # another run's video there is kept: this one goes beside it

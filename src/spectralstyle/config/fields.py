@@ -46,6 +46,9 @@ class SettingInfo:
     rule: Callable[[Any], str | None] | None = None
     """A further check of the value: returns the one-line error, or None when the value is fine."""
     metavar: str | None = None
+    neutral: bool = False
+    """The default does what runs did before the setting existed (a control added later): at its default the
+    setting is left out of the config hash, so the hashes of earlier results and checkpoints stay valid."""
 
     def bounds_rule(self, is_int: bool) -> str:
         """The bounds in words: 'a positive integer', 'non-negative', 'in (0, 1]'."""
@@ -171,6 +174,14 @@ class Settings:
             if not (low_ok and high_ok):
                 raise SpectralStyleError(f"{shown} must be {info.bounds_rule(kind is int)}, got {shorten(str(value))}")
 
+    def check_mask_options(self) -> None:
+        """--mask-feather and --invert-mask mean something only with a mask."""
+        if getattr(self, "mask", None) is None:
+            if getattr(self, "mask_feather", 0) or getattr(self, "invert_mask", False):
+                raise SpectralStyleError("--mask-feather and --invert-mask need --mask")
+        elif not str(self.mask).strip():  # type: ignore[attr-defined]
+            raise SpectralStyleError("--mask needs the path of an image")
+
     def check_min_side(self, minimum: int) -> None:
         if min(self.size) < minimum:
             raise SpectralStyleError(f"size {self.size[0]}x{self.size[1]}: each side must be at least {minimum} pixels")
@@ -188,11 +199,18 @@ class Settings:
 
     def digest(self) -> str:
         """Short stable hash of the settings that determine the result (for manifests, names and resuming)."""
-        hashed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                  if info_of(f).in_hash}
+        hashed = {f.name: getattr(self, f.name) for f in self._identity_fields() if info_of(f).in_hash}
         if "band" in hashed:  # one hash per set of kept frequencies: '4-7,16-49' and 'c1' are one result
             hashed["band"] = canonical_band(hashed["band"])
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict[str, Any]:
+        """``to_dict`` without the neutral settings that hold their default (what hashes of a run are made of)."""
+        return {f.name: getattr(self, f.name) for f in self._identity_fields()}
+
+    def _identity_fields(self) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if not (info_of(f).neutral and getattr(self, f.name) == f.default)]
 
     def replace(self: S, **changes: Any) -> S:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from spectralstyle.method.masks import window_shares
+
 
 @dataclass
 class CropParams:
@@ -36,16 +38,46 @@ def sample_crop_params(
     if size > height or size > width:
         raise ValueError(f"crop size {size} is larger than the image ({width}x{height})")
 
+    top = torch.randint(0, height - size + 1, (n,), generator=generator)
+    left = torch.randint(0, width - size + 1, (n,), generator=generator)
+    return CropParams(top, left, sample_endpoints(n, size, distortion, generator), size)
+
+
+MIN_MASKED_SHARE = 0.5
+"""With a mask, a crop window must be at least this much masked (mean mask value); when no window is,
+the windows as masked as the best one are used."""
+
+
+def sample_masked_crop_params(
+    n: int, shares: torch.Tensor, size: int, distortion: float, generator: torch.Generator,
+    min_share: float = MIN_MASKED_SHARE,
+) -> CropParams:
+    """Draw n crop windows uniformly among those whose mask share is at least ``min_share``, then their
+    perspective corners as ``sample_crop_params`` does.
+
+    ``shares`` [H - size + 1, W - size + 1] is each window's mean mask value (``masks.window_shares``).
+    """
+    shares = shares.detach().float().cpu()
+    needed = min(min_share, float(shares.max()))
+    if needed <= 0:
+        raise ValueError("the mask selects no pixel")
+    allowed = torch.nonzero(shares >= needed - 1e-6)  # [k, 2]: (top, left) of each allowed window
+    picks = allowed[torch.randint(0, allowed.shape[0], (n,), generator=generator)]
+    endpoints = sample_endpoints(n, size, distortion, generator)
+    return CropParams(picks[:, 0].contiguous(), picks[:, 1].contiguous(), endpoints, size)
+
+
+def sample_endpoints(n: int, size: int, distortion: float, generator: torch.Generator) -> torch.Tensor:
+    """Perspective end points [n, 4, 2] (x, y) of n crops of side ``size``, torchvision's distribution."""
+
     def randint(lo: int, hi: int) -> torch.Tensor:
         return torch.randint(lo, hi, (n,), generator=generator)
 
-    top, left = randint(0, height - size + 1), randint(0, width - size + 1)
     dx, dy = int(distortion * (size // 2)), int(distortion * (size // 2))
     near_x, far_x = (0, dx + 1), (size - dx - 1, size)
     near_y, far_y = (0, dy + 1), (size - dy - 1, size)
     corners = [(near_x, near_y), (far_x, near_y), (far_x, far_y), (near_x, far_y)]  # tl, tr, br, bl
-    endpoints = torch.stack([torch.stack([randint(*xr), randint(*yr)], dim=1) for xr, yr in corners], dim=1)
-    return CropParams(top, left, endpoints, size)
+    return torch.stack([torch.stack([randint(*xr), randint(*yr)], dim=1) for xr, yr in corners], dim=1)
 
 
 def _startpoints(size: int) -> list[list[int]]:
@@ -130,11 +162,14 @@ def apply_per_crop(image: torch.Tensor, params: CropParams, out_size: int = 224)
 
 
 class PatchAugmenter:
-    """Draws n random perspective crops of an image per call, repeatably from its own generator."""
+    """Draws n random perspective crops of an image per call, repeatably from its own generator; with a
+    ``mask`` [1, 1, H, W] the windows are drawn where it is set (``sample_masked_crop_params``)."""
 
-    def __init__(self, num_crops: int, crop_size: int, distortion: float = 0.5, out_size: int = 224, seed: int = 0):
+    def __init__(self, num_crops: int, crop_size: int, distortion: float = 0.5, out_size: int = 224, seed: int = 0,
+                 mask: torch.Tensor | None = None):
         self.num_crops, self.crop_size, self.distortion, self.out_size = num_crops, crop_size, distortion, out_size
         self.generator = torch.Generator().manual_seed(seed)
+        self.shares = None if mask is None else window_shares(mask.detach().cpu(), crop_size)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The generator's state, for checkpoints: a resumed run draws the same crops as an uninterrupted one."""
@@ -144,6 +179,11 @@ class PatchAugmenter:
         self.generator.set_state(state["generator"])
 
     def sample(self, height: int, width: int) -> CropParams:
+        if self.shares is not None:
+            if tuple(self.shares.shape) != (height - self.crop_size + 1, width - self.crop_size + 1):
+                raise ValueError(f"the mask does not have the image's size {width}x{height}")
+            return sample_masked_crop_params(self.num_crops, self.shares, self.crop_size, self.distortion,
+                                             self.generator)
         return sample_crop_params(self.num_crops, height, width, self.crop_size, self.distortion, self.generator)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

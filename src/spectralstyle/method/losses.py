@@ -8,6 +8,13 @@ total = patch * 9000 + global * 500 + content * 150 + tv * 0.002, where
 - tv: sum of the L2 norms of horizontal, vertical and both diagonal pixel differences.
 f is the SpectralCLIP image encoder; source is the unfiltered CLIP embedding of the content image
 (the reference's choice; ``source_encoder="filtered"`` embeds it with f instead, see ``clip_model.encode_source``).
+
+Several prompts with weights (``"pop art|neon lights:0.5|written text:-1"``, see ``prompts.py``): each
+prompt p has its own direction from the source text, and the patch and global terms are the weighted
+sums sum_p w_p * term_p of each prompt's term, so one prompt of weight 1 is exactly the reference loss.
+A negative weight pushes away from that prompt; the threshold, which stops pulling crops that are close
+enough, applies to prompts of positive weight only (for a negative prompt it would stop pushing exactly
+the crops that come close to it).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectralstyle.method.clip_model import SpectralCLIP, clip_input, encode_source, encode_templated_text
+from spectralstyle.method.prompts import Prompt, parse_prompts
 from spectralstyle.method.vgg import VGGContent
 from spectralstyle.settings import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
@@ -47,9 +55,9 @@ class StepViews:
 
     outputs: torch.Tensor
     crop_losses: torch.Tensor
-    """[B, n]: 1 - cos of each crop's direction with the text direction."""
+    """[B, n, P]: 1 - cos of each crop's direction with each prompt's text direction."""
     global_losses: torch.Tensor
-    """[B]: the same for each whole output resized to 224."""
+    """[B, P]: the same for each whole output resized to 224."""
     content_features: list[torch.Tensor]
 
 
@@ -119,7 +127,9 @@ class CLIPStyleLoss(nn.Module):
         self.source_text = source_text
         self.source_encoder = source_encoder
         self._text_cache = text_cache if text_cache is not None else {}
-        self.text_direction: torch.Tensor | None = None
+        self.prompts: list[Prompt] = []
+        self.text_directions: torch.Tensor | None = None
+        """[P, D]: each prompt's unit direction from the source text."""
         self.source_features: torch.Tensor | None = None
         self.content_features: list[torch.Tensor] | None = None
 
@@ -130,15 +140,27 @@ class CLIPStyleLoss(nn.Module):
         return self._text_cache[text]
 
     @torch.no_grad()
-    def prepare(self, content: torch.Tensor, text: str) -> None:
-        """Fix the target text direction and the content image's CLIP and VGG features."""
+    def prepare(self, content: torch.Tensor, text: str | list[Prompt]) -> None:
+        """Fix the target text directions and the content image's CLIP and VGG features."""
         self.prepare_text(text)
         self.source_features, self.content_features = self.content_targets(content)
 
     @torch.no_grad()
-    def prepare_text(self, text: str) -> None:
-        """Fix the target text direction only (training over many images brings its own content targets)."""
-        self.text_direction = normalize(self.text_features(text) - self.text_features(self.source_text))
+    def prepare_text(self, text: str | list[Prompt]) -> None:
+        """Fix the text directions only (training over many images brings its own content targets).
+
+        ``text`` is a prompt spec (``"a|b:0.5|c:-1"``) or prompts (``prompts.style_prompts``).
+        """
+        self.prompts = parse_prompts(text) if isinstance(text, str) else list(text)
+        source = self.text_features(self.source_text)
+        self.text_directions = torch.cat([normalize(self.text_features(p.text) - source) for p in self.prompts])
+
+    @property
+    def text_direction(self) -> torch.Tensor:
+        """[1, D]: the direction of the first prompt (the only one of a plain text)."""
+        if self.text_directions is None:
+            raise RuntimeError("call prepare(content, text) or prepare_text(text) before computing the loss")
+        return self.text_directions[:1]
 
     @torch.no_grad()
     def content_targets(self, contents: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -150,22 +172,31 @@ class CLIPStyleLoss(nn.Module):
     def views(self, outputs: torch.Tensor, crops: torch.Tensor, sources: torch.Tensor,
               content_features: list[torch.Tensor]) -> StepViews:
         """One CLIP pass over all crops and whole outputs; ``crops`` [B*n, 3, 224, 224] are image-major."""
-        if self.text_direction is None:
+        if self.text_directions is None:
             raise RuntimeError("call prepare(content, text) or prepare_text(text) before computing the loss")
         batch = outputs.shape[0]
         n = crops.shape[0] // batch
         features = self.encoder.encode_image(torch.cat([clip_input(crops), clip_input(outputs)], dim=0)).float()
-        crop_losses = directional_loss(features[: batch * n], sources.repeat_interleave(n, dim=0), self.text_direction)
-        global_losses = directional_loss(features[batch * n :], sources, self.text_direction)
-        return StepViews(outputs, crop_losses.view(batch, n), global_losses, content_features)
+        crop_sources = sources.repeat_interleave(n, dim=0)
+        crop_losses = torch.stack([directional_loss(features[: batch * n], crop_sources, direction[None])
+                                   for direction in self.text_directions], dim=-1)
+        global_losses = torch.stack([directional_loss(features[batch * n:], sources, direction[None])
+                                     for direction in self.text_directions], dim=-1)
+        return StepViews(outputs, crop_losses.view(batch, n, -1), global_losses, content_features)
 
     # --- the terms: one method each, named in settings.LOSS_TERMS, weighted by the setting lambda_<name> ---------
     def patch_term(self, step: StepViews) -> torch.Tensor:
-        """Crops already closer to the text direction than the threshold count as 0; mean per image."""
-        return thresholded_mean(step.crop_losses, self.threshold, dim=1).mean()
+        """Per prompt, crops already closer to its direction than the threshold count as 0 (positive weights
+        only); mean per image, weighted sum over the prompts."""
+        total = 0
+        for k, prompt in enumerate(self.prompts):
+            losses = step.crop_losses[..., k]
+            per_image = thresholded_mean(losses, self.threshold, dim=1) if prompt.weight > 0 else losses.mean(dim=1)
+            total = total + prompt.weight * per_image.mean()
+        return total  # type: ignore[return-value]
 
     def global_term(self, step: StepViews) -> torch.Tensor:
-        return step.global_losses.mean()
+        return sum(prompt.weight * step.global_losses[:, k].mean() for k, prompt in enumerate(self.prompts))
 
     def content_term(self, step: StepViews) -> torch.Tensor:
         """MSE of VGG relu4_2 and relu5_2 features, summed over the layers, per image."""

@@ -2,7 +2,8 @@
 
 Prompts are separated by ``|``; each may end in ``:WEIGHT`` (default 1). A negative weight pushes
 the image away from that prompt. Generation encodes each prompt as it is (``clip.tokenize(prompt)``,
-no templates), so each must fit CLIP's 77-token context.
+no templates), so each must fit CLIP's 77-token context; transfer and train encode each prompt in
+CLIPstyler's templates (``style_prompts`` checks that every one fits).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.clip_model import CONTEXT_LENGTH, _clip_impl, encode_text
+from spectralstyle.method.clip_model import CONTEXT_LENGTH, _clip_impl, encode_text, tokenize_templated
+from spectralstyle.settings import AVOID_TEXT_PROMPT, AVOID_TEXT_WEIGHT
 
 SEPARATOR = "|"
 WEIGHT_MARK = ":"
@@ -55,6 +57,22 @@ def parse_prompts(spec: str) -> list[Prompt]:
     if not any(p.weight > 0 for p in prompts):
         raise SpectralStyleError(f"no prompt in {spec!r} has a positive weight; at least one must attract the image")
     return prompts
+
+
+def style_prompts(text: str, avoid_text: bool = False) -> list[Prompt]:
+    """The prompts of a transfer or train text, each checked in every template, and ``--avoid-text``'s
+    negative prompt when asked (one clear error for bad syntax, empty or too long prompts)."""
+    prompts = parse_prompts(text)
+    for prompt in prompts:
+        tokenize_templated(prompt.text)
+    if avoid_text:
+        prompts.append(Prompt(AVOID_TEXT_PROMPT, AVOID_TEXT_WEIGHT))
+    return prompts
+
+
+def prompts_record(prompts: list[Prompt]) -> list[dict[str, object]]:
+    """The prompts as a sidecar lists them: ``[{"text": ..., "weight": ...}, ...]``."""
+    return [{"text": p.text, "weight": p.weight} for p in prompts]
 
 
 def check_token_length(text: str) -> None:

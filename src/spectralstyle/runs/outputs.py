@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 
 from spectralstyle import __version__
@@ -125,14 +126,29 @@ class RunWriter:
     """
 
     def __init__(self, out: Path, stem: str, record: RunRecord, contrast: float,
-                 name: ReservedName | None = None) -> None:
+                 name: ReservedName | None = None,
+                 controls: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.out, self.stem, self.record, self.contrast = out, stem, record, contrast
         self.name = name  # the reservation of ``stem`` (runs/naming.py), checked again just before the write
+        self.controls = controls
+        """The step after the contrast and the output size (colours, mask, strength:
+        ``method.controls.apply_controls``); it gets the finished image at the size it is written at."""
+
+    def written(self, image: torch.Tensor | Image.Image) -> torch.Tensor | Image.Image:
+        """The image as it is written: clamped, contrast (a PIL image is already finished, at the output
+        size), then the result controls."""
+        if isinstance(image, Image.Image):
+            if self.controls is None:
+                return image
+            finished = TF.to_tensor(image.convert("RGB")).unsqueeze(0)
+        else:
+            finished = finish_image(image, self.contrast)
+        return self.controls(finished) if self.controls is not None else finished
 
     def snapshot(self, step: int, image: torch.Tensor) -> Path:
         path = self.out / "snapshots" / f"{self.stem}_step{step:04d}.png"
         record = {**self.record.to_dict(), "step": step, "status": "snapshot"}
-        return save_png(finish_image(image, self.contrast), path, record)
+        return save_png(self.written(image), path, record)
 
     def finish(self, result: RunHistory, image: torch.Tensor | Image.Image,
                before_write: Callable[[RunRecord], None] | None = None,
@@ -164,8 +180,7 @@ class RunWriter:
         record.output = str(image_path)
         if before_write:
             before_write(record)
-        save_png(image if isinstance(image, Image.Image) else finish_image(image, self.contrast), image_path,
-                 record.to_dict())
+        save_png(self.written(image), image_path, record.to_dict())
         write_record(record, sidecar_path)
         if checkpoints is not None:
             checkpoints.remove()

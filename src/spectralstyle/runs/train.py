@@ -42,6 +42,9 @@ from spectralstyle.media.images import (
 )
 from spectralstyle.method.augment import PatchAugmenter, to_device
 from spectralstyle.method.bands import band_label, canonical_band
+from spectralstyle.method.colors import keep_photo_chroma
+from spectralstyle.method.controls import ResultControls, apply_controls
+from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.runs.models import Models
@@ -63,7 +66,8 @@ MODEL_SUFFIX = ".stylenet.pt"
 
 def train_digest(config: TransferConfig, train: TrainSettings) -> str:
     """Short stable hash of everything that shapes a trained model (the batch skip rule compares it)."""
-    settings = {**config.to_dict(), "band": canonical_band(config.band)}  # one hash per set of kept frequencies
+    # one hash per set of kept frequencies; neutral controls at their default leave it as it was
+    settings = {**config.identity(), "band": canonical_band(config.band)}
     key = json.dumps({"config": settings, "train": train.to_dict()}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -203,7 +207,8 @@ def train_stylenet(
     device = models.device
     pool = torch.cat([c.float().cpu() for c in contents])  # on the host: a large set need not fit the device
     loss_fn = models.loss_for(config)
-    loss_fn.prepare_text(text)
+    loss_fn.prepare_text(style_prompts(text, config.avoid_text))
+    keep_chroma = config.preserve_color == "luminance"  # as in transfer, the loss sees the colours that are written
     state = state or TrainState.new(config, device)
     forward = torch.compile(state.net) if config.compile else state.net
     step_log = StepLog(config.steps, 0, config.precision, on_step, history=state.history)
@@ -216,6 +221,8 @@ def train_stylenet(
             sources, targets = loss_fn.content_targets(batch)
             with autocast_context(device, config.precision):
                 outputs = forward(batch)
+                if keep_chroma:
+                    outputs = keep_photo_chroma(outputs, batch)
                 crops = torch.cat([state.augment(outputs[i:i + 1]) for i in range(outputs.shape[0])])
                 terms = loss_fn.batch_terms(outputs, crops, sources, targets)
             state.optimizer.zero_grad(set_to_none=True)
@@ -242,13 +249,16 @@ def train_stylenet(
 
 # --- files ----------------------------------------------------------------------------------------
 def preview_grid(net: StyleNet, contents: list[torch.Tensor], count: int, contrast: float,
-                 device: torch.device) -> Image.Image:
-    """``count`` training images spread over the set: before (top row) and after (bottom row)."""
+                 device: torch.device, controls: ResultControls | None = None) -> Image.Image:
+    """``count`` training images spread over the set: before (top row) and after (bottom row, with the
+    result ``controls`` as ``apply`` would use them)."""
+    controls = controls or ResultControls()
     count = min(count, len(contents))
     picks = sorted({round(k * (len(contents) - 1) / max(count - 1, 1)) for k in range(count)})
     before = [to_pil(contents[k]) for k in picks]
     with torch.no_grad():
-        after = [to_pil(finish_image(net.eval().stylize(contents[k].to(device)), contrast)) for k in picks]
+        after = [to_pil(apply_controls(finish_image(net.eval().stylize(contents[k].to(device)), contrast), contents[k],
+                                       controls)) for k in picks]
     net.train()
     label = 16
     w, h = before[0].size
@@ -269,7 +279,8 @@ def train_record(text: str, config: TransferConfig, train: TrainSettings, images
     return RunRecord(
         kind="stylenet", text=text, band=config.band, config=config.to_dict(), config_hash=train_digest(config, train),
         environment=environment_info(device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"images": images, "train": train.to_dict(), **extra},
+        extra={"prompts": prompts_record(style_prompts(text, config.avoid_text)), "images": images,
+               "train": train.to_dict(), **extra},
     )
 
 
@@ -297,7 +308,8 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: Run
     with all_or_none(preview_path, model_path, sidecar):  # a full disk at the model: no stray preview
         if train.preview:
             record.extra["preview"] = str(preview_path)
-            save_png(preview_grid(result.net, contents, train.preview, config.contrast, device), preview_path,
+            save_png(preview_grid(result.net, contents, train.preview, config.contrast, device,
+                                  ResultControls(config.preserve_color)), preview_path,
                      {k: v for k, v in record.to_dict().items() if k != "losses"})
         save_stylenet(result.net, model_path, record)
         write_record(record, sidecar)
@@ -306,7 +318,14 @@ def write_trained(result: TrainResult, contents: list[torch.Tensor], record: Run
 
 def run_train_job(images: list[Path], text: str, config: TransferConfig, train: TrainSettings, models: Models,
                   out: str | Path, on_step: StepCallback | None = None, stem: str | None = None) -> JobOutput:
-    """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview."""
+    """Train a style model over ``images`` (loaded at ``config.size``) and write it with its sidecar and preview.
+
+    ``--preserve-color`` trains the model for it (and ``apply`` uses it by default); a mask and a strength
+    belong to one result, so they go to ``apply``.
+    """
+    if config.mask is not None or config.strength != 1.0:
+        raise SpectralStyleError("train makes a model for many photos: give --mask and --strength to `apply`, "
+                                 "which uses them on each result")
     if not images:
         raise SpectralStyleError("no training images")
     config = config_for_images(config, images)

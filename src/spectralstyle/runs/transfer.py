@@ -17,6 +17,8 @@ from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.images import load_image, oriented_size, slugify
 from spectralstyle.method.augment import PatchAugmenter
 from spectralstyle.method.bands import band_label
+from spectralstyle.method.controls import ResultControls, loss_view, photo_controls
+from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.runs.checkpoints import (
@@ -72,10 +74,13 @@ def optimize(
     torch.manual_seed(config.seed)
     content = content.to(device)
     loss_fn = models.loss_for(config)
-    loss_fn.prepare(content, text)
+    loss_fn.prepare(content, style_prompts(text, config.avoid_text))
+    controls = ResultControls.of(config)
+    controls.check_mask(config.width, config.height)
+    mask = controls.mask_for(content)
     net = StyleNet().to(device)
     forward = torch.compile(net) if config.compile else net  # ``net`` stays the plain module (state_dict keys)
-    augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed)
+    augment = PatchAugmenter(config.crops, config.crop_size, config.distortion, seed=config.seed, mask=mask)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -89,7 +94,8 @@ def optimize(
         for step in range(first, config.steps + 1):
             with autocast_context(device, config.precision):
                 output = forward(content)
-                terms = loss_fn(output, augment(output))
+                seen = loss_view(output, content, controls, mask)  # the output itself without colour or mask
+                terms = loss_fn(seen, augment(seen))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms.total).backward()
             scaler.step(optimizer)
@@ -170,10 +176,13 @@ def run_job(
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra={"content_size": list(photo_size), "working_size": [config.width, config.height],
                "output_size": list(output_size_of(config, photo_size)),
+               "prompts": prompts_record(style_prompts(text, config.avoid_text)),
                "run_control": control.to_dict()},  # run control is not in the config (hash): same result
     )
 
-    writer = RunWriter(out, stem, record, config.contrast, name)
+    # the controls (colour, mask, strength) come after the output size: against the photo at that size
+    controls = photo_controls(ResultControls.of(config), content_path, content)
+    writer = RunWriter(out, stem, record, config.contrast, name, controls)
     result = optimize(content, text, config, models, on_step=on_step, on_snapshot=writer.snapshot,
                       checkpoints=checkpoints)
     model_paths: list[Path] = []
