@@ -48,7 +48,9 @@ def video_digest(config: TransferConfig, train: TrainSettings, train_frames: int
     return train_digest(config, train) + f"-f{train_frames}" + (f"-m{max_side}" if max_side else "")
 
 
-def frame_function(net: torch.nn.Module, contrast: float, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def frame_function(
+    net: torch.nn.Module, contrast: float, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """What ``apply`` does to an image, for one video frame ([1, 3, H, W] in [0, 1], any size)."""
     net = net.eval()
 
