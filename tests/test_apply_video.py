@@ -60,8 +60,10 @@ def test_apply_errors_name_the_right_options(tmp_path):
     make_video(tmp_path / "clip.mp4", frames=2, audio=False)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
-    for args, message in (([bad], "bad.mp4 is not a readable video"), ([tmp_path / "clip.mp4", "--tile", "100"], "--tile"),
-                          ([tmp_path / "missing"], "does not exist"), ([tmp_path / "clip.mp4", "--norm-stats", "x"], "--norm-stats")):
+    for args, message in (([bad], "bad.mp4 is not a readable video"),
+                          ([tmp_path / "clip.mp4", "--tile", "100"], "--tile"),
+                          ([tmp_path / "missing"], "does not exist"),
+                          ([tmp_path / "clip.mp4", "--norm-stats", "x"], "--norm-stats")):
         res = invoke("apply", model, *args, "--out", tmp_path / "o", "--device", "cpu")
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
     assert not list((tmp_path / "o").glob("*.mp4")) if (tmp_path / "o").exists() else True

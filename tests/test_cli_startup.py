@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "study", "demo", "weights")
+COMMANDS = ("transfer", "apply", "batch", "evaluate", "analyze", "generate", "train", "video", "bench", "study", "demo",
+            "weights")
 HEAVY = ("torch", "torchvision", "clip", "rapidocr", "matplotlib", "av", "transformers")
 
 
@@ -59,7 +60,8 @@ def test_help_lists_choices_and_flags():
 
 
 def test_bad_choice_is_one_line_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "spectralstyle", "transfer", "x.jpg", "pop art", "--precision", "fp17"],
+    proc = subprocess.run([sys.executable, "-m", "spectralstyle", "transfer", "x.jpg", "pop art",
+                           "--precision", "fp17"],
                           capture_output=True, text=True, timeout=60)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr

@@ -33,7 +33,8 @@ def invoke(*args):
 def test_acceptance_offline_without_weights(roots, content_image, tmp_path):
     """transfer: exit 2 with one line naming the Hub repos; list: 0 with both missing; verify: 1."""
     exe = Path(sys.executable).with_name("spectralstyle")
-    proc = subprocess.run([str(exe), "transfer", str(content_image), "pop art", "--steps", "1", "--size", "64x64", "--crop-size", "32",
+    proc = subprocess.run([str(exe), "transfer", str(content_image), "pop art", "--steps", "1", "--size", "64x64",
+                           "--crop-size", "32",
                            "--device", "cpu", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert proc.returncode == 2, proc.stderr
@@ -52,7 +53,8 @@ def test_acceptance_offline_without_weights(roots, content_image, tmp_path):
     downloaded = invoke("weights", "download")
     assert downloaded.exit_code == 1 and "SPECTRALSTYLE_OFFLINE is set" in downloaded.stderr
     for result in (listed, table, verified, downloaded):
-        assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
+        assert "Traceback" not in result.output and (result.exception is None
+                                                     or isinstance(result.exception, SystemExit))
 
 
 def test_user_errors_exit_2(roots, tmp_path):

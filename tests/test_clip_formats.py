@@ -171,7 +171,8 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
     from safetensors.torch import save_file
 
     timm = tmp_path / "model.safetensors"
-    save_file({"patch_embed.proj.weight": torch.zeros(2, 3, 32, 32), "blocks.0.attn.qkv.weight": torch.zeros(6, 2)}, timm)
+    save_file({"patch_embed.proj.weight": torch.zeros(2, 3, 32, 32), "blocks.0.attn.qkv.weight": torch.zeros(6, 2)},
+              timm)
     with pytest.raises(WeightsMissingError, match="open_clip_model.safetensors"):
         load_clip(str(timm))
     state = small_clip().state_dict()
@@ -182,7 +183,8 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
         load_clip(str(partial))
     gelu = tmp_path / "laion"
     gelu.mkdir()
-    (gelu / "config.json").write_text('{"vision_config": {"hidden_act": "gelu"}, "text_config": {"hidden_act": "gelu"}}')
+    (gelu / "config.json").write_text('{"vision_config": {"hidden_act": "gelu"}, '
+                                      '"text_config": {"hidden_act": "gelu"}}')
     with pytest.raises(WeightsMissingError, match="activation 'gelu'"):
         load_clip(str(gelu))
     empty = tmp_path / "empty_folder"
@@ -191,7 +193,8 @@ def test_foreign_key_names_are_one_clear_line(tmp_path):
         load_clip(str(empty))
 
 
-@pytest.mark.parametrize("name,patch,width,layers,text_width", [("ViT-B/16", 16, 768, 12, 512), ("ViT-L/14", 14, 1024, 24, 768)])
+@pytest.mark.parametrize("name,patch,width,layers,text_width",
+                         [("ViT-B/16", 16, 768, 12, 512), ("ViT-L/14", 14, 1024, 24, 768)])
 def test_architecture_inferred_for_b16_and_l14(name, patch, width, layers, text_width):
     """Shapes alone (meta tensors, nothing allocated) give ViT-B/16's and ViT-L/14's architecture."""
     from spectralstyle.weights.clip_formats import CLIP_ARCHITECTURES, build_clip
@@ -202,4 +205,5 @@ def test_architecture_inferred_for_b16_and_l14(name, patch, width, layers, text_
     assert model.visual.conv1.kernel_size == (patch, patch) and model.visual.input_resolution == 224
     assert model.visual.conv1.out_channels == width and len(model.visual.transformer.resblocks) == layers
     assert model.visual.transformer.resblocks[0].attn.num_heads == width // 64
-    assert model.ln_final.weight.shape == (text_width,) and model.transformer.resblocks[0].attn.num_heads == text_width // 64
+    assert (model.ln_final.weight.shape == (text_width,)
+            and model.transformer.resblocks[0].attn.num_heads == text_width // 64)

@@ -85,7 +85,8 @@ def test_evaluate_skips_an_image_the_ocr_engine_fails_on(tmp_path, fast_cli, mon
     failing_engine(monkeypatch, 120)
     result, output = evaluate_cli(str(folder), "--text", TEXT, out=tmp_path / "out")
     assert result.exit_code == 0, output
-    assert "skipped:" in output and "broken_for_ocr.png" in output and "OCR failed" in output and "engine broke" in output
+    assert ("skipped:" in output and "broken_for_ocr.png" in output and "OCR failed" in output
+            and "engine broke" in output)
     assert set(rows(tmp_path / "out")) == {"word.png"}
     assert "1 of 1 image with text" in output
 
@@ -107,7 +108,8 @@ BAD_SIDECARS = {
     "corrupt": ('{"text": ', "not valid JSON"),
     "not_an_object": ('["ink"]', "not a JSON object"),
     "bad_prompts": ('{"text": "a|b", "prompts": [{"text": "a", "weight": "x"}]}', '"prompts" must be a list'),
-    "no_positive_prompt": ('{"text": "a:-1", "prompts": [{"text": "a", "weight": -1}]}', "no prompt has a positive weight"),
+    "no_positive_prompt": ('{"text": "a:-1", "prompts": [{"text": "a", "weight": -1}]}',
+                           "no prompt has a positive weight"),
     "text_too_long": (json.dumps({"text": " ".join(["word"] * 80)}), "too long for CLIP"),
 }
 

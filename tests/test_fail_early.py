@@ -63,7 +63,8 @@ def test_images_over_pil_limit_are_read_and_over_a_gigapixel_one_line(tmp_path, 
     line = one_line_error(invoke("transfer", big, "pop art", "--out", tmp_path / "out", *TINY), "not a readable image")
     assert "Decompression" not in line
     huge = png_header_only(tmp_path / "huge.png", 40000, 40000)  # 1.6 GP: beyond what the tool scales down
-    one_line_error(invoke("transfer", huge, "pop art", "--out", tmp_path / "out", *TINY), "1,600 megapixels", "gigapixel")
+    one_line_error(invoke("transfer", huge, "pop art", "--out", tmp_path / "out", *TINY), "1,600 megapixels",
+                   "gigapixel")
     between = png_header_only(tmp_path / "between.png", 40000, 30000)  # PIL's warning zone (1-2x its limit)
     with pytest.raises(Exception, match="1,200 megapixels"):
         open_rgb(between)
@@ -87,7 +88,8 @@ def test_not_enough_disk_space_fails_before_loading_models(tmp_path, content_ima
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: Usage(10**9, 10**9 - 1_000_000, 1_000_000))
     out = tmp_path / "out"
-    one_line_error(invoke("transfer", content_image, "pop art", "--out", out, *TINY), f"free space in {out}", "976.6 KB free")
+    one_line_error(invoke("transfer", content_image, "pop art", "--out", out, *TINY), f"free space in {out}",
+                   "976.6 KB free")
     photos = make_images(tmp_path / "photos", ["a.png", "b.png"])
     one_line_error(invoke("batch", photos, "--text", "x", "--out", out, *TINY), "the 2 result(s) to run")
     assert not list(out.glob("*.png"))

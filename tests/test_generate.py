@@ -192,7 +192,8 @@ BAD_INPUTS = [
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     flags = {a for a in args if a.startswith("--")}
     extra = [x for f, v in zip(TINY[::2], TINY[1::2]) if f not in flags for x in (f, v)]
-    res = invoke(*args, "--steps", "1", "--size" if "--size" not in flags else "--seed", "32x32" if "--size" not in flags else "1",
+    res = invoke(*args, "--steps", "1", "--size" if "--size" not in flags else "--seed",
+                 "32x32" if "--size" not in flags else "1",
                  *extra, "--out", tmp_path / "out")
     assert res.exit_code == 2, res.output
     assert message in res.output

@@ -123,7 +123,8 @@ def test_loader_uses_taming_yaml_beside_checkpoint(tmp_path):
     path = tmp_path / "small.ckpt"
     taming_checkpoint(model, path)
     (tmp_path / "small.yaml").write_text(yaml.safe_dump({"model": {"target": "taming.models.vqgan.VQModel", "params": {
-        "embed_dim": 8, "n_embed": 16, "ddconfig": {"double_z": False, "z_channels": 8, "resolution": 16, "in_channels": 3,
+        "embed_dim": 8, "n_embed": 16, "ddconfig": {"double_z": False, "z_channels": 8, "resolution": 16,
+                                                 "in_channels": 3,
                                                  "out_ch": 3, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
                                                  "attn_resolutions": [8], "dropout": 0.0}}}}))
     loaded = load_vqgan_checkpoint(path)
@@ -164,7 +165,8 @@ def test_missing_pretrained_vqgan_offline_names_file_url_and_flag():
     with pytest.raises(WeightsMissingError) as info:
         load_vqgan(None, weights="pretrained")
     message = str(info.value)
-    for part in ("vqgan_imagenet_f16_16384.ckpt", "https://heibox.uni-heidelberg.de/", "--vqgan-checkpoint", "--weights random"):
+    for part in ("vqgan_imagenet_f16_16384.ckpt", "https://heibox.uni-heidelberg.de/", "--vqgan-checkpoint",
+                 "--weights random"):
         assert part in message
     with pytest.raises(WeightsMissingError, match="does not exist"):
         load_vqgan("/nonexistent/last.ckpt")

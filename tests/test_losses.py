@@ -99,7 +99,8 @@ def test_every_loss_term_has_its_weight_and_its_method():
 
     from spectralstyle.settings import LOSS_TERMS, TransferConfig, loss_weights
 
-    lambdas = {f.name.removeprefix("lambda_") for f in dataclasses.fields(TransferConfig) if f.name.startswith("lambda_")}
+    lambdas = {f.name.removeprefix("lambda_") for f in dataclasses.fields(TransferConfig)
+               if f.name.startswith("lambda_")}
     assert set(LOSS_TERMS) == lambdas
     assert all(callable(getattr(CLIPStyleLoss, f"{name}_term", None)) for name in LOSS_TERMS)
     assert loss_weights(TransferConfig(lambda_tv=1.0))["tv"] == 1.0

@@ -117,7 +117,8 @@ def test_collect_inputs_reads_sidecars_and_skips_comparisons(tmp_path):
     (tmp_path / "snapshots").mkdir()
     render_word(tmp_path / "snapshots" / "a_step0001.png")
     items = collect_inputs([tmp_path])
-    assert [(i.image.name, i.text, i.band, i.content) for i in items] == [("a.png", "pop art", "c2", Path("/nowhere.jpg"))]
+    assert [(i.image.name, i.text, i.band, i.content) for i in items] == [
+        ("a.png", "pop art", "c2", Path("/nowhere.jpg"))]
 
     gradient(tmp_path / "b.png")
     with pytest.raises(SpectralStyleError, match="--text"):
@@ -200,4 +201,5 @@ def test_long_strip_is_shrunk_before_padding(monkeypatch):
     [box] = detect_text(strip)
     assert seen == [(2000, 500)]
     assert box.text == "POP" and box.box == ((100.0, 10.0), (200.0, 10.0), (200.0, 50.0), (100.0, 50.0))
-    assert Image.new("RGB", (300, 200)).size == metrics.ocr_canvas(Image.new("RGB", (300, 200))).image.size  # no padding
+    # no padding
+    assert Image.new("RGB", (300, 200)).size == metrics.ocr_canvas(Image.new("RGB", (300, 200))).image.size

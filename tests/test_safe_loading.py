@@ -40,7 +40,8 @@ class TrainingCallback:
 
 
 def crafted(path: Path, marker: Path, legacy: bool) -> Path:
-    torch.save({"weight": torch.ones(3), "payload": CreatesFile(marker)}, path, _use_new_zipfile_serialization=not legacy)
+    torch.save({"weight": torch.ones(3), "payload": CreatesFile(marker)}, path,
+               _use_new_zipfile_serialization=not legacy)
     return path
 
 
@@ -122,7 +123,8 @@ def test_crafted_torchscript_clip_weights_creates_nothing(tmp_path, content_imag
                               "--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size",
                               "16", "--out", str(tmp_path / "out"), "--device", "cpu"])  # VGG random: CLIP is read
     assert not marker.exists()
-    assert res.exit_code == 2 and res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1, res.output
+    assert (res.exit_code == 2 and res.output.startswith("error:")
+            and len(res.output.strip().splitlines()) == 1), res.output
     assert "ViT-B-32.pt" in res.output, res.output  # the refusal names the archive, not another missing file
     with warnings.catch_warnings():  # the archive is a real exploit: torch.jit.load writes the file
         warnings.simplefilter("ignore")
@@ -136,7 +138,8 @@ def test_lightning_checkpoint_loads_its_tensors_only(tmp_path):
     model = VQGANDecoderModel(cfg)
     marker = tmp_path / "callback_ran"
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": model.state_dict(), "epoch": 7, "callbacks": {"TrainingCallback": TrainingCallback(marker)},
+    torch.save({"state_dict": model.state_dict(), "epoch": 7,
+                "callbacks": {"TrainingCallback": TrainingCallback(marker)},
                 "hyper_parameters": {"config": TrainingCallback(marker)}}, path)
     with pytest.raises(Exception):  # weights_only refuses it, so it exercises the restricted unpickler
         torch.load(path, weights_only=True)

@@ -19,7 +19,8 @@ from spectralstyle.runs.models import Models
 from spectralstyle.runs.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
 from spectralstyle.settings import TransferConfig
 
-TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16", "--device", "cpu"]
+TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16",
+        "--device", "cpu"]
 runner = CliRunner()
 
 
@@ -130,9 +131,11 @@ def test_library_run_writes_files_and_interrupt_keeps_no_final_names(models, ima
     def interrupt(step, losses):
         raise KeyboardInterrupt
 
-    stopped = run_train_job(images, "neon art", config.replace(steps=3), settings, models, tmp_path / "b", on_step=interrupt)
+    stopped = run_train_job(images, "neon art", config.replace(steps=3), settings, models, tmp_path / "b",
+                            on_step=interrupt)
     assert stopped.interrupted and stopped.image.parent.name == "snapshots"
-    assert not (tmp_path / "b" / "neon-art_c2.stylenet.pt").exists() and not (tmp_path / "b" / "neon-art_c2.json").exists()
+    assert (not (tmp_path / "b" / "neon-art_c2.stylenet.pt").exists()
+            and not (tmp_path / "b" / "neon-art_c2.json").exists())
 
 
 @pytest.mark.parametrize("args, message", [

@@ -21,8 +21,10 @@ from spectralstyle.runs.models import Models
 from spectralstyle.runs.transfer import run_job
 from spectralstyle.settings import TransferConfig
 
-BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"  # shared/ lies beside the checkout
-TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32", "--device", "cpu"]
+# shared/ lies beside the checkout
+BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"
+TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32",
+        "--device", "cpu"]
 runner = CliRunner()
 
 
@@ -92,7 +94,8 @@ def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
 
 def test_yaml_config_and_flag_override(tmp_path, content_image):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("band: c3\nsize: 48x40\nsteps: 1\ncrops: 2\ncrop_size: 32\ncontrast: 1.0\nweights: random\ndevice: cpu\n")
+    cfg.write_text("band: c3\nsize: 48x40\nsteps: 1\ncrops: 2\ncrop_size: 32\ncontrast: 1.0\n"
+                   "weights: random\ndevice: cpu\n")
     res = invoke("transfer", content_image, "neon art", "--config", cfg, "--band", "4-9,16-49",
                  "--save-every", "1", "--steps", "2", "--out", tmp_path / "o")
     assert res.exit_code == 0, res.output
@@ -214,7 +217,8 @@ def test_sigint_exits_130_and_keeps_snapshots(tmp_path, content_image):
     out = tmp_path / "o"
     proc = subprocess.Popen(
         [str(exe), "transfer", str(content_image), "pop art", "--weights", "random", "--steps", "100000",
-         "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu", "--save-every", "1", "--out", str(out)],
+         "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu", "--save-every", "1",
+         "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list((out / "snapshots").glob("*.png")):

@@ -35,7 +35,8 @@ def test_acceptance_video_keeps_frames_rate_audio_and_reports_stability(clip, tm
     out = tmp_path / "o"
     res = invoke("video", clip, "pop art", *ACCEPTANCE, "--out", out)
     assert res.exit_code == 0, res.output
-    video, model, sidecar = out / "clip_pop-art_c2.mp4", out / "clip_pop-art_c2.stylenet.pt", out / "clip_pop-art_c2.json"
+    video, model, sidecar = (out / "clip_pop-art_c2.mp4", out / "clip_pop-art_c2.stylenet.pt",
+                             out / "clip_pop-art_c2.json")
     info = probe_video(video)
     assert (info.frames, info.fps, info.width, info.height) == (24, Fraction(12), 96, 64)
     assert info.has_audio

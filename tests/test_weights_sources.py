@@ -34,7 +34,8 @@ def _fill_every_clip_place(roots) -> dict[str, object]:
     clip_file = roots["home"] / ".cache" / "clip" / "ViT-B-32.pt"
     clip_file.parent.mkdir(parents=True)
     clip_file.write_bytes(CLIP_BYTES)
-    timm = hf_snapshot(roots["hf"], CLIP_HUB_REPO, CLIP_HUB_REVISION, {"open_clip_pytorch_model.bin": b"open_clip pickle"})
+    timm = hf_snapshot(roots["hf"], CLIP_HUB_REPO, CLIP_HUB_REVISION,
+                       {"open_clip_pytorch_model.bin": b"open_clip pickle"})
     hf = hf_snapshot(roots["hf"], "openai/clip-vit-base-patch32", "c" * 40,
                      {"config.json": b"{}", "model.safetensors": b"transformers weights"})
     return {"spectralstyle cache": cache_file, "clip package cache": clip_file,
@@ -140,7 +141,8 @@ def test_hub_download_is_pinned_and_hash_checked(roots, monkeypatch):
         repos.name, repos.timm_repo, repos.transformers_repo, repos.hub_revision, sha256(data)))
     (found,) = require(Request("clip-vit-b-32"))
     assert (found.source, found.verified) == (f"Hugging Face Hub {CLIP_HUB_REPO}", "sha256")
-    assert calls == [{"repo_id": CLIP_HUB_REPO, "filename": "open_clip_model.safetensors", "revision": CLIP_HUB_REVISION,
+    assert calls == [{"repo_id": CLIP_HUB_REPO, "filename": "open_clip_model.safetensors",
+                      "revision": CLIP_HUB_REVISION,
                       "cache_dir": roots["hf"] / "hub", "endpoint": "http://127.0.0.1:9"}]
     assert locate("clip-vit-b-32").found.source == f"Hugging Face cache {CLIP_HUB_REPO}"  # next time: no network
 

@@ -43,7 +43,9 @@ def load_stylenet(path: Path) -> tuple[StyleNet, dict[str, Any]]:
         net = StyleNet(ngf=saved["ngf"])
         net.load_state_dict(saved["state_dict"])
     except Exception as exc:
-        raise SpectralStyleError(f"{path} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})") from None
+        raise SpectralStyleError(
+            f"{path} is not a StyleNet saved by spectralstyle ({exc.__class__.__name__})"
+        ) from None
     return net.eval(), json.loads(saved.get("record_json", "{}"))
 
 

@@ -264,7 +264,8 @@ def optimize_reference(
         total_loss.backward()
         optimizer.step()
         record = {"step": step, "lr": optimizer.param_groups[0]["lr"], "total": total_loss.item(),
-                  "patch": loss_patch.item(), "global": loss_glob.item(), "content": content_loss.item(), "tv": tv.item()}
+                  "patch": loss_patch.item(), "global": loss_glob.item(), "content": content_loss.item(),
+                  "tv": tv.item()}
         scheduler.step()
         history.append(record)
         if on_step:

@@ -4,7 +4,8 @@ Each pattern runs in a fresh interpreter (``python -m spectralstyle.bench.runner
 CPU peak memory (``ru_maxrss``, a process high-water mark) belongs to that pattern alone. A run does
 ``steps + 1`` optimisation steps and drops the first (warm-up: allocator, compilation, caches); the
 step time reported is the median of the rest. With several rounds the processes alternate (ABBA) and
-the timed steps of all rounds are pooled, so a shared machine's slow spells hit both patterns. On CUDA the memory is ``torch.cuda.max_memory_allocated``.
+the timed steps of all rounds are pooled, so a shared machine's slow spells hit both patterns. On CUDA
+the memory is ``torch.cuda.max_memory_allocated``.
 
 Both patterns use the same seed, StyleNet initialisation and crop parameters, so their per-step
 losses are comparable: in fp32 they agree to float noise, with bf16/fp16 the difference shows the
@@ -74,7 +75,8 @@ class Target:
     speedup: float
 
     def applies_to(self, device: str, config: dict[str, Any]) -> bool:
-        return (torch.device(device).type == self.device_type and (config["width"], config["height"]) == (self.width, self.height)
+        return (torch.device(device).type == self.device_type
+                and (config["width"], config["height"]) == (self.width, self.height)
                 and config["crops"] == self.crops)
 
     def describe(self) -> str:

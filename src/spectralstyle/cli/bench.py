@@ -19,15 +19,18 @@ BENCH_SETTINGS = ("band", "size", "crops", "crop_size", "device", "weights", "pr
 def report_table(report) -> Table:  # report: bench.BenchReport
     """One row per pattern: median step time, warm-up, peak memory, first and last total loss."""
     table = Table(title=f"spectralstyle bench · {report.config['width']}x{report.config['height']}, "
-                        f"{report.config['crops']} crops of {report.config['crop_size']}, band {report.config['band']}, "
+                        f"{report.config['crops']} crops of {report.config['crop_size']}, "
+                        f"band {report.config['band']}, "
                         f"{report.reference.device}, {report.steps} timed steps"
                         + (f" x {report.rounds} rounds" if report.rounds > 1 else ""))
-    for name, justify in (("pattern", "left"), ("precision", "left"), ("s/step", "right"), ("min s/step", "right"), ("setup+warm-up s", "right"),
+    for name, justify in (("pattern", "left"), ("precision", "left"), ("s/step", "right"), ("min s/step", "right"),
+                          ("setup+warm-up s", "right"),
                           ("peak MiB", "right"), ("loss step 1", "right"), ("loss last", "right")):
         table.add_column(name, justify=justify)
     for r in report.results:
         table.add_row(r.pattern, r.precision + (" +compile" if r.compile else ""), f"{r.median_step_s:.3f}",
-                      f"{min(r.step_seconds):.3f}", f"{r.setup_and_first_step_s:.1f}", f"{r.peak_memory_mib:.0f}", f"{r.losses[0]['total']:.2f}",
+                      f"{min(r.step_seconds):.3f}", f"{r.setup_and_first_step_s:.1f}", f"{r.peak_memory_mib:.0f}",
+                      f"{r.losses[0]['total']:.2f}",
                       f"{r.losses[-1]['total']:.2f}")
     table.caption = "\n".join(f"{r.pattern}: {r.description}" for r in report.results) + (
         f"\nreference precision: CLIP in {report.reference.precision} (StyleNet and VGG fp32); the original code "
@@ -37,15 +40,18 @@ def report_table(report) -> Table:  # report: bench.BenchReport
     return table
 
 
-CheckTargetFlag = flag("check-target", "Exit with code 1 when this configuration has a speed target and the run misses it.")
+CheckTargetFlag = flag("check-target",
+                       "Exit with code 1 when this configuration has a speed target and the run misses it.")
 
 
 @with_settings(BenchSettings, TransferConfig, include=BENCH_SETTINGS + ("steps", "rounds"),
                defaults={"weights": "random", "size": "512x512"})
 def bench(
     text: Annotated[str, typer.Option("--text", help="Style text.")] = "pop art",
-    content: Annotated[Optional[Path], typer.Option("--content", help="Content image (default: a synthetic one).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full results as JSON here.")] = None,
+    content: Annotated[Optional[Path], typer.Option(
+        "--content", help="Content image (default: a synthetic one).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the full results as JSON here.")] = None,
     check_target: CheckTargetFlag = False,
     reference_precision: Annotated[Optional[str], typer.Option(
         "--reference-precision", help="CLIP precision of the reference pattern: fp32, fp16 or bf16 (default: what "
@@ -69,7 +75,8 @@ def bench(
         ensure_writable_dir(json_out.parent, "folder of --json")
     report = run_benchmark(config, steps, text, str(content) if content else None,
                            on_pattern=lambda name, k: console.print(
-                               f"[dim]running the {name} pattern" + (f" (round {k + 1} of {rounds})" if rounds > 1 else "")
+                               f"[dim]running the {name} pattern"
+                               + (f" (round {k + 1} of {rounds})" if rounds > 1 else "")
                                + "…[/]"), rounds=rounds, reference_dtype=reference_precision)
     out = make_console()
     out.print(report_table(report))

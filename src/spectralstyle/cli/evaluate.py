@@ -14,7 +14,8 @@ from spectralstyle.cli.common import console, log, setup_log_file
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, WEIGHT_MODES, WeightMode
 
-PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help="Result images, or folders of them (their sidecar JSON gives text, band, content).")]
+PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help=(
+    "Result images, or folders of them (their sidecar JSON gives text, band, content)."))]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
 VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
@@ -23,7 +24,8 @@ EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help=
     "default: what the results' sidecars say."))]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
     "Replace another evaluation's files in --out (default: this one gets names with a short hash)."))]
-MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help="Ignore OCR boxes read with lower confidence (0-1).")]
+MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help=(
+    "Ignore OCR boxes read with lower confidence (0-1)."))]
 
 
 def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str], clip_model: str = "ViT-B/32") -> Any:
@@ -58,15 +60,18 @@ def _text_note(items: list[Any], text: str) -> str | None:
         return None
     shown = ", ".join(f"{i.image.name} ({i.text!r})" for i in own[:3]) + (" ..." if len(own) > 3 else "")
     rest = len(items) - len(own)
-    return (f"note: {len(own)} image{'s' if len(own) != 1 else ''} scored against the text in {'their' if len(own) != 1 else 'its'} "
+    return (f"note: {len(own)} image{'s' if len(own) != 1 else ''} scored against the text in "
+            f"{'their' if len(own) != 1 else 'its'} "
             f"sidecar, not --text {text!r}: {shown}; --text is used for {rest} image{'s' if rest != 1 else ''} "
             "without a sidecar text")
 
 
 def evaluate(
     paths: PathsArg,
-    text: Annotated[Optional[str], typer.Option("--text", "-t", help="Style text for images without a sidecar JSON (a sidecar's text wins).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
+    text: Annotated[Optional[str], typer.Option("--text", "-t", help=(
+        "Style text for images without a sidecar JSON (a sidecar's text wins)."))] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
     weights: EvalWeightsOpt = None,
     clip_weights: ClipWeightsOpt = None,
     vgg_weights: VggWeightsOpt = None,
@@ -118,10 +123,12 @@ def evaluate(
     for col in ("band", "images", "with text", "mean area", "mean CLIP", "mean SSIM"):
         table.add_column(col, justify="left" if col == "band" else "right")
     for s in band_stats(results):
-        table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip), fmt(s.mean_ssim))
+        table.add_row(escape(s.band), str(s.images), str(s.with_text), fmt(s.mean_area, 4), fmt(s.mean_clip),
+                      fmt(s.mean_ssim))
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
-    console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False,
+                  soft_wrap=True)
     if any(i.random_weights for i in items):
         console.print("[yellow]note:[/] results made with random weights are marked in the report", highlight=False)
 

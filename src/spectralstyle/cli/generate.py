@@ -62,7 +62,8 @@ def generate(
         check_image_file(Path(config.init_image))
     check_out_dir(out)
     check_given_files(config)  # a cut or zero-filled weights file: one line, before torch loads
-    require_generate_files(config.clip_weights or config.clip_model, "pretrained" if config.clip_weights else config.weights,
+    require_generate_files(config.clip_weights or config.clip_model,
+                           "pretrained" if config.clip_weights else config.weights,
                            config.clip_model, config.vqgan_checkpoint,
                            config.weights if config.generator == "vqgan" else None,
                            check_only=True)  # every missing model named, in seconds without network, before torch

@@ -29,7 +29,8 @@ MISSING_EXIT = 1
 weights_app = typer.Typer(help="See, download, verify and import pretrained weights (CLIP, VGG19, VQGAN).",
                           no_args_is_help=True)
 NamesArg = Annotated[Optional[list[str]], typer.Argument(
-    help=f"Models: {', '.join(MODEL_KEYS)} (or clip, vgg, vqgan). Default: {' and '.join(RUN_MODELS)}, what transfer needs.",
+    help=(f"Models: {', '.join(MODEL_KEYS)} (or clip, vgg, vqgan). "
+          f"Default: {' and '.join(RUN_MODELS)}, what transfer needs."),
     show_default=False)]
 
 
@@ -66,7 +67,8 @@ def _entry(key: str) -> dict[str, Any]:
         "model": key, "title": TITLES[key], "found": found is not None, "error": error or None,
         "source": found.source if found else None, "path": str(found.path) if found else None,
         "size_bytes": _size(found.path) if found else None, "verified": found.verified if found else None,
-        "places": [{"source": p.source, "where": p.where, "download": p.remote, "status": p.status} for p in lookup.places],
+        "places": [{"source": p.source, "where": p.where, "download": p.remote, "status": p.status}
+                   for p in lookup.places],
     }
 
 
@@ -88,13 +90,16 @@ def list_weights(
         table.add_column(name, overflow="fold")
     for e in entries:
         status = escape(e["source"]) if e["found"] else f"[red]{'damaged' if e['error'] else 'missing'}[/]"
-        places = "\n".join(f"{i}. {escape(p['source'])}{' (download)' if p['download'] else ''}" for i, p in enumerate(e["places"], 1))
-        table.add_row(e["title"], status, escape(e["path"] or e["error"] or "-"), _mib(e["size_bytes"]) if e["found"] else "-",
+        places = "\n".join(f"{i}. {escape(p['source'])}{' (download)' if p['download'] else ''}"
+                           for i, p in enumerate(e["places"], 1))
+        table.add_row(e["title"], status, escape(e["path"] or e["error"] or "-"),
+                      _mib(e["size_bytes"]) if e["found"] else "-",
                       _verified_label(e["verified"]) if e["found"] else "-", places)
     out = make_console()
     out.print(table)
     out.print("`spectralstyle weights list --json` shows every place's full path; "
-              + (f"downloads are off ({offline_reason()})" if offline_reason() else "downloads are allowed"), highlight=False)
+              + (f"downloads are off ({offline_reason()})" if offline_reason() else "downloads are allowed"),
+              highlight=False)
 
 
 @weights_app.command("download")
@@ -103,8 +108,9 @@ def list_weights(
 def download_weights(
     names: NamesArg = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model the tool knows.")] = False,
-    to: Annotated[Optional[Path], typer.Option("--to", help="Also place each file in this folder (a shared cache: "
-                                                            f"point {CACHE_ENV} at it on the machines that run).")] = None,
+    to: Annotated[Optional[Path], typer.Option("--to", help=(
+        "Also place each file in this folder (a shared cache: "
+        f"point {CACHE_ENV} at it on the machines that run)."))] = None,
 ) -> None:
     """Fetch weights ahead of a run (e.g. on a login node before jobs on nodes without network)."""
     if names and all_models:
@@ -126,7 +132,8 @@ def download_weights(
                 error = f"{error}; downloading again failed: {exc}"
         if lookup.found is None:
             failed = True
-            reasons = error or "; ".join(f"{p.source}: {p.status}" for p in lookup.places if p.remote) or "no download source"
+            reasons = (error or "; ".join(f"{p.source}: {p.status}" for p in lookup.places if p.remote)
+                       or "no download source")
             console.print(f"[red]missing[/] {TITLES[key]}: {escape(reasons)}", highlight=False, soft_wrap=True)
             continue
         line = f"[green]ok[/] {TITLES[key]}: {escape(str(lookup.found.path))} ({escape(lookup.found.source)})"
@@ -165,7 +172,8 @@ def verify_weights(names: NamesArg = None) -> None:
             failed = True
             table.add_row(TITLES[key], escape(str(lookup.found.path)), f"[red]failed[/] {escape(str(exc))}", "-")
             continue
-        table.add_row(TITLES[key], escape(str(lookup.found.path)), f"[green]ok[/] {result.detail}", _verified_label(result.verified))
+        table.add_row(TITLES[key], escape(str(lookup.found.path)), f"[green]ok[/] {result.detail}",
+                      _verified_label(result.verified))
     make_console().print(table)
     if failed:
         raise typer.Exit(MISSING_EXIT)
@@ -173,8 +181,10 @@ def verify_weights(names: NamesArg = None) -> None:
 
 def import_weights(
     path: Annotated[Path, typer.Argument(help="A weights file (or transformers folder) you got elsewhere.")],
-    as_model: Annotated[Optional[str], typer.Option("--as", help="The model it should be (default: found by loading it).")] = None,
-    to: Annotated[Optional[Path], typer.Option("--to", help=f"Place it in this folder instead of the cache (${CACHE_ENV}).")] = None,
+    as_model: Annotated[Optional[str], typer.Option(
+        "--as", help="The model it should be (default: found by loading it).")] = None,
+    to: Annotated[Optional[Path], typer.Option(
+        "--to", help=f"Place it in this folder instead of the cache (${CACHE_ENV}).")] = None,
 ) -> None:
     """Check a weights file by loading it, then place it where the tool finds it (the spectralstyle cache)."""
     from spectralstyle.weights.check import check, identify, place
@@ -184,7 +194,8 @@ def import_weights(
     result = check(model_key(as_model), path) if as_model else identify(path)
     target, copied = place(result.key, path, to.expanduser() if to else None)
     console.print(f"[green]{'imported' if copied else 'already there'}[/] {escape(str(path))} as {TITLES[result.key]}: "
-                  f"{escape(str(target))} ({result.detail}; {_verified_label(result.verified)})", highlight=False, soft_wrap=True)
+                  f"{escape(str(target))} ({result.detail}; {_verified_label(result.verified)})", highlight=False,
+                  soft_wrap=True)
 
 
 weights_app.command("import")(import_weights)

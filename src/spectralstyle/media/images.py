@@ -193,7 +193,8 @@ def slugify(text: str, max_len: int = 60) -> str:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; hidden files (macOS ``._x.jpg`` and the like) are not images."""
+    """Image files directly in ``folder``, sorted by name; hidden files (macOS ``._x.jpg`` and the like) are not
+    images."""
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 

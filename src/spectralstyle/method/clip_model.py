@@ -47,7 +47,8 @@ def load_clip(name_or_path: str = "ViT-B/32", device: str | torch.device = "cpu"
     """A frozen CLIP model in eval mode and float32 on ``device``.
 
     ``weights="pretrained"``: ``name_or_path`` is a local checkpoint file or folder, or a model name
-    looked for in every known place (``weights.py``) and downloaded once when none has it. ``weights="random"``: the named architecture, randomly (but repeatably)
+    looked for in every known place (``weights.py``) and downloaded once when none has it.
+    ``weights="random"``: the named architecture, randomly (but repeatably)
     initialised, with no file or network access.
     """
     if weights not in WEIGHT_MODES:

@@ -32,7 +32,8 @@ def _parse_weight(raw: str, part: str) -> float:
         weight = float(raw)
     except ValueError:
         raise SpectralStyleError(
-            f"bad prompt weight {raw.strip()!r} in {part.strip()!r}: write TEXT:WEIGHT with a number, e.g. 'a forest:0.5'"
+            f"bad prompt weight {raw.strip()!r} in {part.strip()!r}: "
+            "write TEXT:WEIGHT with a number, e.g. 'a forest:0.5'"
         ) from None
     if not math.isfinite(weight):
         raise SpectralStyleError(f"prompt weight in {part.strip()!r} must be a finite number")

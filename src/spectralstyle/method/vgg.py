@@ -54,7 +54,9 @@ def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Modu
     return model
 
 
-def load_vgg_content(weights: str = "pretrained", path: str | None = None, device: str | torch.device = "cpu") -> VGGContent:
+def load_vgg_content(
+    weights: str = "pretrained", path: str | None = None, device: str | torch.device = "cpu"
+) -> VGGContent:
     """The frozen, truncated content network on ``device``."""
     net = VGGContent(build_vgg19(weights, path).features)
     net.requires_grad_(False)

@@ -1,1 +1,2 @@
-"""The optimisation runs (transfer, train, generate) and what they share: models, outputs, checkpoints, naming, preflight."""
+"""The optimisation runs (transfer, train, generate) and what they share: models, outputs, checkpoints, naming,
+preflight."""

@@ -69,7 +69,8 @@ class GenerateModels:
         device = resolve_device(config.device)
         vqgan = load_vqgan(config.vqgan_checkpoint, config.weights, device) if config.generator == "vqgan" else None
         clip_source = config.clip_weights or config.clip_model
-        clip_model = load_clip(clip_source, device=device, weights="pretrained" if config.clip_weights else config.weights)
+        clip_model = load_clip(clip_source, device=device,
+                               weights="pretrained" if config.clip_weights else config.weights)
         return cls(clip_model, device, vqgan)
 
 
@@ -113,7 +114,8 @@ class Cutouts:
         sizes = self.sizes(min(height, width))
         counts = [self.n // len(sizes) + (i < self.n % len(sizes)) for i in range(len(sizes))]
         crops = torch.cat([
-            apply_batched(image, sample_crop_params(k, height, width, s, self.distortion, self.generator), self.out_size)
+            apply_batched(image, sample_crop_params(k, height, width, s, self.distortion, self.generator),
+                          self.out_size)
             for s, k in zip(sizes, counts)
         ])
         flip_and_scale = torch.rand(2, self.n, generator=self.generator)
@@ -231,7 +233,8 @@ def run_generation(
     stem = stem or generation_stem(prompt, config)
     control = control or RunControl()
     init_bytes = Path(config.init_image).read_bytes() if config.init_image else b""
-    checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), prompt, init_bytes), control, on_note)
+    checkpoints = Checkpointer(out, stem, config.digest(), run_key(config.digest(), prompt, init_bytes), control,
+                               on_note)
     record = RunRecord(
         kind="generation", content=None, text=prompt, band=config.band, config=config.to_dict(),
         config_hash=config.digest(), environment=environment_info(models.device),
@@ -250,4 +253,5 @@ def run_generation(
 def write_generation_comparison(results: list[JobOutput], out: str | Path) -> JobOutput:
     """Side-by-side image of generations that differ only in band, with a sidecar naming both."""
     first = results[0].record
-    return write_comparison(results, out, f"{prompt_slug(first['text'])}_{first['generator']}", generator=first["generator"])
+    return write_comparison(results, out, f"{prompt_slug(first['text'])}_{first['generator']}",
+                            generator=first["generator"])

@@ -115,7 +115,8 @@ def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """[1, 3, H, W] in [0, 1] resized bicubically to ``size`` = (width, height), as ``load_image`` does."""
     if tuple(image.shape[-2:]) == (size[1], size[0]):
         return image
-    return F.interpolate(image, size=(size[1], size[0]), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    return F.interpolate(image, size=(size[1], size[0]), mode="bicubic", align_corners=False,
+                         antialias=True).clamp(0, 1)
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def draw_batch(pool: torch.Tensor, train: TrainSettings, generator: torch.Genera
     h, w = images.shape[-2:]
     tops = torch.randint(0, h - height + 1, (count,), generator=generator).tolist()
     lefts = torch.randint(0, w - width + 1, (count,), generator=generator).tolist()
-    return torch.stack([img[:, t:t + height, l:l + width] for img, t, l in zip(images, tops, lefts)]), indices
+    return torch.stack([img[:, t:t + height, left:left + width] for img, t, left in zip(images, tops, lefts)]), indices
 
 
 def train_stylenet(
@@ -242,7 +243,9 @@ def train_stylenet(
         interrupted = True
     except Exception as exc:
         if config.compile and is_compile_error(exc):
-            raise SpectralStyleError(f"--compile failed on {device.type} ({type(exc).__name__}); run without --compile") from None
+            raise SpectralStyleError(
+                f"--compile failed on {device.type} ({type(exc).__name__}); run without --compile"
+            ) from None
         raise
     return TrainResult(state.history, time.perf_counter() - start, interrupted, net=state.net, state=state)
 

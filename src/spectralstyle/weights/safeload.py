@@ -163,7 +163,8 @@ def _read_zip_as_data(path: Path) -> Any:
             if name not in records:
                 raise UnreadableWeights(f"storage record {name} is missing")
             nbytes = numel * torch._utils._element_size(dtype)
-            storage = reader.get_storage_from_record(name, nbytes, torch.UntypedStorage)._typed_storage()._untyped_storage
+            storage = (reader.get_storage_from_record(name, nbytes, torch.UntypedStorage)
+                       ._typed_storage()._untyped_storage)
             if byteorder != sys.byteorder:
                 storage.byteswap(dtype)
             storages[key] = storage
@@ -175,7 +176,8 @@ def _read_zip_as_data(path: Path) -> Any:
 
 
 def is_torchscript_archive(path: Path) -> bool:
-    """True for a ``torch.jit.save`` archive, by the test ``torch.load`` uses before it hands one to ``torch.jit.load``."""
+    """True for a ``torch.jit.save`` archive, by the test ``torch.load`` uses before it hands one to
+    ``torch.jit.load``."""
     return TORCHSCRIPT_MARKER in torch._C.PyTorchFileReader(str(path)).get_all_records()
 
 

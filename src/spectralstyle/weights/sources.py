@@ -63,15 +63,19 @@ class ClipRepos:
 
 
 CLIP_REPOS = {
-    "clip-vit-b-32": ClipRepos("ViT-B/32", CLIP_HUB_REPO, "openai/clip-vit-base-patch32", CLIP_HUB_REVISION, CLIP_HUB_SHA256),
+    "clip-vit-b-32": ClipRepos("ViT-B/32", CLIP_HUB_REPO, "openai/clip-vit-base-patch32", CLIP_HUB_REVISION,
+                               CLIP_HUB_SHA256),
     "clip-vit-b-16": ClipRepos("ViT-B/16", "timm/vit_base_patch16_clip_224.openai", "openai/clip-vit-base-patch16"),
     "clip-vit-l-14": ClipRepos("ViT-L/14", "timm/vit_large_patch14_clip_224.openai", "openai/clip-vit-large-patch14"),
 }
 MODEL_KEYS = (*CLIP_REPOS, "vgg19", "vqgan-f16-16384")
-ALIASES = {"clip": "clip-vit-b-32", "vgg": "vgg19", "vqgan": "vqgan-f16-16384", "vqgan_imagenet_f16_16384": "vqgan-f16-16384",
+ALIASES = {"clip": "clip-vit-b-32", "vgg": "vgg19", "vqgan": "vqgan-f16-16384",
+           "vqgan_imagenet_f16_16384": "vqgan-f16-16384",
            **{repos.name.lower(): key for key, repos in CLIP_REPOS.items()}}
-TITLES = {**{key: f"CLIP {repos.name}" for key, repos in CLIP_REPOS.items()}, "vgg19": "VGG19", "vqgan-f16-16384": "VQGAN f16_16384"}
-FLAGS = {**{key: "--clip-weights" for key in CLIP_REPOS}, "vgg19": "--vgg-weights", "vqgan-f16-16384": "--vqgan-checkpoint"}
+TITLES = {**{key: f"CLIP {repos.name}" for key, repos in CLIP_REPOS.items()}, "vgg19": "VGG19",
+          "vqgan-f16-16384": "VQGAN f16_16384"}
+FLAGS = {**{key: "--clip-weights" for key in CLIP_REPOS}, "vgg19": "--vgg-weights",
+         "vqgan-f16-16384": "--vqgan-checkpoint"}
 
 
 def model_key(name: str) -> str:
@@ -214,9 +218,11 @@ def _cache_place(key: str) -> Place:
 
     def look(place: Place) -> Found | None:
         path = _first_existing(root / n for n in names)
-        return None if path is None else _recorded(place, key, path) if key == "vqgan-f16-16384" else Found(key, path, place.source)
+        return (None if path is None else _recorded(place, key, path) if key == "vqgan-f16-16384"
+                else Found(key, path, place.source))
 
-    return Place("spectralstyle cache", where, f"`spectralstyle weights import FILE` or copy the file there ({CACHE_ENV} moves the cache)", look)
+    return Place("spectralstyle cache", where,
+                 f"`spectralstyle weights import FILE` or copy the file there ({CACHE_ENV} moves the cache)", look)
 
 
 def _hf_repo_dir(repo: str) -> Path:
@@ -247,25 +253,34 @@ def _clip_places(key: str) -> list[Place]:
 
     def timm_look(place: Place) -> Found | None:
         for snap in _hf_snapshots(repos.timm_repo, repos.hub_revision):
-            for name, digest in (("open_clip_model.safetensors", repos.hub_sha256), ("open_clip_pytorch_model.bin", "")):
-                found = _checked(place, key, snap / name if (snap / name).is_file() else None, digest, "the pinned file")
+            for name, digest in (("open_clip_model.safetensors", repos.hub_sha256),
+                                 ("open_clip_pytorch_model.bin", "")):
+                found = _checked(place, key, snap / name if (snap / name).is_file() else None, digest,
+                                 "the pinned file")
                 if found:
                     return found
         return None
 
-    places.append(Place(f"Hugging Face cache {repos.timm_repo}", f"{_hf_repo_dir(repos.timm_repo)}/snapshots/*/open_clip_model.safetensors (or open_clip_pytorch_model.bin)",
+    places.append(Place(f"Hugging Face cache {repos.timm_repo}",
+                        f"{_hf_repo_dir(repos.timm_repo)}/snapshots/*/open_clip_model.safetensors "
+                        "(or open_clip_pytorch_model.bin)",
                         f"`huggingface-cli download {repos.timm_repo} open_clip_model.safetensors`", timm_look))
 
     def transformers_look(place: Place) -> Found | None:
         for snap in _hf_snapshots(repos.transformers_repo):
-            if (snap / "config.json").is_file() and any((snap / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+            if (snap / "config.json").is_file() and any((snap / n).is_file()
+                                                         for n in ("model.safetensors", "pytorch_model.bin")):
                 return Found(key, snap, place.source)
         return None
 
-    places.append(Place(f"Hugging Face cache {repos.transformers_repo}", f"{_hf_repo_dir(repos.transformers_repo)}/snapshots/* (config.json + model.safetensors or pytorch_model.bin)",
-                        f"`huggingface-cli download {repos.transformers_repo} config.json model.safetensors`", transformers_look))
+    places.append(Place(f"Hugging Face cache {repos.transformers_repo}",
+                        f"{_hf_repo_dir(repos.transformers_repo)}/snapshots/* "
+                        "(config.json + model.safetensors or pytorch_model.bin)",
+                        f"`huggingface-cli download {repos.transformers_repo} config.json model.safetensors`",
+                        transformers_look))
     if repos.hub_revision:
-        places.append(Place(f"Hugging Face Hub {repos.timm_repo}", f"{CLIP_HUB_FILE} at revision {repos.hub_revision} (SHA-256 checked)",
+        places.append(Place(f"Hugging Face Hub {repos.timm_repo}",
+                            f"{CLIP_HUB_FILE} at revision {repos.hub_revision} (SHA-256 checked)",
                             "downloaded into the Hugging Face cache (HF_ENDPOINT, HF_TOKEN honoured)",
                             lambda p: _hub_download(p, key, repos), remote=True,
                             url=os.environ.get("HF_ENDPOINT") or HF_ENDPOINT))
@@ -280,9 +295,11 @@ def _vgg_places() -> list[Place]:
     prefix = VGG19_FILE.split("-")[1].split(".")[0]
     return [
         _cache_place("vgg19"),
-        Place("torchvision cache", str(torch_file), "`torchvision.models.vgg19(weights='IMAGENET1K_V1')` fills it (TORCH_HOME moves it)",
+        Place("torchvision cache", str(torch_file),
+              "`torchvision.models.vgg19(weights='IMAGENET1K_V1')` fills it (TORCH_HOME moves it)",
               lambda p: Found("vgg19", torch_file, p.source) if torch_file.is_file() else None),
-        Place("torchvision URL", VGG19_URL, f"downloaded into {torch_file} (hash prefix {prefix} checked, as torchvision does)",
+        Place("torchvision URL", VGG19_URL,
+              f"downloaded into {torch_file} (hash prefix {prefix} checked, as torchvision does)",
               lambda p: _url_download(p, "vgg19", VGG19_URL, torch_file, prefix), remote=True, url=VGG19_URL),
     ]
 
