@@ -30,7 +30,7 @@ from spectralstyle.runs.transfer import output_stem, run_job
 from spectralstyle.settings import TransferConfig
 from test_batch import BIN, TINY, WRAPPER, make_images, tiny_config
 
-DEFAULT_HASH = "bc63e3042649e2ef"
+DEFAULT_HASH = "7270d6796c2c543e"  # the defaults since --size N keeps the aspect ratio (docs/sizes-and-names.md)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SPECTRALSTYLE_LOCK_STALE_S": "4"}  # polls every 0.5 s
 
 

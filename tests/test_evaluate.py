@@ -49,7 +49,8 @@ def transfer_run(tmp_path_factory):
     """A tiny transfer output (band c2) with its sidecar, beside an image with a written word whose
     sidecar says band none, and a log file."""
     out = tmp_path_factory.mktemp("transfer")
-    config = TransferConfig(weights="random", steps=1, width=64, height=64, crops=2, crop_size=32, device="cpu")
+    config = TransferConfig(weights="random", steps=1, width=64, height=64, keep_aspect=False, output_size="working",
+                            crops=2, crop_size=32, device="cpu")  # a 64x64 result, as the scores below assume
     models = Models.load(config)
     job = run_job(CONTENT, TEXT, config, models, out)
     word = render_word(out / "word_none.png", size=128)

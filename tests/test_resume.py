@@ -118,7 +118,7 @@ def interrupted(models, content, tmp_path_factory) -> Path:
 @pytest.fixture()
 def cli_models(monkeypatch, models):
     """In-process CLI runs reuse the models this module already built (what Models.load would build again)."""
-    monkeypatch.setattr(Models, "load", classmethod(lambda cls, config: models))
+    monkeypatch.setattr(Models, "load", classmethod(lambda cls, config, **kwargs: models))
     return models
 
 

@@ -74,7 +74,7 @@ def test_a_160x120_photo_at_size_64_is_optimised_at_64x48_and_comes_back_at_160x
 
 
 def test_batch_resolves_the_working_size_per_photo_as_transfer_does(tmp_path):
-    from spectralstyle.batch.runner import make_plan
+    from spectralstyle.batch.plan import make_plan
     from spectralstyle.settings import resolve_config
 
     folder = tmp_path / "photos"
@@ -128,10 +128,12 @@ def test_generate_with_other_settings_keeps_the_first_image(tmp_path):
 
 def test_one_commands_record_is_never_another_commands_run(tmp_path):
     """A video (or generation) never takes a transfer's name, even with the same inputs, text and hash."""
+    from spectralstyle.record import RunRecord
     from spectralstyle.runs.naming import free_stem, same_run
 
-    record = {"content": str((tmp_path / "clip.mp4").resolve()), "text": "pop art", "config_hash": "abc"}
-    (tmp_path / "clip_pop-art_c2.json").write_text(json.dumps(record))
+    data = {"content": str((tmp_path / "clip.mp4").resolve()), "text": "pop art", "config_hash": "abc"}
+    (tmp_path / "clip_pop-art_c2.json").write_text(json.dumps(data))
+    record = RunRecord.from_dict(data)
     assert same_run(record, tmp_path / "clip.mp4", "pop art", "abc")
     assert not same_run(record, tmp_path / "clip.mp4", "pop art", "abc", kind="video")
     assert free_stem(tmp_path, "clip_pop-art_c2", tmp_path / "clip.mp4", "pop art", "abc") == "clip_pop-art_c2"

@@ -170,7 +170,7 @@ def test_peak_memory_grows_with_tiles_not_pixels(tmp_path):
     photo(1600, 1200).save(tmp_path / "big.png")
     base = peak_rss_of_apply(model, tmp_path / "tiny.png", tmp_path / "o")
     big = peak_rss_of_apply(model, tmp_path / "big.png", tmp_path / "o", "--tile", "256", "--norm-stats", "downscaled")
-    assert Image.open(tmp_path / "o" / "big_net4.png").size == (1600, 1200)
+    assert Image.open(tmp_path / "o" / "big_net4_applied.png").size == (1600, 1200)
     assert big - base < 400 * 2**20, (base, big)
 
 
@@ -181,7 +181,7 @@ def test_24_megapixel_photo_under_3_gb(tmp_path):
     model = saved_model(tmp_path, 16)
     photo(6000, 4000).save(tmp_path / "big.png")
     peak = peak_rss_of_apply(model, tmp_path / "big.png", tmp_path / "o")
-    assert Image.open(tmp_path / "o" / "big_net16.png").size == (6000, 4000)
+    assert Image.open(tmp_path / "o" / "big_net16_applied.png").size == (6000, 4000)
     assert peak < 3 * 2**30, peak
 
 

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 
 from spectralstyle import device as device_module
-from spectralstyle.batch.runner import FINISHED, SKIPPED, JobResult
+from spectralstyle.batch.jobs import FINISHED, INTERRUPTED, SKIPPED, JobResult
 from spectralstyle.cli.batch import JobsProgress
 from spectralstyle.cli.common import QUICK_HINT_SECONDS, RunEstimate
 
@@ -48,9 +48,9 @@ def test_batch_overall_progress_counts_the_jobs_that_ran():
     progress.started = 0.0
     clock.now = 60.0
     assert progress.end(JobResult("a", "a", FINISHED)) == "jobs 1/3, about 2 min left"
-    assert progress.end(JobResult("b", "b", SKIPPED)) == ""
-    clock.now = 120.0
-    assert progress.end(JobResult("c", "c", FINISHED)) == "jobs 2/3, about 60 s left"
+    assert progress.end(JobResult("b", "b", INTERRUPTED)) == ""  # its line ends the command; not counted
+    clock.now = 120.0  # a job of this plan finished by the process that owned it, while this one waited
+    assert progress.end(JobResult("c", "c", SKIPPED)) == "jobs 2/3, about 60 s left"
     clock.now = 180.0
     assert progress.end(JobResult("d", "d", FINISHED)) == "jobs 3/3"
 

@@ -48,8 +48,10 @@ def options_of(cls) -> list[str]:
 ])
 def test_every_declared_setting_is_an_option_of_its_commands(command, classes):
     flags = set(re.findall(r"--[a-z0-9-]+", help_of(command)))
+    # a style model is applied later, at any size: train and video leave out transfer's output size on purpose
+    left_out = {"--output-size"} if command in ("train", "video") else set()
     for cls in classes:
-        missing = set(options_of(cls)) - flags
+        missing = set(options_of(cls)) - flags - left_out
         assert not missing, (command, cls.__name__, missing)
 
 
@@ -110,7 +112,7 @@ def test_run_control_is_declared_and_stays_out_of_the_hash():
 
 def test_presets_are_offered_where_they_apply():
     transfer, generate = help_of("transfer"), help_of("generate")
-    assert "(default, quick)" in transfer and "generate" not in transfer.split("--config")[1].split("\n")[0]
+    assert "(default, paper, quick)" in transfer and "generate" not in transfer.split("--config")[1].split("\n")[0]
     assert "(generate)" in generate
 
 
@@ -125,4 +127,4 @@ def test_h_is_help(command):
 def test_loss_terms_follow_the_lambda_settings():
     lambdas = [f.name for f in dataclasses.fields(TransferConfig) if f.name.startswith("lambda_")]
     assert LOSS_TERMS == tuple(name.removeprefix("lambda_") for name in lambdas) == ("patch", "global", "content", "tv")
-    assert TransferConfig().digest() == "bc63e3042649e2ef"  # the defaults' hash is unchanged by the split
+    assert TransferConfig().digest() == "7270d6796c2c543e"  # the defaults (long side 512 at the photo's aspect)

@@ -46,7 +46,7 @@ def check_judge(judge: str) -> str:
 def find_judge(config: TransferConfig, judge: str, judge_weights: str | None = None) -> None:
     """Find (or download once) the judge's weights now, so that a missing file stops a study before its grid
     runs for hours, with the one message of ``weights`` for a missing model."""
-    from spectralstyle.weights.sources import resolve_model_files
+    from spectralstyle.weights.resolve import resolve_model_files
 
     mode = "pretrained" if judge_weights else config.weights
     resolve_model_files(judge_weights or check_judge(judge), mode, None, "random", judge)
