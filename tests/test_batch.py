@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from spectralstyle.bands import split_band_list
 from spectralstyle.batch.manifest import job_action, read_manifest, read_state
 from spectralstyle.batch.plan import collect_prompts, make_plan, read_prompts
 from spectralstyle.batch.shards import (
@@ -30,7 +31,6 @@ from spectralstyle.batch.shards import (
 )
 from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.bands import split_band_list
 from spectralstyle.settings import TransferConfig
 
 TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "32",

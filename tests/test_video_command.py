@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spectralstyle.apply.video import default_training_size
 from spectralstyle.cli.app import app
 from spectralstyle.media.video import probe_video
 from spectralstyle.method.stylenet import StyleNet
+from spectralstyle.runs.video import default_training_size
 from videos import make_video, read_frames
 
 runner = CliRunner()

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectralstyle.bands import band_label, canonical_band
 from spectralstyle.device import is_out_of_memory, out_of_memory_message
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.runs.train import MODEL_SUFFIX, TrainSettings, model_stem, train_digest
 from spectralstyle.runs.transfer import output_stem
 from spectralstyle.settings import TransferConfig

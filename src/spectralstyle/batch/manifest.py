@@ -29,10 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from spectralstyle.bands import band_label
 from spectralstyle.batch.jobs import FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, Job
 from spectralstyle.media.claims import try_claim
 from spectralstyle.media.files import write_json
-from spectralstyle.method.bands import band_label
 from spectralstyle.record import read_record
 from spectralstyle.settings import TransferConfig
 

@@ -13,11 +13,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from spectralstyle.bands import band_label, canonical_band, split_band_list
 from spectralstyle.batch.jobs import FINISHED, Job, job_id
 from spectralstyle.batch.manifest import read_state
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import list_images, oriented_size
-from spectralstyle.method.bands import band_label, canonical_band, split_band_list
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
 from spectralstyle.runs.train import TrainSettings, config_for_images, train_digest
 from spectralstyle.settings import TransferConfig

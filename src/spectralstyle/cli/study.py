@@ -95,8 +95,8 @@ def study(
     Without --text/--prompts it is the paper's study (--protocol paper). Shard it like a batch (--shard I/N,
     Slurm arrays: scripts/study_slurm.sh), then `--phase summary` once every shard is done.
     """
+    from spectralstyle.bands import split_band_list
     from spectralstyle.batch.plan import collect_prompts
-    from spectralstyle.method.bands import split_band_list
     from spectralstyle.study.grid import grid_progress, study_plan
     from spectralstyle.study.pipeline import check_judge, find_judge
 

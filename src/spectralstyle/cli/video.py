@@ -72,7 +72,6 @@ def video(
         raise SpectralStyleError(f"video {input_video} does not exist")
     check_out_dir(out)
 
-    from spectralstyle.apply.video import default_training_size, run_video_job, video_digest
     from spectralstyle.device import precision_notes
     from spectralstyle.media.video import probe_video
     from spectralstyle.method.clip_model import tokenize_templated
@@ -80,6 +79,7 @@ def video(
     from spectralstyle.runs.models import Models
     from spectralstyle.runs.naming import free_stem
     from spectralstyle.runs.transfer import output_stem
+    from spectralstyle.runs.video import default_training_size, run_video_job, video_digest
 
     info = probe_video(input_video)  # a corrupt video fails before any model is loaded
     if settings.get("size") is None and not size_from_file(config_file):

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
+from spectralstyle.bands import canonical_band
 from spectralstyle.errors import SpectralStyleError, shorten
-from spectralstyle.method.bands import canonical_band
 
 S = TypeVar("S", bound="Settings")
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "text (quote it in YAML)", bool: "true or false"}

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from spectralstyle.bands import DEFAULT_BAND, Band
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.bands import DEFAULT_BAND, Band
 from spectralstyle.method.spectral import SpectralFilter
 
 __all__ = ["SpectralCLIPWrapper", "UnsupportedCLIPError", "spectral_clip"]

@@ -3,7 +3,7 @@
 DCT-II along the tokens, a 0/1 mask over frequencies, inverse DCT. Because the orthonormal DCT is an
 orthogonal matrix ``C``, the whole chain is the symmetric projection ``P = C^T diag(mask) C``
 (docs/method.md, section 1); we build ``P`` once in float64 and apply it as one matrix product.
-Which frequencies are kept is a :class:`~spectralstyle.method.bands.Band` (presets, index lists, the rule
+Which frequencies are kept is a :class:`~spectralstyle.bands.Band` (presets, index lists, the rule
 for token counts other than ViT-B/32's 50).
 """
 
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from spectralstyle.method.bands import BAND_PRESETS, DEFAULT_BAND, REFERENCE_TOKENS, Band, band_label
+from spectralstyle.bands import BAND_PRESETS, DEFAULT_BAND, REFERENCE_TOKENS, Band, band_label
 
 __all__ = ["BAND_PRESETS", "DEFAULT_BAND", "REFERENCE_TOKENS", "Band", "SpectralFilter", "band_label",
            "dct_matrix", "parse_bands", "projection_matrix"]

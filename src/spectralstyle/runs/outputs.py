@@ -19,10 +19,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from spectralstyle import __version__
+from spectralstyle.bands import band_label
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.files import atomic_path, write_json
 from spectralstyle.media.images import finish_image, open_rgb, save_png, side_by_side
-from spectralstyle.method.bands import band_label
 from spectralstyle.method.stylenet import StyleNet
 from spectralstyle.record import RunRecord
 from spectralstyle.runs.checkpoints import Checkpointer

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from spectralstyle.bands import band_label, canonical_band
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.files import all_or_none
@@ -41,7 +42,6 @@ from spectralstyle.media.images import (
     to_pil,
 )
 from spectralstyle.method.augment import PatchAugmenter, to_device
-from spectralstyle.method.bands import band_label, canonical_band
 from spectralstyle.method.colors import keep_photo_chroma
 from spectralstyle.method.controls import ResultControls, apply_controls
 from spectralstyle.method.prompts import prompts_record, style_prompts

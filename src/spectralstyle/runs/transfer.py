@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
+from spectralstyle.bands import band_label
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
 from spectralstyle.media.images import load_image, oriented_size, slugify
 from spectralstyle.method.augment import PatchAugmenter
-from spectralstyle.method.bands import band_label
 from spectralstyle.method.controls import ResultControls, loss_view, photo_controls
 from spectralstyle.method.prompts import prompts_record, style_prompts
 from spectralstyle.method.stylenet import StyleNet

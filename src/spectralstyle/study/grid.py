@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from spectralstyle.bands import band_label
 from spectralstyle.batch.jobs import Job
 from spectralstyle.batch.manifest import job_action, read_state, recorded_paths
 from spectralstyle.batch.plan import make_plan
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.media.images import list_images
-from spectralstyle.method.bands import band_label
 from spectralstyle.runs.naming import split_own_results
 from spectralstyle.settings import TransferConfig
 

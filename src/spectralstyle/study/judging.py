@@ -20,10 +20,10 @@ from typing import Any
 import torch
 import torchvision.transforms.functional as TF
 
+from spectralstyle.bands import band_label
 from spectralstyle.batch.jobs import Job
 from spectralstyle.evaluation.metrics import ClipScorer, EvalInput, ImageMetrics, evaluate_image
 from spectralstyle.media.images import load_image, open_rgb
-from spectralstyle.method.bands import band_label
 from spectralstyle.method.clip_model import load_clip
 from spectralstyle.runs.models import Models
 from spectralstyle.settings import TransferConfig

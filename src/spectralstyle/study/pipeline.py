@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spectralstyle.bands import band_label
 from spectralstyle.batch.jobs import Job
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.method.bands import band_label
 from spectralstyle.runs.models import Models
 from spectralstyle.settings import TransferConfig
 from spectralstyle.study.grid import grid_progress
