@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
-from spectralstyle.weights import check as weights_check
+from spectralstyle.method import weights_check
 from spectralstyle.weights import resolve
 from spectralstyle.weights import sources as weights
 from weights_env import isolate, sha256

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from spectralstyle.errors import SpectralStyleError, WeightsMissingError
-from spectralstyle.weights import check as weights_check
+from spectralstyle.method import weights_check
 from spectralstyle.weights.formats import PICKLE, SAFETENSORS, ZIP, sniff
 
 EXE = Path(sys.executable).with_name("spectralstyle")

@@ -120,7 +120,7 @@ def download_weights(
         if to.exists() and not to.is_dir():
             raise SpectralStyleError(f"--to {to} is not a folder")
         os.environ[CACHE_ENV] = str(to.expanduser())  # URL downloads land there directly
-    from spectralstyle.weights.check import place
+    from spectralstyle.method.weights_check import place
 
     failed = False
     for key in keys:
@@ -151,7 +151,7 @@ def download_weights(
 def verify_weights(names: NamesArg = None) -> None:
     """Load each found file and check its shapes, and its SHA-256 where one is published or recorded.
     Without names: what transfer needs, plus every other model that is found."""
-    from spectralstyle.weights.check import check
+    from spectralstyle.method.weights_check import check
 
     keys = _keys(names)
     if not names:
@@ -187,7 +187,7 @@ def import_weights(
         "--to", help=f"Place it in this folder instead of the cache (${CACHE_ENV}).")] = None,
 ) -> None:
     """Check a weights file by loading it, then place it where the tool finds it (the spectralstyle cache)."""
-    from spectralstyle.weights.check import check, identify, place
+    from spectralstyle.method.weights_check import check, identify, place
 
     if not path.exists():
         raise SpectralStyleError(f"{path} does not exist")

@@ -114,7 +114,7 @@ def check_vgg(path: Path, data: Any = None) -> Check:
 
 
 def check_vqgan(path: Path, data: Any = None) -> Check:
-    # The decoder's architecture is the method's (method/vqgan.py): its public loader builds and fills it.
+    # The decoder's architecture is the method's (vqgan.py here): its public loader builds and fills it.
     from spectralstyle.method.vqgan import load_vqgan_checkpoint, vqgan_from_state
 
     verified = check_record(path)
