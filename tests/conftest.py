@@ -29,6 +29,25 @@ def random_clip():
     return load_clip("ViT-B/32", device="cpu", weights="random")
 
 
+@pytest.fixture(scope="session")
+def random_vgg():
+    from spectralstyle.method.vgg import load_vgg_content
+
+    return load_vgg_content("random", None, device="cpu")
+
+
+@pytest.fixture()
+def shared_random_models(monkeypatch, random_clip, random_vgg):
+    """In-process command runs reuse one random CLIP and VGG (frozen) instead of building new ones per
+    command; opt in with ``pytestmark = pytest.mark.usefixtures("shared_random_models")``."""
+    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
+    monkeypatch.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like the subprocess tests' OMP_NUM_THREADS=1: tiny runs, shared cores
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
 def content_image(tmp_path):
     """A small RGB photo-like image on disk (gradient plus shapes)."""

@@ -5,30 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 from spectralstyle.batch.manifest import read_manifest
 from spectralstyle.batch.plan import make_plan
 from spectralstyle.media.images import read_png_metadata
-from spectralstyle.method.vgg import load_vgg_content
 from test_batch import TINY, invoke, make_images, tiny_config
 
-
-@pytest.fixture(scope="module")
-def random_vgg():
-    return load_vgg_content("random", None, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _shared_random_models(monkeypatch, random_clip, random_vgg):
-    """In-process runs reuse one random CLIP and VGG (frozen) instead of building new ones per command."""
-    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
-    monkeypatch.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # like the subprocess tests' OMP_NUM_THREADS=1: tiny runs, shared cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("shared_random_models")
 
 
 def sidecars(out):

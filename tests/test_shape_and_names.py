@@ -13,26 +13,12 @@ from typer.testing import CliRunner
 
 from spectralstyle.cli.app import app
 from spectralstyle.media.images import finish_image, load_image, read_png_metadata, to_pil
-from spectralstyle.method.vgg import load_vgg_content
 
 TINY = ["--weights", "random", "--steps", "1", "--size", "64", "--crops", "2", "--crop-size", "32", "--device", "cpu"]
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def random_vgg():
-    return load_vgg_content("random", None, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _shared_random_models(monkeypatch, random_clip, random_vgg):
-    """In-process runs reuse one random CLIP and VGG instead of building new ones per command."""
-    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
-    monkeypatch.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("shared_random_models")
 
 
 def invoke(*args):

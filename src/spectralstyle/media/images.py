@@ -35,13 +35,19 @@ def _too_large(path: Path, size: tuple[int, int] | None = None, pil_message: str
                               "scale it down first (for example with ImageMagick: magick IN -resize 8192x8192 OUT)")
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """The image at ``path`` as RGB; one clear error when missing or not an image."""
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; one line when it is missing or not a file (the first check of every image read)."""
     p = Path(path)
     if not p.exists():
         raise SpectralStyleError(f"image {p} does not exist")
     if not p.is_file():
         raise SpectralStyleError(f"{p} is not a file")
+    return p
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """The image at ``path`` as RGB; one clear error when missing or not an image."""
+    p = existing_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # above MAX_PIXELS: refuse, not warn
@@ -104,11 +110,7 @@ def check_image(path: str | Path) -> tuple[tuple[int, int], str]:
     memory (decoding a 225-megapixel photo to float only to check it took 7.8 GB). The same messages as
     ``open_rgb``; a file whose pixels are damaged past what ``verify`` sees still fails, later, in ``open_rgb``.
     """
-    p = Path(path)
-    if not p.exists():
-        raise SpectralStyleError(f"image {p} does not exist")
-    if not p.is_file():
-        raise SpectralStyleError(f"{p} is not a file")
+    p = existing_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
