@@ -98,10 +98,9 @@ def batch(
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
     with --shard; every job runs in exactly one process. Prints every file written on stdout (--json: a summary).
     """
-    from spectralstyle.batch.manifest import job_action, read_state
     from spectralstyle.batch.plan import band_specs, build_plan, collect_prompts
     from spectralstyle.batch.runner import run_batch
-    from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
+    from spectralstyle.batch.shards import DistEnv, resolve_shard
     from spectralstyle.media.images import list_images
     from spectralstyle.method.controls import ResultControls
     from spectralstyle.runs.naming import content_tag, split_own_results
@@ -136,13 +135,7 @@ def batch(
         if dist.rank == 0:
             print_plan(plan, out, my_shard.count, len(prompt_list), len(band_list))
         return
-    setup_log_file(out if my_shard.count == 1 else out / "logs" / f"shard{my_shard.index}-of-{my_shard.count}")
-    dev = rank_device(config.device, dist)
-    mine = shard_jobs(plan, my_shard)
-    prefix = escape(f"[shard {my_shard}] ") if my_shard.count > 1 else ""
-    todo = sum(job_action(j, out, read_state(out, j.job_id))[0] == "run" for j in mine)
-    console.print(f"{prefix}batch: {len(plan)} jobs in the plan; this process (device {dev}) has {len(mine)}: "
-                  f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
+    dev, mine, prefix, todo = start_shard(plan, out, config.device, dist, my_shard, "batch", "plan")
     log.info("batch %s: plan %d jobs, shard %s, %d to run, device %s, config %s", content_dir, len(plan), my_shard,
              todo, dev, config.digest())
     largest = max((j.config for j in mine), key=lambda c: c.width * c.height + output_pixels(c), default=config)
@@ -231,6 +224,23 @@ def batch_display(todo: int, steps: int, prefix: str, live: bool) -> Iterator[Ba
                                                             highlight=False),
                          lambda message: progress.console.print(escape(message), highlight=False, soft_wrap=True))
         progress.update(current, visible=False)
+
+
+def start_shard(plan: list[Any], out: Path, device: str, dist: Any, my_shard: Any, command: str,
+                noun: str) -> tuple[Any, list[Any], str, int]:
+    """This process's share of a plan (batch, study): its log file, device and jobs, and the one line saying
+    how many of them run. Returns (device, jobs, line prefix of this shard, jobs to run)."""
+    from spectralstyle.batch.manifest import job_action, read_state
+    from spectralstyle.batch.shards import rank_device, shard_jobs
+
+    setup_log_file(out if my_shard.count == 1 else out / "logs" / f"shard{my_shard.index}-of-{my_shard.count}")
+    dev = rank_device(device, dist)
+    mine = shard_jobs(plan, my_shard)
+    prefix = escape(f"[shard {my_shard}] ") if my_shard.count > 1 else ""
+    todo = sum(job_action(j, out, read_state(out, j.job_id))[0] == "run" for j in mine)
+    console.print(f"{prefix}{command}: {len(plan)} jobs in the {noun}; this process (device {dev}) has {len(mine)}: "
+                  f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
+    return dev, mine, prefix, todo
 
 
 class JobsProgress:

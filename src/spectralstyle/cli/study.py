@@ -134,21 +134,14 @@ def run_grid(plan: list[Any], out: Path, config: TransferConfig, shard: str | No
     """This process's jobs of the grid with batch's ``run_batch`` and display: (whether this process may
     summarise, the guide's models, loaded once for the runs and the summary); rank 0 summarises."""
     from spectralstyle.batch.jobs import INTERRUPTED
-    from spectralstyle.batch.manifest import job_action, read_state
     from spectralstyle.batch.runner import run_batch
-    from spectralstyle.batch.shards import DistEnv, rank_device, resolve_shard, shard_jobs
-    from spectralstyle.cli.batch import batch_display, report
+    from spectralstyle.batch.shards import DistEnv, resolve_shard
+    from spectralstyle.cli.batch import batch_display, report, start_shard
     from spectralstyle.runs.models import Models
 
     dist = DistEnv.from_env()
     my_shard = resolve_shard(shard, dist)
-    setup_log_file(out if my_shard.count == 1 else out / "logs" / f"shard{my_shard.index}-of-{my_shard.count}")
-    dev = rank_device(config.device, dist)
-    mine = shard_jobs(plan, my_shard)
-    prefix = escape(f"[shard {my_shard}] ") if my_shard.count > 1 else ""
-    todo = sum(job_action(j, out, read_state(out, j.job_id))[0] == "run" for j in mine)
-    console.print(f"{prefix}study: {len(plan)} jobs in the grid; this process (device {dev}) has {len(mine)}: "
-                  f"{todo} to run, {len(mine) - todo} already finished", highlight=False, soft_wrap=True)
+    dev, _, prefix, todo = start_shard(plan, out, config.device, dist, my_shard, "study", "grid")
     log.info("study: grid of %d jobs, shard %s, %d to run, config %s", len(plan), my_shard, todo, config.digest())
     models = Models.load(config.replace(device=str(dev))) if todo else None
     with batch_display(todo, config.steps, prefix, my_shard.count == 1 and console.is_terminal) as hooks:
