@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each
@@ -14,7 +15,42 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 from PIL import Image
 
+import spectralstyle.method.clip_model as clip_model
 from spectralstyle.method.clip_model import load_clip
+
+_build_random_clip = clip_model._random_clip
+_encode_text = clip_model.encode_text
+_random_clips: dict[str, torch.nn.Module] = {}
+_text_features: dict[tuple, torch.Tensor] = {}
+
+
+def _random_clip_copy(name: str) -> torch.nn.Module:
+    """What ``_random_clip(name)`` returns (repeatable, so equal every time), built once per test worker and
+    handed out as a fresh copy: drawing ViT-B/32's 151M random parameters takes ~1.5 s, a copy ~0.2 s."""
+    if name not in _random_clips:
+        _random_clips[name] = _build_random_clip(name)
+    return copy.deepcopy(_random_clips[name])
+
+
+def _weights_fingerprint(model) -> tuple:
+    """Sums of tensors from both ends of the text tower, with dtype and device: equal for copies of one model,
+    different for any other weights the tests load (a full hash of 600 MB would cost more than encoding)."""
+    tensors = (model.token_embedding.weight[::97], model.positional_embedding, model.text_projection,
+               model.transformer.resblocks[-1].mlp.c_proj.weight, model.ln_final.weight)
+    return (model.dtype, str(model.text_projection.device),
+            *(float(t.detach().double().sum()) for t in tensors))
+
+
+def _encode_text_once(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``encode_text`` memoised per test worker (without gradients only): every run encodes its prompt and
+    "a Photo" under 79 templates, ~1.3 s each on one core, and the tests run the same few prompts hundreds
+    of times through copies of the same random CLIP."""
+    if torch.is_grad_enabled():
+        return _encode_text(model, tokens)
+    key = (_weights_fingerprint(model), tuple(tokens.shape), tokens.cpu().numpy().tobytes())
+    if key not in _text_features:
+        _text_features[key] = _encode_text(model, tokens)
+    return _text_features[key].clone()
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +60,36 @@ def _offline_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SPECTRALSTYLE_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _random_models_and_texts_computed_once(request, monkeypatch):
+    """In-process ``load_clip(..., weights="random")`` copies one model per architecture and text features
+    are encoded once per model and prompt; tests of those functions themselves opt out with
+    ``@pytest.mark.unmemoised``."""
+    if request.node.get_closest_marker("unmemoised") is None:
+        monkeypatch.setattr(clip_model, "_random_clip", _random_clip_copy)
+        monkeypatch.setattr(clip_model, "encode_text", _encode_text_once)
+
+
 @pytest.fixture(scope="session")
 def random_clip():
     return load_clip("ViT-B/32", device="cpu", weights="random")
+
+
+@pytest.fixture(scope="session")
+def narrow_clip():
+    """The real CLIP classes (ViT with 32-px patches at 224 px: the same 50 tokens and filter) at a tenth of
+    ViT-B/32's width, frozen as ``load_clip`` leaves models. For claims about dtypes and plumbing that do not
+    depend on the network's size: a CPU without bf16 instructions (this one) runs bf16 matmuls ~25x slower
+    than fp32, so a bf16 run through ViT-B/32 took minutes."""
+    from clip.model import CLIP
+
+    from spectralstyle.seeding import repeatable_init
+
+    with repeatable_init():
+        model = CLIP(embed_dim=64, image_resolution=224, vision_layers=2, vision_width=128, vision_patch_size=32,
+                     context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                     transformer_layers=2)
+    return model.requires_grad_(False).eval()
 
 
 @pytest.fixture(scope="session")

@@ -81,9 +81,9 @@ def test_fast_patch_gradient_equals_conv_gradient(random_clip, size):
     assert fast[..., size[0] // 32 * 32:, :].abs().sum() == 0  # the cropped-off border gets no gradient
 
 
-def test_bf16_autocast_gradient_through_patch_conv(random_clip):
+def test_bf16_autocast_gradient_through_patch_conv(narrow_clip):
     """Under autocast the forward runs in bf16; the input gradient comes back in the input's dtype, close to fp32."""
-    enc = SpectralCLIP(random_clip, "c2")
+    enc = SpectralCLIP(narrow_clip, "c2")
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3), requires_grad=True)
     enc.encode_image(x).square().sum().backward()
     ref = x.grad.clone()
@@ -108,6 +108,7 @@ def test_half_precision_cuda(random_clip, dtype):
     assert torch.nn.functional.cosine_similarity(ref, low).min() > 0.97
 
 
+@pytest.mark.unmemoised
 def test_random_weights_are_repeatable():
     a = load_clip("ViT-B/32", weights="random")
     torch.manual_seed(99)

@@ -9,7 +9,9 @@ code path fails the test; the same setup with ``--weights pretrained`` shows tha
 from __future__ import annotations
 
 import csv
+import json
 import socket
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -65,10 +67,27 @@ def test_random_weights_results_are_evaluated_and_analysed_without_flag_or_downl
     assert "random weights" in page and "seed 3" in page and "scored with CLIP ViT-B/32, random weights" in page
     [row] = csv.DictReader((out / "metrics.csv").open())
     assert row["ssim"] and row["vgg_content_distance"] and row["weights"] == "random"  # random VGG too, no download
+    assert run.stdout.splitlines()[:2] == [str(out / "report.html"), str(out / "metrics.csv")]  # the files, on stdout
+    assert all(Path(line).is_file() for line in run.stdout.splitlines()) and str(out / "report.json") in run.stdout
     run = CliRunner().invoke(app, ["analyze", str(results), "--text", "pop art", "--device", "cpu",
-                                   "--out", str(tmp_path / "analysis")])
+                                   "--out", str(tmp_path / "analysis"), "--json"])
     assert run.exit_code == 0, run.output
     assert no_network == [] and (tmp_path / "analysis" / "per_image.csv").is_file()
+    summary = json.loads(run.stdout)  # --json: one object on stdout, the files listed in it
+    assert summary["command"] == "analyze" and summary["images"] == 1
+    assert str(tmp_path / "analysis" / "per_image.csv") in summary["files"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--weights", "maybe"], "--weights"), (["--min-confidence", "2"], "--min-confidence"),
+    (["--device", "tpu"], "unknown device")])
+@pytest.mark.parametrize("command", ["evaluate", "analyze"])
+def test_evaluate_and_analyze_options_are_the_declared_settings(tmp_path, command, flags, message):
+    """Checked by the settings declarations before any file is read: one line, exit 2, nothing written."""
+    extra = ["--text", "pop art"] if command == "analyze" else []
+    run = CliRunner().invoke(app, [command, str(tmp_path), *extra, *flags, "--out", str(tmp_path / "o")])
+    assert run.exit_code == 2 and message in run.output and "Traceback" not in run.output, run.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_trap_catches_a_download_attempt(tmp_path, content_image, no_network):

@@ -168,6 +168,22 @@ def test_safetensors_vgg_weights(tmp_path):
 
     reference = build_vgg19("random")
     path = tmp_path / "vgg19.safetensors"
-    save_file({k: v.contiguous() for k, v in reference.state_dict().items() if k.startswith("features.")}, path)
+    save_file({f"features.{k}": v.contiguous() for k, v in reference.state_dict().items()}, path)
     loaded = build_vgg19("pretrained", str(path))
-    assert all(torch.equal(v, loaded.features.state_dict()[k]) for k, v in reference.features.state_dict().items())
+    assert len(reference.state_dict()) == 32  # 16 convolutions, weight and bias
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in reference.state_dict().items())
+
+
+def test_vgg_feature_layers_are_torchvisions():
+    """Our features-only VGG19 has torchvision's ``vgg19().features`` keys, shapes and layers, so its files load."""
+    from torchvision.models import vgg19
+
+    from spectralstyle.method.vgg import vgg19_features
+
+    with torch.device("meta"):  # shapes only: nothing allocated or initialised
+        full = vgg19().features
+    ours = vgg19_features()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in full.state_dict().items()}
+    assert [type(m) for m in ours] == [type(m) for m in full] and len(ours) == 37
+    conv = ours[0]
+    assert conv.bias.abs().sum() == 0 and 0.5 < conv.weight.std() * (64 * 9 / 2) ** 0.5 < 1.5  # kaiming fan_out

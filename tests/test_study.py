@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from spectralstyle.cli.app import app
 from spectralstyle.cli.study import protocol_inputs
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import TransferConfig
@@ -20,12 +21,11 @@ from spectralstyle.study.protocol import PAPER_STYLES
 
 def test_study_cli_writes_the_band_table_judged_by_another_clip(content_image, tmp_path):
     out = tmp_path / "S"
-    cmd = [sys.executable, "-m", "spectralstyle", "study", str(content_image.parent), "--text", "pop art",
-           "--text", "fauvism", "--bands", "none,c2", "--judge", "ViT-B/16", "--weights", "random", "--steps", "1",
-           "--size", "64x64", "--crops", "2", "--crop-size", "32", "--device", "cpu", "--out", str(out),
-           "--rounds", "200"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ["study", str(content_image.parent), "--text", "pop art", "--text", "fauvism", "--bands", "none,c2",
+            "--judge", "ViT-B/16", "--weights", "random", "--steps", "1", "--size", "64x64", "--crops", "2",
+            "--crop-size", "32", "--device", "cpu", "--out", str(out), "--rounds", "200"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output[-3000:]
     with open(out / "table.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [row["band"] for row in table] == ["none", "c2"]

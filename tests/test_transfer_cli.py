@@ -23,7 +23,7 @@ from spectralstyle.settings import TransferConfig
 
 # shared/ lies beside the checkout
 BOAT = Path(__file__).resolve().parents[2] / "shared" / "content" / "boat.jpg"
-TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "4", "--crop-size", "32",
+TINY = ["--weights", "random", "--steps", "2", "--size", "64x64", "--crops", "2", "--crop-size", "32",
         "--device", "cpu"]
 runner = CliRunner()
 

@@ -17,8 +17,8 @@ from spectralstyle.runs.video import default_training_size
 from videos import make_video, read_frames
 
 runner = CliRunner()
-ACCEPTANCE = ["--weights", "random", "--steps", "3", "--size", "64x64", "--crops", "4", "--crop-size", "32",
-              "--train-frames", "4", "--device", "cpu"]
+ACCEPTANCE = ["--weights", "random", "--steps", "3", "--size", "64x64", "--crops", "2", "--crop-size", "32",
+              "--train-frames", "4", "--batch", "2", "--device", "cpu"]
 
 
 def invoke(*args: object):

@@ -344,7 +344,9 @@ class AnalyzeSettings(Settings):
 
     NAMED_AS_OPTIONS: ClassVar[bool] = True
 
-    weights: WeightMode = weights_setting()
+    weights: WeightMode | None = setting(
+        None, "pretrained (found or downloaded once, then cached) or random; default: what the results' sidecars "
+        "say, so results of --weights random are measured without a download.", what="weights mode")
     clip_weights: str | None = clip_weights_setting()
     device: str | None = device_setting(None)
     min_confidence: float = min_confidence_setting()

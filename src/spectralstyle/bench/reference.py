@@ -182,7 +182,7 @@ class ReferenceModels:
         clip_model = load_clip(clip_source, device=device, weights=clip_mode)
         clip_model.requires_grad_(True)  # the original never freezes CLIP
         convert_weights(clip_model, REFERENCE_DTYPES[config.precision])  # the bench sets the reference precision
-        vgg = build_vgg19(config.weights, config.vgg_weights).features.to(device)
+        vgg = build_vgg19(config.weights, config.vgg_weights).to(device)
         for parameter in vgg.parameters():
             parameter.requires_grad_(False)
         return cls(clip_model, vgg, device)

@@ -10,22 +10,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from spectralstyle.cli.common import console, log, setup_log_file
+from spectralstyle.cli.common import (
+    JsonFlag,
+    console,
+    flag,
+    log,
+    print_results,
+    resolve_from_flags,
+    setup_log_file,
+    with_settings,
+)
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.settings import CLIP_WEIGHTS_HELP, VGG_WEIGHTS_HELP, WEIGHT_MODES, WeightMode
+from spectralstyle.settings import AnalyzeSettings, EvaluateSettings
 
 PathsArg = Annotated[list[Path], typer.Argument(metavar="IMAGES_OR_DIRS", help=(
     "Result images, or folders of them (their sidecar JSON gives text, band, content)."))]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-ClipWeightsOpt = Annotated[Optional[str], typer.Option("--clip-weights", help=CLIP_WEIGHTS_HELP)]
-VggWeightsOpt = Annotated[Optional[str], typer.Option("--vgg-weights", help=VGG_WEIGHTS_HELP)]
-EvalWeightsOpt = Annotated[Optional[WeightMode], typer.Option("--weights", help=(
-    "pretrained (found or downloaded once, then cached) or random (no files; for tests); "
-    "default: what the results' sidecars say."))]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
-    "Replace another evaluation's files in --out (default: this one gets names with a short hash)."))]
-MinConfidenceOpt = Annotated[float, typer.Option("--min-confidence", help=(
-    "Ignore OCR boxes read with lower confidence (0-1)."))]
+ReportOverwriteFlag = flag("overwrite", "Replace another evaluation's files in --out (default: this one gets names "
+                                       "with a short hash).")
 
 
 def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str], clip_model: str = "ViT-B/32") -> Any:
@@ -34,14 +35,6 @@ def _load_clip(weights: str, clip_weights: Optional[str], device: Optional[str],
 
     return load_clip(clip_weights or clip_model, device=resolve_device(device or "auto"),
                      weights="pretrained" if clip_weights else weights)
-
-
-def _check_options(weights: Optional[str], value: float) -> None:
-    """Fail on bad flags before any file is written or model loaded."""
-    if weights is not None and weights not in WEIGHT_MODES:
-        raise SpectralStyleError(f"unknown weights mode {weights!r}; use one of {', '.join(WEIGHT_MODES)}")
-    if not 0 <= value <= 1:
-        raise SpectralStyleError(f"--min-confidence must be between 0 and 1, got {value}")
 
 
 def _print_note(note: Optional[str]) -> None:
@@ -66,25 +59,27 @@ def _text_note(items: list[Any], text: str) -> str | None:
             "without a sidecar text")
 
 
+@with_settings(EvaluateSettings)
 def evaluate(
     paths: PathsArg,
     text: Annotated[Optional[str], typer.Option("--text", "-t", help=(
         "Style text for images without a sidecar JSON (a sidecar's text wins)."))] = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Report folder (report.html, metrics.csv, plots).")] = Path("evaluation"),
-    weights: EvalWeightsOpt = None,
-    clip_weights: ClipWeightsOpt = None,
-    vgg_weights: VggWeightsOpt = None,
-    device: DeviceOpt = None,
-    min_confidence: MinConfidenceOpt = 0.6,
-    overwrite: OverwriteOpt = False,
+    overwrite: ReportOverwriteFlag = False,
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
-    """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report."""
+    """Measure written words (OCR), CLIP score and content preservation of results; write an HTML report.
+
+    Prints the files written (report, CSV, plots, report.json) on stdout, one per line (--json: one JSON object).
+    """
+    chosen = resolve_from_flags(EvaluateSettings, None, settings)  # bad options fail before any file or model
     from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images, scoring_models
     from spectralstyle.evaluation.report import band_stats, fmt, text_count_line, write_report
     from spectralstyle.method.vgg import load_vgg_content
 
-    _check_options(weights, min_confidence)
     skipped: list[str] = []
     items = collect_inputs(paths, text, skipped, out_dir=out)  # also checks --text
     for reason in skipped:
@@ -93,14 +88,15 @@ def evaluate(
         note = _text_note(items, text)
         if note:
             console.print(f"[cyan]{escape(note)}[/]", highlight=False, soft_wrap=True)
-    models = scoring_models([i.record for i in items], weights, clip_weights)  # the sidecars' weights unless given
+    # the sidecars' weights unless given
+    models = scoring_models([i.record for i in items], chosen.weights, chosen.clip_weights)
     _print_note(models.note)
     setup_log_file(out)
-    clip_model = _load_clip(models.weights, models.clip_weights, device, models.clip_model)
+    clip_model = _load_clip(models.weights, models.clip_weights, chosen.device, models.clip_model)
     device_ = next(clip_model.parameters()).device
     needs_vgg = any(i.content is not None and i.content.is_file() for i in items)
-    vgg_mode = models.weights if not vgg_weights else "pretrained"
-    vgg = load_vgg_content(vgg_mode, vgg_weights, device_) if needs_vgg else None
+    vgg_mode = models.weights if not chosen.vgg_weights else "pretrained"
+    vgg = load_vgg_content(vgg_mode, chosen.vgg_weights, device_) if needs_vgg else None
     scorer = ClipScorer(clip_model)
     with console.status("measuring") as status:
         def on_start(n: int, item: Any) -> None:
@@ -110,11 +106,12 @@ def evaluate(
             log.warning("skipped %s", reason)
             _print_skip(reason)
 
-        results = evaluate_images(items, scorer, vgg, min_confidence, on_skip=on_skip, on_start=on_start)
+        results = evaluate_images(items, scorer, vgg, chosen.min_confidence, on_skip=on_skip, on_start=on_start)
     if not results:
         raise SpectralStyleError(f"none of the {len(items)} image(s) could be measured; no report written")
     settings = {"text": text, "weights": models.weights, "clip_model": models.clip_model,
-                "clip_weights": models.clip_weights, "vgg_weights": vgg_weights, "min_confidence": min_confidence}
+                "clip_weights": models.clip_weights, "vgg_weights": chosen.vgg_weights,
+                "min_confidence": chosen.min_confidence}
     files = write_report(results, out, settings, overwrite, inputs=[i.image for i in items], on_note=_print_note,
                          scored_with=f"CLIP {models.clip_model}, {models.weights} weights")
     log.info("evaluated %d images: %s", len(results), text_count_line(results))
@@ -127,49 +124,53 @@ def evaluate(
                       fmt(s.mean_ssim))
     console.print(table)
     console.print(f"[bold]{text_count_line(results)}[/]", highlight=False)
-    console.print(f"[green]wrote[/] {escape(str(files.html))}  [dim]{escape(str(files.csv))}[/]", highlight=False,
-                  soft_wrap=True)
     if any(i.random_weights for i in items):
         console.print("[yellow]note:[/] results made with random weights are marked in the report", highlight=False)
+    print_results(files.all, {"command": "evaluate", "images": len(results), "summary": text_count_line(results),
+                              "report": str(files.html)}, json_summary)
 
 
+@with_settings(AnalyzeSettings)
 def analyze(
     paths: PathsArg,
     text: Annotated[str, typer.Option("--text", "-t", help="Text to score every image against.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (CSV files and plots).")] = Path("analysis"),
-    weights: EvalWeightsOpt = None,
-    clip_weights: ClipWeightsOpt = None,
-    device: DeviceOpt = None,
-    min_confidence: MinConfidenceOpt = 0.6,
-    overwrite: OverwriteOpt = False,
+    overwrite: ReportOverwriteFlag = False,
+    json_summary: JsonFlag = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
-    """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text."""
+    """Token-frequency energy and per-band CLIP scores of images; which bands separate images with text.
+
+    Prints the files written (CSV files, plots, analysis.json) on stdout, one per line (--json: one JSON object).
+    """
+    chosen = resolve_from_flags(AnalyzeSettings, None, settings)  # bad options fail before any file or model
     from spectralstyle.evaluation.analysis import analyze as run_analysis
     from spectralstyle.evaluation.analysis import one_group_line, small_group_line, write_analysis
     from spectralstyle.evaluation.metrics import ClipScorer, collect_images, scoring_models
     from spectralstyle.method.clip_model import tokenize_templated
     from spectralstyle.record import read_record
 
-    _check_options(weights, min_confidence)
     tokenize_templated(text)
     skipped: list[str] = []
     images = collect_images(paths, skipped, out_dir=out)
     for reason in skipped:
         _print_skip(reason)
-    models = scoring_models([read_record(p) for p in images], weights, clip_weights)  # the sidecars' unless given
+    # the sidecars' weights unless given
+    models = scoring_models([read_record(p) for p in images], chosen.weights, chosen.clip_weights)
     _print_note(models.note)
     setup_log_file(out)
-    clip_model = _load_clip(models.weights, models.clip_weights, device, models.clip_model)
+    clip_model = _load_clip(models.weights, models.clip_weights, chosen.device, models.clip_model)
 
     def on_skip(reason: str) -> None:
         log.warning("skipped %s", reason)
         _print_skip(reason)
 
     with console.status(f"analysing {len(images)} image(s)"):
-        results, separation = run_analysis(ClipScorer(clip_model), images, text, min_confidence=min_confidence,
-                                           on_skip=on_skip)
+        results, separation = run_analysis(ClipScorer(clip_model), images, text,
+                                           min_confidence=chosen.min_confidence, on_skip=on_skip)
     settings = {"text": text, "weights": models.weights, "clip_model": models.clip_model,
-                "clip_weights": models.clip_weights, "min_confidence": min_confidence}
+                "clip_weights": models.clip_weights, "min_confidence": chosen.min_confidence}
     files = write_analysis(results, separation, out, settings=settings, overwrite=overwrite, inputs=images,
                            on_note=_print_note)
 
@@ -189,4 +190,4 @@ def analyze(
         if caution:
             console.print(f"[yellow]{caution}[/]", highlight=False)
     log.info("analysed %d images into %s", len(results), out)
-    console.print(f"[green]wrote[/] {escape(', '.join(str(f) for f in files))}", highlight=False, soft_wrap=True)
+    print_results(files, {"command": "analyze", "images": len(results), "with_text": with_text}, json_summary)

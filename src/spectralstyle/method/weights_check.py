@@ -100,13 +100,13 @@ def check_clip(path: Path, key: str | None = None, data: Any = None) -> Check:
 
 def check_vgg(path: Path, data: Any = None) -> Check:
     """VGG19's feature layers (all a run uses) loaded strictly; the classifier is neither built nor needed."""
-    from torchvision.models.vgg import cfgs, make_layers
+    from spectralstyle.method.vgg import vgg19_features
 
     if path.is_dir():
         raise WeightsMissingError(f"{path} is a folder, not a VGG19 state dict file")
     state = read_vgg19_state(path) if data is None else vgg19_state_from(data)
     state = {k.removeprefix("features."): v for k, v in state.items()}
-    load_strictly(make_layers(cfgs["E"]), state, path, "VGG19's feature layers")
+    load_strictly(vgg19_features(), state, path, "VGG19's feature layers")
     if not _matches_published("vgg19", path):
         raise WeightsMissingError(f"{path} loads as VGG19 but its SHA-256 {sha256_of(path)} does not start with "
                                   f"torchvision's {VGG19_SHA256_PREFIX}: not the published file")
