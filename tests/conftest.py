@@ -120,3 +120,4 @@ def content_image(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(path)
     return path
+

@@ -142,7 +142,7 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
         "spectralstyle.method.clip_model._clip_impl._MODELS",
         {"ViT-B/32": "http://127.0.0.1:9/clip/models/00ff/ViT-B-32.pt"},
     )
-    with pytest.raises(WeightsMissingError, match="could not be downloaded"):
+    with pytest.raises(WeightsMissingError, match="Downloading failed"):
         load_clip("ViT-B/32", weights="pretrained")
     assert [p.name for p in tmp_path.iterdir() if p.name not in ("hf", "ViT-B-32.pt.lock")] == []  # no partial file
 

@@ -73,10 +73,7 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     umask = os.umask(0)
     os.umask(umask)
     assert png.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
-
-
-def test_stdout_lists_every_file_written_and_nothing_else(acceptance_run):
-    proc, out = acceptance_run
+    # stdout lists every file written and nothing else (one test: its run is a module fixture, built once)
     assert proc.stdout.splitlines() == [str(out / "boat_pop-art_c2.png"), str(out / "boat_pop-art_c2.json")]
     assert "loading CLIP and VGG19" in proc.stderr and "the whole run will take about" in proc.stderr
 

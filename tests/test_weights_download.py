@@ -81,7 +81,7 @@ def test_vgg_downloads_into_torchvision_cache_with_its_hash_prefix(server, tmp_p
     server.files["vgg19-00000000.pth"] = DATA
     monkeypatch.setattr(weights, "VGG19_FILE", "vgg19-00000000.pth")
     monkeypatch.setattr(weights, "VGG19_URL", f"{server.url}/vgg19-00000000.pth")
-    with pytest.raises(WeightsMissingError, match="could not be downloaded: SHA-256"):
+    with pytest.raises(WeightsMissingError, match="Downloading failed: SHA-256"):
         resolve.fetch_model("vgg19")
     assert not (roots["torch"] / "hub" / "checkpoints" / "vgg19-00000000.pth").exists()
 

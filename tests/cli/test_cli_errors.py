@@ -74,3 +74,24 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
     assert "is a folder, not a weights file" in said["vgg folder"]
     assert "too long for CLIP" in said["long prompt"] and "…" in said["long prompt"]
     assert not (tmp_path / "outputs").exists()  # nothing created by a refused run
+
+
+def test_a_closed_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """`spectralstyle ... | head`: when the reader has gone, no "error: file system error: Broken pipe" line."""
+    import io
+
+    import pytest
+    import typer
+
+    from spectralstyle.cli.common import one_line_errors
+
+    def write_into_a_closed_pipe() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with pytest.raises(typer.Exit) as stopped:
+        one_line_errors(write_into_a_closed_pipe)
+    assert stopped.value.exit_code == 1 and capsys.readouterr().err == ""
+    with pytest.raises(typer.Exit) as other:  # any other file system error is still one line, exit 2
+        one_line_errors(lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    assert other.value.exit_code == 2

@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -42,6 +43,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound=Settings)
 
 USER_ERROR_EXIT = 2
+BROKEN_PIPE_EXIT = 1  # what click exits with when the reader of --help's pipe has gone: the same for every output
 
 
 def fail(message: str, code: int = USER_ERROR_EXIT) -> typer.Exit:
@@ -84,6 +86,9 @@ def one_line_errors(call: Callable[[], Any]) -> Any:
         raise fail(out_of_memory_message(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", INTERRUPTED_EXIT) from None
+    except BrokenPipeError:  # `spectralstyle ... | head`: the reader has gone; stop quietly (no "error:" line)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter flushes stdout at exit: not into the pipe)
+        raise typer.Exit(BROKEN_PIPE_EXIT) from None
     except OSError as exc:  # disk full, read-only file system, a folder where a file should go, ...
         where = f" ({exc.filename})" if exc.filename else ""
         raise fail(f"file system error: {exc.strerror or exc}{where}") from None

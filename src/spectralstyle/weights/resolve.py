@@ -12,7 +12,7 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spectralstyle.errors import WeightsMissingError
+from spectralstyle.errors import MESSAGE_LIMIT, WeightsMissingError
 from spectralstyle.weights.download import ChecksumMismatch
 from spectralstyle.weights.network import NetworkUnreachable, check_reachable, network_down
 from spectralstyle.weights.sources import (
@@ -100,7 +100,10 @@ def _download_state(lookups: list[Lookup]) -> str:
     if network_down():
         return f"no network ({network_down()})"
     failed = [p.status for lookup in lookups for p in lookup.places if p.remote and "could not" in p.status]
-    return f"downloading failed ({_one_line(failed[0])[:200]})" if failed else ""
+    if not failed:
+        return ""
+    reason = _one_line(failed[0]).removeprefix("could not be downloaded: ")
+    return f"downloading failed: {reason}"
 
 
 def missing_message(lookups: list[Lookup]) -> str:
@@ -113,12 +116,15 @@ def missing_message(lookups: list[Lookup]) -> str:
                if lookup.explicit is not None]
     details += [f"{p.source}: {_one_line(p.status)[:160]}" for lookup in lookups for p in lookup.places
                 if not p.remote and p.status not in ("empty", "not needed") and not p.status.startswith("not used")]
-    state = _download_state(lookups)
-    return (f"no pretrained weights for {names} here: run `spectralstyle weights download {keys}` on a machine with "
-            f"network (with --to DIR, then {CACHE_ENV}=DIR here), or use --weights random to run without them. "
-            + (f"{state[0].upper()}{state[1:]}. " if state else "")
-            + "".join(f"{d}. " for d in details[:3])
+    head = (f"no pretrained weights for {names} here: run `spectralstyle weights download {keys}` where there is "
+            f"network (--to DIR, then {CACHE_ENV}=DIR here), or use --weights random to run without them. ")
+    tail = ("".join(f"{d}. " for d in details[:3])
             + f"Or pass {flags}; `spectralstyle weights list` shows every place looked in")
+    state = _download_state(lookups)
+    room = MESSAGE_LIMIT - len(head) - len(tail) - 2  # the why is cut to fit, not the ways out
+    if state and len(state) > room:
+        state = state[:max(room - 4, 20)].rsplit(" ", 1)[0] + " ..."  # at a word, so nothing reads garbled
+    return head + (f"{state[0].upper()}{state[1:]}{'' if state.endswith('...') else '.'} " if state else "") + tail
 
 
 def require(*requests: Request) -> list[Found]:
