@@ -208,3 +208,26 @@ def test_a_bad_prompt_weight_is_one_line_before_any_model_loads(photo, tmp_path)
     result = CliRunner().invoke(app, ["transfer", str(photo), "pop art:strong", "--weights", "random", "--out",
                                       str(tmp_path), "--device", "cpu"])
     assert result.exit_code == 2 and "bad prompt weight 'strong'" in result.output
+
+
+def test_preserve_color_given_alone_is_luminance(photo, tmp_path):
+    """The issue's spelling: ``--preserve-color`` with no value keeps the photo's chroma (luminance mode);
+    a value after it, or another option, is read as usual."""
+    from typer.testing import CliRunner
+
+    from spectralstyle.cli.app import app
+    from spectralstyle.cli.common import with_bare_values
+
+    assert with_bare_values(["a.png", "--preserve-color"]) == ["a.png", "--preserve-color", "luminance"]
+    assert with_bare_values(["--preserve-color", "--steps", "2"]) == ["--preserve-color", "luminance", "--steps", "2"]
+    assert with_bare_values(["--preserve-color", "histogram"]) == ["--preserve-color", "histogram"]
+    tiny = ["--weights", "random", "--steps", "1", "--size", "96x64", "--crops", "1", "--crop-size", "32",
+            "--device", "cpu"]
+    result = CliRunner().invoke(app, ["transfer", str(photo), "pop art", "--preserve-color", *tiny,
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "o" / "photo_pop-art_c2.json").read_text())
+    assert record["config"]["preserve_color"] == "luminance"
+    kept = written(tmp_path / "o" / "photo_pop-art_c2.png")
+    chroma = rgb_to_ycbcr(kept)[:, 1:] - rgb_to_ycbcr(load_image(photo))[:, 1:]
+    assert chroma.abs().mean().item() < 3 / 255

@@ -107,6 +107,9 @@ def test_weights_and_key_settings_from_the_record_or_the_trained_model():
     interrupted = RunRecord.from_dict({**TRANSFER_SIDECAR, "steps_done": 1, "config": {**TRANSFER_SIDECAR["config"],
                                                                                        "steps": 5}})
     assert interrupted.key_settings()["steps"] == "1/5"
+    today = {**TRANSFER_SIDECAR, "config": {"width": 512, "height": 384, "steps": 2}}  # no "size" key any more
+    assert RunRecord.from_dict(today).key_settings()["size"] == "512x384"
+    assert RunRecord.from_dict({**today, "working_size": [96, 64]}).key_settings()["size"] == "96x64"
     trained = {"config": {"weights": "pretrained"}}
     applied = RunRecord.from_dict({"applied_model": "m.stylenet.pt", "trained_with": trained})
     assert applied.weights == "pretrained" and not applied.random_weights

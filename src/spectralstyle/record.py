@@ -167,7 +167,9 @@ class RunRecord:
         planned = self.setting("steps")
         if isinstance(steps, int) and not isinstance(steps, bool):
             shown["steps"] = f"{steps}/{planned}" if isinstance(planned, int) and planned != steps else str(steps)
-        size = self.setting("size")
+        size = self.extra.get("working_size") or self.setting("size")  # the size the style was learned at
+        if size is None and all(isinstance(self.setting(k), int) for k in ("width", "height")):
+            size = [self.setting("width"), self.setting("height")]  # records of today's settings: width, height
         if isinstance(size, (list, tuple)) and len(size) == 2:
             shown["size"] = f"{size[0]}x{size[1]}"
         elif isinstance(size, (int, str)) and not isinstance(size, bool):

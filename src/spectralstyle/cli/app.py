@@ -27,7 +27,7 @@ from spectralstyle.cli import train as cli_train
 from spectralstyle.cli import transfer as cli_transfer
 from spectralstyle.cli import video as cli_video
 from spectralstyle.cli import weights as cli_weights
-from spectralstyle.cli.common import fail, one_line_errors
+from spectralstyle.cli.common import fail, one_line_errors, with_bare_values
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -39,6 +39,11 @@ class OneLineUsageErrors(TyperGroup):
             return super().make_context(*args, **kwargs)
         except UsageError as exc:
             raise self._one_line(exc) from None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """The command and its arguments, with the values of options given alone put in (``with_bare_values``)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        return name, command, with_bare_values(rest)
 
     def invoke(self, ctx: Any) -> Any:
         """Every command runs here: its user errors become one line (``one_line_errors``), once for all."""

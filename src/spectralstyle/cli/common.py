@@ -252,6 +252,22 @@ class GivenFlags(dict):
     classes: tuple[type[Settings], ...] = ()
 
 
+BARE_VALUES: dict[str, Any] = {}
+"""Option -> the value it means when given alone (declared with ``setting(..., bare=...)``), for the app's
+parser (``cli/app.py``): click options take a value or none, not either."""
+
+
+def with_bare_values(args: list[str]) -> list[str]:
+    """``args`` with the value of every option of ``BARE_VALUES`` given alone (last, or before another option)
+    put in: ``--preserve-color --steps 2`` -> ``--preserve-color luminance --steps 2``."""
+    out: list[str] = []
+    for k, arg in enumerate(args):
+        out.append(arg)
+        if arg in BARE_VALUES and (k + 1 == len(args) or args[k + 1].startswith("-")):
+            out.append(str(BARE_VALUES[arg]))
+    return out
+
+
 def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None, exclude: Iterable[str] = (),
                        defaults: dict[str, Any] | None = None, helps: dict[str, str] | None = None,
                        ) -> list[inspect.Parameter]:
@@ -273,6 +289,8 @@ def setting_parameters(cls: type[Settings], include: Iterable[str] | None = None
         kind, _, choices = describe_type(hints[f.name])
         default = defaults.get(f.name, f.default)
         names = [f"--{f.name.replace('_', '-')}" + (f"/--no-{f.name.replace('_', '-')}" if kind is bool else "")]
+        if info.bare is not None:
+            BARE_VALUES[names[0]] = info.bare
         if info.short:
             names.append(info.short)
         option = typer.Option(*names, help=helps.get(f.name, info.help), show_default=_shown(default),

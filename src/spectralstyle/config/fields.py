@@ -46,6 +46,8 @@ class SettingInfo:
     rule: Callable[[Any], str | None] | None = None
     """A further check of the value: returns the one-line error, or None when the value is fine."""
     metavar: str | None = None
+    bare: Any = None
+    """The value of the option given alone, without one (``--preserve-color`` alone means luminance)."""
     neutral: bool = False
     """The default does what runs did before the setting existed (a control added later): at its default the
     setting is left out of the config hash, so the hashes of earlier results and checkpoints stay valid."""

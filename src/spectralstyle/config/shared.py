@@ -131,8 +131,8 @@ AVOID_TEXT_WEIGHT = -0.5
 # --- the controls of a result (transfer, batch, train, video and apply): declared once, neutral by default ---
 def preserve_color_setting() -> Any:
     return setting("off", "Keep the photo's colours: luminance (the style's brightness on the photo's chroma, "
-                   "YCbCr) or histogram (the result's colour histogram matched to the photo's).",
-                   what="colour mode", neutral=True)
+                   "YCbCr; also the flag given alone) or histogram (the result's colour histogram matched to the "
+                   "photo's).", what="colour mode", neutral=True, bare="luminance")
 
 
 def mask_setting() -> Any:
