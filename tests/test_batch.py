@@ -33,7 +33,7 @@ from spectralstyle.cli.app import app
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.settings import TransferConfig
 
-TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "32",
+TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "1", "--crop-size", "32",
         "--device", "cpu"]
 BIN = Path(sys.executable).parent
 WRAPPER = Path(__file__).with_name("batch_process.py")
@@ -42,7 +42,7 @@ runner = CliRunner()
 
 def tiny_config(**changes) -> TransferConfig:
     """The settings of TINY (its --size 32x32 is exact: keep_aspect off)."""
-    return TransferConfig(weights="random", steps=1, width=32, height=32, keep_aspect=False, crops=2, crop_size=32,
+    return TransferConfig(weights="random", steps=1, width=32, height=32, keep_aspect=False, crops=1, crop_size=32,
                           device="cpu", **changes)
 
 
@@ -157,7 +157,7 @@ def test_finished_job_keeps_its_names_when_a_new_prompt_collides(tmp_path):
     """Adding "Pop Art" next to a finished "pop art" must not rename (and so re-run) the finished job."""
     photos, out = make_images(tmp_path / "photos", ["boat.png"]), tmp_path / "out"
     res = invoke("batch", photos, "--text", "pop art", "--out", out, "--weights", "random", "--steps", "1",
-                 "--size", "32x32", "--crops", "2", "--crop-size", "32", "--device", "cpu")
+                 "--size", "32x32", "--crops", "1", "--crop-size", "32", "--device", "cpu")
     assert res.exit_code == 0, res.output
     first = make_plan(photos, ["pop art"], ["c2"], tiny_config(), out)[0]
     assert first.stem == "boat_pop-art_c2"

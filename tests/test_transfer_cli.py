@@ -208,6 +208,8 @@ def test_interrupt_keeps_last_snapshot_and_no_final_output(tmp_path, content_ima
     assert snaps == ["photo_pop-art_c2_step0001.png", "photo_pop-art_c2_step0002.png", "photo_pop-art_c2_step0003.png"]
 
 
+@pytest.mark.slow  # covered by test_resume's real SIGTERM to this command (exit 130, one line, snapshot kept, no
+# final image), test_fail_early's real SIGINT to batch (same handler) and the in-process Ctrl-C test above
 def test_sigint_exits_130_and_keeps_snapshots(tmp_path, content_image):
     """A real Ctrl-C (SIGINT) to the console script in the middle of a run."""
     exe = Path(sys.executable).with_name("spectralstyle")
