@@ -15,7 +15,7 @@ from spectralstyle.runs.train import TrainSettings
 from spectralstyle.settings import TransferConfig
 
 runner = CliRunner()
-TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "2", "--crop-size", "16",
+TINY = ["--weights", "random", "--steps", "1", "--size", "32x32", "--crops", "1", "--crop-size", "16",
         "--device", "cpu", "--batch", "2", "--preview", "2"]
 
 

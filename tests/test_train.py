@@ -19,7 +19,7 @@ from spectralstyle.runs.models import Models
 from spectralstyle.runs.train import TrainSettings, TrainState, run_train_job, train_digest, train_stylenet
 from spectralstyle.settings import TransferConfig
 
-TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "2", "--crop-size", "16",
+TINY = ["--weights", "random", "--steps", "2", "--size", "32x32", "--crops", "1", "--crop-size", "16",
         "--device", "cpu"]
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def models(random_clip) -> Models:
 
 
 def tiny_config(**changes) -> TransferConfig:
-    settings = dict(weights="random", device="cpu", steps=2, width=32, height=32, crops=2, crop_size=16)
+    settings = dict(weights="random", device="cpu", steps=2, width=32, height=32, crops=1, crop_size=16)
     return TransferConfig(**{**settings, **changes})
 
 
