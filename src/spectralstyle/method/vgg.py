@@ -60,8 +60,7 @@ def build_vgg19(weights: str = "pretrained", path: str | None = None) -> nn.Sequ
             return vgg19_features()
     features = vgg19_features()
     file = local_file(path, "VGG19") if path else fetch_model("vgg19")
-    state = {k.removeprefix("features."): v for k, v in read_vgg19_state(file).items()}
-    missing, _ = features.load_state_dict(state, strict=False)
+    missing, _ = features.load_state_dict(read_vgg19_state(file), strict=False)
     if missing:
         raise WeightsMissingError(f"{file} does not hold VGG19 feature weights (missing features.{missing[0]})")
     return features

@@ -105,7 +105,6 @@ def check_vgg(path: Path, data: Any = None) -> Check:
     if path.is_dir():
         raise WeightsMissingError(f"{path} is a folder, not a VGG19 state dict file")
     state = read_vgg19_state(path) if data is None else vgg19_state_from(data)
-    state = {k.removeprefix("features."): v for k, v in state.items()}
     load_strictly(vgg19_features(), state, path, "VGG19's feature layers")
     if not _matches_published("vgg19", path):
         raise WeightsMissingError(f"{path} loads as VGG19 but its SHA-256 {sha256_of(path)} does not start with "

@@ -27,14 +27,15 @@ def _wrapped_state(data: Any) -> Any:
 
 
 def vgg19_state_from(data: Any) -> dict[str, torch.Tensor]:
-    """The ``features.*`` tensors of what a VGG19 file held (a bare ``features`` dict gets the prefix)."""
+    """The feature layers' tensors of what a VGG19 file held, keyed as in ``vgg19().features`` ('0.weight'):
+    a whole model's ``features.*`` without the prefix, or a bare ``features`` dict as it is."""
     state = tensors_only(_wrapped_state(data))
-    features = {k: v for k, v in state.items() if k.startswith("features.")}
-    return features or {f"features.{k}": v for k, v in state.items()}
+    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    return features or state
 
 
 def read_vgg19_state(path: Path) -> dict[str, torch.Tensor]:
-    """The ``features.*`` tensors of a VGG19 file (torch or safetensors), read without running code from it."""
+    """The feature layers' tensors of a VGG19 file (torch or safetensors), read without running code from it."""
     return vgg19_state_from(read_weights(path, VGG19_WHAT))
 
 
