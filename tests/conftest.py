@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each
@@ -16,20 +17,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from PIL import Image
 
 import spectralstyle.method.clip_model as clip_model
+from narrow_models import narrow_random_clip, narrow_subprocesses, narrowing
 from spectralstyle.method.clip_model import load_clip
 
-_build_random_clip = clip_model._random_clip
+narrow_subprocesses()
+
 _encode_text = clip_model.encode_text
-_random_clips: dict[str, torch.nn.Module] = {}
 _text_features: dict[tuple, torch.Tensor] = {}
 
 
-def _random_clip_copy(name: str) -> torch.nn.Module:
-    """What ``_random_clip(name)`` returns (repeatable, so equal every time), built once per test worker and
-    handed out as a fresh copy: drawing ViT-B/32's 151M random parameters takes ~1.5 s, a copy ~0.2 s."""
-    if name not in _random_clips:
-        _random_clips[name] = _build_random_clip(name)
-    return copy.deepcopy(_random_clips[name])
+def _copies_of_one(build):
+    """``build(name)`` once per name and test worker (it is repeatable, so equal every time), handed out as
+    fresh copies: drawing ViT-B/32's 151M random parameters takes ~1.5 s, a copy ~0.2 s."""
+    built: dict[str, torch.nn.Module] = {}
+
+    def copy_of(name: str) -> torch.nn.Module:
+        if name not in built:
+            built[name] = build(name)
+        return copy.deepcopy(built[name])
+
+    return copy_of
+
+
+_build_random_clip = inspect.unwrap(clip_model._random_clip)  # test workers inherit narrow_site's hook too
+_full_random_clip = _copies_of_one(_build_random_clip)
+_narrow_random_clip = _copies_of_one(narrowing(_build_random_clip))
 
 
 def _weights_fingerprint(model) -> tuple:
@@ -62,17 +74,23 @@ def _offline_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _random_models_and_texts_computed_once(request, monkeypatch):
-    """In-process ``load_clip(..., weights="random")`` copies one model per architecture and text features
-    are encoded once per model and prompt; tests of those functions themselves opt out with
-    ``@pytest.mark.unmemoised``."""
-    if request.node.get_closest_marker("unmemoised") is None:
-        monkeypatch.setattr(clip_model, "_random_clip", _random_clip_copy)
-        monkeypatch.setattr(clip_model, "encode_text", _encode_text_once)
+    """In-process ``load_clip(..., weights="random")`` copies one narrow model per architecture
+    (``narrow_models.py``; ``@pytest.mark.full_clip`` for the full one) and text features are encoded once per
+    model and prompt; tests of those functions themselves opt out with ``@pytest.mark.unmemoised``."""
+    if request.node.get_closest_marker("unmemoised") is not None:
+        monkeypatch.setattr(clip_model, "_random_clip", _build_random_clip)
+        return
+    full = request.node.get_closest_marker("full_clip") is not None
+    monkeypatch.setattr(clip_model, "_random_clip", _full_random_clip if full else _narrow_random_clip)
+    monkeypatch.setattr(clip_model, "encode_text", _encode_text_once)
 
 
 @pytest.fixture(scope="session")
 def random_clip():
-    return load_clip("ViT-B/32", device="cpu", weights="random")
+    """ViT-B/32 itself, randomly initialised and frozen, whatever test first asks for it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clip_model, "_random_clip", _full_random_clip)
+        return load_clip("ViT-B/32", device="cpu", weights="random")
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +99,7 @@ def narrow_clip():
     ViT-B/32's width, frozen as ``load_clip`` leaves models. For claims about dtypes and plumbing that do not
     depend on the network's size: a CPU without bf16 instructions (this one) runs bf16 matmuls ~25x slower
     than fp32, so a bf16 run through ViT-B/32 took minutes."""
-    from clip.model import CLIP
-
-    from spectralstyle.seeding import repeatable_init
-
-    with repeatable_init():
-        model = CLIP(embed_dim=64, image_resolution=224, vision_layers=2, vision_width=128, vision_patch_size=32,
-                     context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                     transformer_layers=2)
+    model = narrow_random_clip("ViT-B/32")
     return model.requires_grad_(False).eval()
 
 
@@ -100,10 +111,10 @@ def random_vgg():
 
 
 @pytest.fixture()
-def shared_random_models(monkeypatch, random_clip, random_vgg):
-    """In-process command runs reuse one random CLIP and VGG (frozen) instead of building new ones per
+def shared_random_models(monkeypatch, narrow_clip, random_vgg):
+    """In-process command runs reuse one random (narrow) CLIP and VGG, frozen, instead of building new ones per
     command; opt in with ``pytestmark = pytest.mark.usefixtures("shared_random_models")``."""
-    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
+    monkeypatch.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: narrow_clip)
     monkeypatch.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: random_vgg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the subprocess tests' OMP_NUM_THREADS=1: tiny runs, shared cores

@@ -70,13 +70,13 @@ def test_analyze_cli_bad_flags_exit_2_and_write_nothing(tmp_path, flags):
     assert not out.exists()
 
 
-def test_analyze_cli_skips_an_image_ocr_fails_on_and_measures_wide_images(tmp_path, monkeypatch, random_clip):
+def test_analyze_cli_skips_an_image_ocr_fails_on_and_measures_wide_images(tmp_path, monkeypatch, narrow_clip):
     import numpy as np
     from PIL import Image
 
     import spectralstyle.evaluation.ocr as metrics
 
-    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: narrow_clip)
     real = metrics.ocr_engine()
 
     def engine(img):  # the real engine, failing on 120-pixel-wide images

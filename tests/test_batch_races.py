@@ -63,10 +63,10 @@ def test_equivalent_band_spellings_are_one_result_and_the_default_hash_is_kept()
 
 # --- the library: reservation, the check at the write, checkpoints ------------------------------------------
 @pytest.fixture(scope="module")
-def models(random_clip) -> Models:
+def models(narrow_clip) -> Models:
     vgg = load_vgg_content("random", None, device="cpu")
     mp = pytest.MonkeyPatch()
-    mp.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: random_clip)
+    mp.setattr("spectralstyle.runs.models.load_clip", lambda *args, **kwargs: narrow_clip)
     mp.setattr("spectralstyle.runs.models.load_vgg_content", lambda *args, **kwargs: vgg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the subprocesses' OMP_NUM_THREADS=1: tiny runs on shared cores

@@ -29,9 +29,9 @@ MULTI = "a lighthouse|dark clouds:0.5|written text:-1"
 
 
 @pytest.fixture()
-def fast_cli(monkeypatch, random_clip):
+def fast_cli(monkeypatch, narrow_clip):
     """The CLI with the session's random CLIP instead of building a new one per command."""
-    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: narrow_clip)
 
 
 def run_cli(*args: str):
@@ -155,12 +155,12 @@ def generate_sidecar(image: Path, spec: str) -> None:
                image.with_suffix(".json"))
 
 
-def test_multi_prompt_is_scored_against_its_positive_prompts(tmp_path, random_clip):
+def test_multi_prompt_is_scored_against_its_positive_prompts(tmp_path, narrow_clip):
     image = gradient(tmp_path / "gen.png", size=64)
     generate_sidecar(image, MULTI)
     [item] = collect_inputs([tmp_path])
     assert item.text == MULTI and item.scored_text == "a lighthouse|dark clouds:0.5"
-    scorer = ClipScorer(random_clip)
+    scorer = ClipScorer(narrow_clip)
     result = evaluate_image(item, scorer)
     pixels = load_image(image)
     expected = (scorer.score(pixels, "a lighthouse") + 0.5 * scorer.score(pixels, "dark clouds")) / 1.5
@@ -180,12 +180,12 @@ def test_multi_prompt_is_scored_against_its_positive_prompts(tmp_path, random_cl
     assert "scored against “a lighthouse|dark clouds:0.5”" in page and "weight-averaged" in page
 
 
-def test_plain_generate_prompt_scores_as_its_text(tmp_path, random_clip):
+def test_plain_generate_prompt_scores_as_its_text(tmp_path, narrow_clip):
     image = gradient(tmp_path / "gen.png", size=64)
     generate_sidecar(image, TEXT)
     [item] = collect_inputs([tmp_path])
     assert not item.weighted and item.scored_text == TEXT
-    scorer = ClipScorer(random_clip)
+    scorer = ClipScorer(narrow_clip)
     assert evaluate_image(item, scorer).clip_score == pytest.approx(scorer.score(load_image(image), TEXT), abs=1e-6)
 
 

@@ -87,13 +87,13 @@ def test_report_marks_random_weights_and_tells_two_runs_apart(tmp_path):
                                                                               ("pretrained", "8", "2", "64x48")]
 
 
-def test_evaluate_command_keeps_an_earlier_report_unless_overwrite(tmp_path, monkeypatch, random_clip):
+def test_evaluate_command_keeps_an_earlier_report_unless_overwrite(tmp_path, monkeypatch, narrow_clip):
     from typer.testing import CliRunner
 
     from spectralstyle.cli.app import app
     from spectralstyle.media.files import write_json
 
-    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: random_clip)
+    monkeypatch.setattr("spectralstyle.cli.evaluate._load_clip", lambda *args: narrow_clip)
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         Image.new("RGB", (48, 32), (40, 120, 200)).save(tmp_path / name / f"{name}.png")

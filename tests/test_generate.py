@@ -35,8 +35,8 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def models(random_clip):
-    return GenerateModels(random_clip, torch.device("cpu"), random_vqgan())
+def models(narrow_clip):
+    return GenerateModels(narrow_clip, torch.device("cpu"), random_vqgan())
 
 
 def tiny_config(**changes) -> GenerateConfig:

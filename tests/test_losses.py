@@ -50,10 +50,10 @@ def test_content_loss_is_sum_of_mses():
     assert content_loss(a, b).item() == pytest.approx(1.0 + 4.0)
 
 
-def test_weighted_total_and_zero_at_start(random_clip):
+def test_weighted_total_and_zero_at_start(narrow_clip):
     torch.manual_seed(0)
     vgg = load_vgg_content("random")
-    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, {"patch": 2.0, "global": 3.0, "content": 5.0, "tv": 7.0})
+    loss = CLIPStyleLoss(SpectralCLIP(narrow_clip, "c2"), vgg, {"patch": 2.0, "global": 3.0, "content": 5.0, "tv": 7.0})
     content = torch.rand(1, 3, 64, 64)
     loss.prepare(content, "pop art")
     crops = torch.rand(3, 3, 224, 224)
@@ -68,15 +68,15 @@ def test_weighted_total_and_zero_at_start(random_clip):
     assert terms["global"].item() == pytest.approx(glob.item(), abs=1e-5)
 
 
-def test_terms_of_weight_zero_are_not_computed(random_clip, monkeypatch):
+def test_terms_of_weight_zero_are_not_computed(narrow_clip, monkeypatch):
     torch.manual_seed(0)
     vgg = load_vgg_content("random")
     weights = {"patch": 2.0, "global": 3.0, "content": 0.0, "tv": 7.0}
-    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, weights)
+    loss = CLIPStyleLoss(SpectralCLIP(narrow_clip, "c2"), vgg, weights)
     content = torch.rand(1, 3, 64, 64)
     loss.prepare(content, "pop art")
     output, crops = torch.rand(1, 3, 64, 64), torch.rand(3, 3, 224, 224)
-    full = CLIPStyleLoss(SpectralCLIP(random_clip, "c2"), vgg, {**weights, "content": 5.0})
+    full = CLIPStyleLoss(SpectralCLIP(narrow_clip, "c2"), vgg, {**weights, "content": 5.0})
     full.prepare(content, "pop art")
     expected = full(output, crops)
     monkeypatch.setattr(CLIPStyleLoss, "content_term", lambda self, step: pytest.fail("weight 0: not computed"))
@@ -86,9 +86,9 @@ def test_terms_of_weight_zero_are_not_computed(random_clip, monkeypatch):
     assert terms.total.item() == pytest.approx(by_hand.item(), rel=1e-6)
 
 
-def test_text_features_are_cached(random_clip):
+def test_text_features_are_cached(narrow_clip):
     cache = {}
-    loss = CLIPStyleLoss(SpectralCLIP(random_clip, "none"), load_vgg_content("random"), text_cache=cache)
+    loss = CLIPStyleLoss(SpectralCLIP(narrow_clip, "none"), load_vgg_content("random"), text_cache=cache)
     first = loss.text_features("pop art")
     assert set(cache) == {"pop art"} and loss.text_features("pop art") is first
 

@@ -29,8 +29,8 @@ def invoke(*args: object):
 
 
 @pytest.fixture(scope="module")
-def models(random_clip) -> Models:
-    return Models(random_clip, load_vgg_content("random"), torch.device("cpu"), "random")
+def models(narrow_clip) -> Models:
+    return Models(narrow_clip, load_vgg_content("random"), torch.device("cpu"), "random")
 
 
 def tiny_config(**changes) -> TransferConfig:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from narrow_models import full_clip_env
 from spectralstyle.cli.app import app
 from spectralstyle.media.images import read_png_metadata
 from spectralstyle.runs.models import Models
@@ -39,7 +40,7 @@ def invoke(*args: str):
 
 
 def cli_env() -> dict[str, str]:
-    return {**os.environ, "SPECTRALSTYLE_OFFLINE": "1"}
+    return full_clip_env(SPECTRALSTYLE_OFFLINE="1")  # the issue's acceptance run: ViT-B/32 itself
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def test_acceptance_writes_png_and_sidecar(acceptance_run):
     assert "loading CLIP and VGG19" in proc.stderr and "the whole run will take about" in proc.stderr
 
 
+@pytest.mark.full_clip  # repeats the acceptance run, which is ViT-B/32's
 def test_same_seed_repeats_and_other_seed_differs(acceptance_run, tmp_path):
     _, first_out = acceptance_run
     first = json.loads((first_out / "boat_pop-art_c2.json").read_text())["losses"]
