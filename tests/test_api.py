@@ -64,3 +64,32 @@ def test_bad_setting_is_one_line(content_image):
 def test_unknown_attribute():
     with pytest.raises(AttributeError):
         spectralstyle.no_such_name  # noqa: B018
+
+
+def test_style_model_apply_takes_the_controls_of_apply(content_image, tmp_path):
+    """strength 0 is the photo; a mask keeps the photo where it is black; luminance keeps the photo's chroma;
+    a mix with the model itself is the model's result; bad controls are one line."""
+    import numpy as np
+
+    model = spectralstyle.stylize(content_image, "pop art", **TINY).model
+    photo = Image.open(content_image).convert("RGB")
+    pixels = np.asarray(photo, dtype=float)
+
+    def diff(image: Image.Image, columns: slice = slice(None)) -> float:
+        return float(np.abs(np.asarray(image, dtype=float)[:, columns] - pixels[:, columns]).mean())
+
+    plain = model.apply(photo, device="cpu")
+    assert diff(plain) > 10
+    assert diff(model.apply(photo, device="cpu", strength=0)) < 3
+    mask = np.zeros((photo.height, photo.width), np.uint8)
+    mask[:, :40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    masked = model.apply(photo, device="cpu", mask=tmp_path / "mask.png")
+    assert diff(masked, slice(40, None)) < 3 and diff(masked, slice(None, 40)) > 10
+    kept = np.asarray(model.apply(photo, device="cpu", preserve_color="luminance").convert("YCbCr"), dtype=float)
+    assert np.abs(kept[..., 1:] - np.asarray(photo.convert("YCbCr"), dtype=float)[..., 1:]).mean() < 3
+    assert model.apply(photo, device="cpu", mix=model, mix_weight=0.3).tobytes() == plain.tobytes()
+    with pytest.raises(SpectralStyleError, match="mix-weight needs"):
+        model.apply(photo, device="cpu", mix_weight=0.3)
+    with pytest.raises(SpectralStyleError, match="unknown setting"):
+        model.apply(photo, device="cpu", strenght=0.5)

@@ -33,6 +33,7 @@ def test_python_api_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Image.new("RGB", (80, 60), (200, 120, 40)).save("photo.jpg")
     Image.new("RGB", (120, 90), (20, 120, 200)).save("big.jpg")
+    Image.new("L", (120, 90), 255).save("sky.png")
     namespace: dict = {}
     # the example loads styles/pop-art_c2.stylenet.pt: the model it trained, saved under that name first
     first, rest = code.split("style = ", 1)

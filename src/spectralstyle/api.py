@@ -39,6 +39,11 @@ def _models_for(config: TransferConfig) -> Any:
     return _MODELS[key]
 
 
+def _paths_as_text(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as the declarations take them: a ``Path`` (``mask=``, ``clip_weights=``) as its text."""
+    return {name: str(value) if isinstance(value, Path) else value for name, value in settings.items()}
+
+
 def _as_rgb_image(image: ImageLike) -> tuple[Image.Image, str]:
     """A PIL RGB image and how the record names it (an absolute path, or ``<PIL image>``)."""
     if isinstance(image, Image.Image):
@@ -68,19 +73,40 @@ class StyleModel:
         return cls(net, record)
 
     def apply(self, image: ImageLike, *, contrast: float | None = None, device: str = "auto",
-              tile: int | None = None, norm_stats: str = "exact") -> Image.Image:
+              tile: int | None = None, norm_stats: str = "exact", mix: "StyleModel | str | Path | None" = None,
+              **controls: Any) -> Image.Image:
         """The stylised picture at the input's own size (large pictures in tiles with exact statistics).
 
-        ``contrast`` defaults to the one the model was trained with (1.5 in the reference).
+        ``contrast`` defaults to the one the model was trained with (1.5 in the reference). ``controls`` are
+        those of ``spectralstyle apply`` (``settings.ApplyControls``): ``preserve_color`` ("luminance" or
+        "histogram"; by default what the model was trained with), ``mask`` (an image file: white is styled,
+        black keeps the photo), ``mask_feather``, ``invert_mask``, ``strength`` (0 = the photo, 1 = the full
+        style) and ``mix_weight``, the share of ``mix``, a second model (or its file) to blend with.
         """
+        from spectralstyle.apply.images import controlled, mix_images
         from spectralstyle.apply.tiling import stylize_large
         from spectralstyle.device import resolve_device
+        from spectralstyle.method.controls import ResultControls
+        from spectralstyle.settings import ApplyControls
 
+        trained = self.record.get("config") or {}
+        if controls.get("preserve_color") is None and trained.get("preserve_color", "off") != "off":
+            controls["preserve_color"] = trained["preserve_color"]  # the model was trained for it
+        other = StyleModel.load(mix) if isinstance(mix, (str, Path)) else mix
+        checked = resolve_settings(ApplyControls, None, mix=None if other is None else "<StyleModel>",
+                                   **_paths_as_text(controls))
         pil, _ = _as_rgb_image(image)
         if contrast is None:
-            contrast = float((self.record.get("config") or {}).get("contrast", 1.5))
-        result = stylize_large(self.net, pil, contrast, resolve_device(device), tile=tile, stats=norm_stats)
-        return result.image
+            contrast = float(trained.get("contrast", 1.5))
+        dev = resolve_device(device)
+
+        def run(net: Any) -> Image.Image:
+            return stylize_large(net.to(dev), pil, contrast, dev, tile=tile, stats=norm_stats).image
+
+        result = run(self.net)
+        if other is not None:
+            result = mix_images(result, run(other.net), checked.mix_weight)
+        return controlled(result, pil, ResultControls.of(checked))
 
     def save(self, path: str | Path) -> Path:
         """Write the model (``.stylenet.pt``) for ``spectralstyle apply`` or ``StyleModel.load``."""
@@ -134,7 +160,8 @@ def stylize(content: ImageLike, text: str, *, config: str | Path | None = None,
     from spectralstyle.runs.transfer import optimize
 
     size = settings.pop("size", None)
-    cfg = resolve_settings(TransferConfig, config, size=None if size is None else str(size), **settings)
+    cfg = resolve_settings(TransferConfig, config, size=None if size is None else str(size),
+                           **_paths_as_text(settings))
     prompts = style_prompts(text, cfg.avoid_text)  # bad prompts: one line before any model loads
     pil, source = _as_rgb_image(content)
     cfg = cfg.for_content(pil.size)  # size=N: the long side, the picture's aspect ratio (sizes.py)
