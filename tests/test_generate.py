@@ -180,6 +180,7 @@ BAD_INPUTS = [
     (["pop art", "--generator", "dalle"], "'dalle' is not one of 'fourier', 'vqgan'"),
     (["pop art", "--generator", "vqgan", "--size", "72x64"], "multiples of 16"),
     (["pop art", "--size", "60x64"], "multiples of 8"),
+    (["pop art", "--size", "64x0"], "has a side of 0 pixels"),
     (["pop art", "--init-image", "missing.png", "--init-weight", "1"], "does not exist"),
     (["pop art", "--device", "tpu"], "unknown device"),
     (["pop art", "--generator", "vqgan", "--weights", "pretrained"], "CLIP ViT-B/32 and VQGAN f16_16384"),

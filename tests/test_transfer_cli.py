@@ -153,6 +153,7 @@ BAD_INPUTS = [
     (["transfer", "{notimage}", "pop art"], "not a readable image"),
     (["transfer", "{boat}", "pop art", "--size", "60x64"], "multiples of 8"),
     (["transfer", "{boat}", "pop art", "--size", "big"], "WIDTHxHEIGHT"),
+    (["transfer", "{boat}", "pop art", "--size", "0"], "size '0' has a side of 0 pixels"),
     (["transfer", "{boat}", "pop art", "--band", "c9"], "unknown band"),
     (["transfer", "{boat}", "   "], "empty"),
     (["transfer", "{boat}", "very " * 80], "too long"),

@@ -33,7 +33,10 @@ def parse_size_spec(text: str | int) -> tuple[int, int | None]:
     if not match:
         raise SpectralStyleError(f"size {text!r} is neither N (the long side) nor WIDTHxHEIGHT (for example 512 or "
                                  "512x384)")
-    return int(match.group(1)), int(match.group(2)) if match.group(2) else None
+    width, height = int(match.group(1)), int(match.group(2)) if match.group(2) else None
+    if width == 0 or height == 0:
+        raise SpectralStyleError(f"size {text!r} has a side of 0 pixels (for example 512 or 512x384)")
+    return width, height
 
 
 def size_fields(text: str | int) -> dict[str, object]:

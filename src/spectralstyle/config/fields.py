@@ -116,7 +116,10 @@ def parse_size(text: Any, what: str = "size") -> tuple[int, int]:
     if not match:
         raise SpectralStyleError(f"{what} {shorten(repr(text))} is not WIDTHxHEIGHT (for example 512x512)")
     width = int(match.group(1))
-    return width, int(match.group(2) or width)
+    height = int(match.group(2) or width)
+    if not width or not height:
+        raise SpectralStyleError(f"{what} {shorten(repr(text))} has a side of 0 pixels (for example 512x512)")
+    return width, height
 
 
 class Settings:
