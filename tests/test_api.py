@@ -31,6 +31,7 @@ def test_stylize_returns_image_and_record(content_image, tmp_path):
     assert record["config"]["steps"] == 1 and record["config"]["weights"] == "random"
     assert record["config_hash"] == spectralstyle.TransferConfig(**{**record["config"]}).digest()
     json.dumps(record)
+    assert repr(result) == "Result('pop art', 96x80, model=StyleModel('pop art', band='c2', steps=1))"
     path = result.save(tmp_path / "out.png")
     assert Image.open(path).size == (96, 80)
     assert json.loads(path.with_suffix(".json").read_text())["text"] == "pop art"
@@ -48,6 +49,7 @@ def test_style_model_round_trip(content_image, tmp_path):
     result = spectralstyle.stylize(content_image, "pop art", **TINY)
     model_path = result.model.save(tmp_path / "pop.stylenet.pt")
     model = spectralstyle.StyleModel.load(model_path)
+    assert repr(model) == repr(result.model) == "StyleModel('pop art', band='c2', steps=1)"
     photo = Image.new("RGB", (40, 24), (120, 60, 30))
     out = model.apply(photo, device="cpu")
     assert out.size == (40, 24)

@@ -1,12 +1,16 @@
-"""The README is a user's page: short, a quickstart first, and its Python example runs."""
+"""The README is a user's page: short, a quickstart first, and its first command and Python example run."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 from PIL import Image
+from typer.testing import CliRunner
+
+from spectralstyle.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -17,6 +21,17 @@ def test_readme_is_short_and_starts_with_a_quickstart():
     assert len(lines) <= 300
     assert any(line.startswith("## Quickstart") for line in lines[:40])
     assert "--weights random" in "\n".join(lines[:40])
+
+
+def test_the_quickstart_demo_runs_as_written(tmp_path, monkeypatch):
+    """The first command a new user types, unchanged (the sample photo is 512x341: at --size 128 it works at
+    128x88, so the default 128-px crops must shrink to fit)."""
+    line = next(line for line in README.splitlines() if line.startswith("spectralstyle demo "))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, shlex.split(line, comments=True)[1:])
+    assert result.exit_code == 0, result.output
+    assert "try/coffee_pop-art_c2.png" in result.stdout and (tmp_path / "try" / "coffee_pop-art_c2.json").is_file()
+    assert "crops of 88 px" in result.output
 
 
 def _python_block(heading: str) -> str:

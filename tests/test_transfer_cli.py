@@ -159,7 +159,7 @@ BAD_INPUTS = [
     (["transfer", "{boat}", "very " * 80], "too long"),
     (["transfer", "{boat}", "pop art", "--device", "tpu"], "unknown device"),
     (["transfer", "{boat}", "pop art", "--weights", "pretrained"], "no pretrained weights for CLIP ViT-B/32"),
-    (["transfer", "{boat}", "pop art", "--crop-size", "128"], "larger than the image"),
+    (["transfer", "{boat}", "pop art", "--crop-size", "128"], "larger than the short side of the working size"),
     (["transfer", "{boat}", "pop art", "--config", "nope.yaml"], "does not exist"),
     (["transfer", "{boat}", "pop art", "--precision", "fp16"], "fp16 is for GPUs"),
     (["transfer", "{boat}", "pop art", "--size", "8x8", "--crop-size", "8"], "at least 16 pixels"),

@@ -65,6 +65,11 @@ class StyleModel:
     net: Any
     record: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # not the whole network and record
+        config = self.record.get("config") or {}
+        text, band = self.record.get("text", "?"), self.record.get("band", config.get("band", "?"))
+        return f"StyleModel({text!r}, band={band!r}, steps={self.record.get('steps_done', config.get('steps'))})"
+
     @classmethod
     def load(cls, path: str | Path) -> "StyleModel":
         from spectralstyle.apply.images import load_stylenet
@@ -124,6 +129,10 @@ class Result:
     image: Image.Image
     record: dict[str, Any]
     model: StyleModel
+
+    def __repr__(self) -> str:  # not the whole record
+        width, height = self.image.size
+        return f"Result({self.record.get('text')!r}, {width}x{height}, model={self.model!r})"
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the image as PNG (the record in its ``spectralstyle`` text chunk) and ``<path>.json`` beside it.

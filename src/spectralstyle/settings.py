@@ -101,7 +101,8 @@ class TransferConfig(BandedSettings):
                                       "(--size N); false: exactly width x height (--size WxH).", cli=False)
     output_size: str = setting("auto", OUTPUT_SIZE_HELP)
     crops: int = setting(64, "Random crops per step (reference 64).", minimum=1)
-    crop_size: int = setting(128, "Crop side in pixels (reference 128).", minimum=1)
+    crop_size: int = setting(128, "Crop side in pixels (reference 128; with --size N at most the working "
+                             "short side).", minimum=1)
     distortion: float = setting(0.5, "Random perspective strength of each crop (reference 0.5).", minimum=0, maximum=1)
     lr: float = setting(5e-4, "Adam learning rate (reference 5e-4).", minimum=0, maximum=1, exclusive_minimum=True,
                         note="(the reference uses 5e-4)")
@@ -141,8 +142,8 @@ class TransferConfig(BandedSettings):
         self.check_multiple(8, "width and height must be")
         self.check_min_side(MIN_TRANSFER_SIDE)
         if self.crop_size > min(self.width, self.height):
-            raise SpectralStyleError(
-                f"crop size {self.crop_size} is larger than the image size {self.width}x{self.height}")
+            raise SpectralStyleError(f"crop size {self.crop_size} is larger than the short side of the working size "
+                                     f"{self.width}x{self.height}")
         if not self.source_text.strip():
             raise SpectralStyleError("source_text must not be empty")
         check_output_size(self.output_size)
@@ -155,11 +156,21 @@ class TransferConfig(BandedSettings):
         if not self.keep_aspect:
             return self
         width, height = fit_working_size(content, self.size)
+        # --size N is a box: crops that fit the box but not the photo's shape shrink to its short side (crop_note)
+        crop = min(self.crop_size, width, height)
         try:
-            return self.replace(width=width, height=height)
+            return self.replace(width=width, height=height, crop_size=crop)
         except SpectralStyleError as exc:
             raise SpectralStyleError(f"a {content[0]}x{content[1]} image works at {width}x{height} here: {exc} "
-                                     "(use a larger --size or a smaller --crop-size)") from None
+                                     "(use a larger --size)") from None
+
+    def crop_note(self, content: tuple[int, int]) -> str | None:
+        """The note of crops shrunk to the short side of the working size (``for_content``), else None."""
+        resolved = self.for_content(content)
+        if resolved.crop_size == self.crop_size:
+            return None
+        return (f"crops of {resolved.crop_size} px, the short side of the {resolved.width}x{resolved.height} working "
+                f"size ({self.crop_size} does not fit; a larger --size keeps them)")
 
     def output_note(self, content: tuple[int, int]) -> str | None:
         """The note of an ``auto`` output size capped below the photo's own size, else None."""
@@ -178,7 +189,7 @@ class ApplyControls(Settings):
     invert_mask: bool = invert_mask_setting()
     strength: float = strength_setting()
     mix: str | None = setting(None, "A second StyleNet: the result blends both models' outputs (see --mix-weight).",
-                              neutral=True)
+                              neutral=True, what="--mix model file", reads_file=True)
     mix_weight: float = setting(0.5, "Share of the --mix model's output (0 = only MODEL, 1 = only --mix).", minimum=0,
                                 maximum=1, neutral=True)
 

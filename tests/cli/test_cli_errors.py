@@ -58,6 +58,15 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
         "train text": ["train", "", "--images", str(image), *tiny],
         "generate device": ["generate", "a cat", "--device", "tpu"],
         "apply contrast": ["apply", "m.stylenet.pt", str(image), "--contrast", "-1"],
+        "mask missing": ["transfer", str(image), "pop art", *tiny, "--mask", "none.png"],
+        "model missing": ["apply", "m.stylenet.pt", str(image)],
+        "apply input missing": ["apply", str(image), "none.png"],
+        "mix missing": ["apply", str(image), str(image), "--mix", "none.stylenet.pt"],
+        "evaluate missing": ["evaluate", "results"],
+        "batch folder missing": ["batch", "photos", "--text", "pop art", "--out", "o"],
+        "prompts missing": ["batch", str(tmp_path), "--prompts", "none.txt", "--out", "o"],
+        "train images missing": ["train", "pop art", "--images", "photos", *tiny],
+        "study content missing": ["study", "photos", "--out", "s"],
     }
     report, lines = run_cases(list(cases.values()), tmp_path)
     assert [r["code"] for r in report] == [2] * len(cases), dict(zip(cases, report))
@@ -73,6 +82,15 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
     assert "source_text is too long" in said["source text"]
     assert "is a folder, not a weights file" in said["vgg folder"]
     assert "too long for CLIP" in said["long prompt"] and "…" in said["long prompt"]
+    assert said["mask missing"].endswith("mask none.png does not exist")
+    assert said["model missing"].endswith("model file m.stylenet.pt does not exist")
+    assert said["apply input missing"].endswith("input none.png does not exist")
+    assert said["mix missing"].endswith("--mix model file none.stylenet.pt does not exist")
+    assert said["evaluate missing"].endswith("results does not exist")
+    assert said["batch folder missing"].endswith("content folder photos does not exist or is not a folder")
+    assert said["prompts missing"].endswith("prompts file none.txt does not exist")
+    assert said["train images missing"].endswith("photos does not exist")
+    assert said["study content missing"].endswith("content photos does not exist")
     assert not (tmp_path / "outputs").exists()  # nothing created by a refused run
 
 

@@ -41,10 +41,13 @@ def apply(
     Prints every file written on stdout. Ctrl-C or SIGTERM stops between tiles or frames; nothing
     half-written is left under a final name.
     """
-    from spectralstyle.runs.early import check_out_dir
+    from spectralstyle.runs.early import check_exists, check_out_dir
 
     config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
     controls = resolve_from_flags(ApplyControls, None, settings)
+    check_exists(model, "model file", "file")  # within a second, before torch
+    for path in images:
+        check_exists(path, "input")
     check_out_dir(out)
 
     from spectralstyle.method.controls import ResultControls

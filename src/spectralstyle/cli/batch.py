@@ -98,6 +98,11 @@ def batch(
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
     with --shard; every job runs in exactly one process. Prints every file written on stdout (--json: a summary).
     """
+    from spectralstyle.runs.early import check_exists
+
+    check_exists(content_dir, "content folder", "folder")  # within a second, before torch
+    if prompts is not None:
+        check_exists(prompts, "prompts file", "file")
     from spectralstyle.batch.plan import band_specs, build_plan, collect_prompts
     from spectralstyle.batch.runner import run_batch
     from spectralstyle.batch.shards import DistEnv, resolve_shard

@@ -383,10 +383,13 @@ def resolve_from_flags(cls: type[S], config_file: Optional[Path], flags: dict[st
     Only the flags that are settings of ``cls`` reach it; the file may also hold the settings of the
     command's other classes (``train``: transfer and training settings in one file).
     """
+    from spectralstyle.config.fields import require_files
     from spectralstyle.config.files import resolve_settings
 
     mine = field_names(cls) | set(size_pairs(cls))
     values = {k: v for k, v in {**flags, **{k: v for k, v in fixed.items() if v is not None}}.items() if k in mine}
     known = all_names(*getattr(flags, "classes", ()))
     size = values.pop("size", None)
-    return resolve_settings(cls, config_file, size, known=known, **values)
+    resolved = resolve_settings(cls, config_file, size, known=known, **values)
+    require_files(resolved)  # a missing --mask or --mix: one line in the command's first second
+    return resolved

@@ -76,6 +76,10 @@ def evaluate(
     Prints the files written (report, CSV, plots, report.json) on stdout, one per line (--json: one JSON object).
     """
     chosen = resolve_from_flags(EvaluateSettings, None, settings)  # bad options fail before any file or model
+    from spectralstyle.runs.early import check_exists
+
+    for path in paths:
+        check_exists(path)  # within a second, before torch
     from spectralstyle.evaluation.metrics import ClipScorer, collect_inputs, evaluate_images, scoring_models
     from spectralstyle.evaluation.report import band_stats, fmt, text_count_line, write_report
     from spectralstyle.method.vgg import load_vgg_content

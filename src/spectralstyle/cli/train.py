@@ -69,10 +69,12 @@ def train(
     Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid (their paths on
     stdout). Ctrl-C or SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
-    from spectralstyle.runs.early import check_out_dir, check_text
+    from spectralstyle.runs.early import check_exists, check_out_dir, check_text
 
     config, train = resolve_training(config_file, settings)
     check_text(text)
+    for path in images:
+        check_exists(path)  # within a second, before torch
     check_out_dir(out)
 
     from spectralstyle.device import precision_notes

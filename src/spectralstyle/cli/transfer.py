@@ -98,9 +98,9 @@ def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, 
     photo_size = oriented_size(content) or header_size  # as open_rgb turns it (EXIF orientation)
     style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")
-    output_note = config.output_note(photo_size)
-    if output_note:
-        note(output_note)
+    for size_note in (config.output_note(photo_size), config.crop_note(photo_size)):
+        if size_note:
+            note(size_note)
     config = config.for_content(photo_size)  # the working size of --size N and the exact output size
     ResultControls.of(config).check_mask(config.width, config.height)  # and on a missing or empty mask
     setup_log_file(out)

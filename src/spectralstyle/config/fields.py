@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from spectralstyle.bands import canonical_band
@@ -48,6 +49,9 @@ class SettingInfo:
     metavar: str | None = None
     bare: Any = None
     """The value of the option given alone, without one (``--preserve-color`` alone means luminance)."""
+    reads_file: bool = False
+    """The value names a file the run reads (a mask, a second model): a command says it is missing in its
+    first second (``require_files``), not after torch has loaded."""
     neutral: bool = False
     """The default does what runs did before the setting existed (a control added later): at its default the
     setting is left out of the config hash, so the hashes of earlier results and checkpoints stay valid."""
@@ -95,6 +99,18 @@ def describe_type(declared: Any) -> tuple[type, bool, tuple[Any, ...]]:
     if typing.get_origin(declared) is Literal:
         return type(args[0]), optional, args
     return declared, optional, ()
+
+
+def require_files(settings: Any) -> None:
+    """Every ``reads_file`` setting of ``settings`` that is given names an existing file (one line if not)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value is None or not info_of(f).reads_file:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            state = "is not a file" if path.exists() else "does not exist"
+            raise SpectralStyleError(f"{info_of(f).what or f.name.replace('_', ' ')} {path} {state}")
 
 
 def field_names(cls: type) -> frozenset[str]:

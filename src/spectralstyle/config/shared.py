@@ -137,7 +137,7 @@ def preserve_color_setting() -> Any:
 
 def mask_setting() -> Any:
     return setting(None, "Grey-level image (any size, resized to the photo): white = style, black = photo, "
-                   "grey blends.", neutral=True)
+                   "grey blends.", neutral=True, what="mask", reads_file=True)
 
 
 def mask_feather_setting() -> Any:

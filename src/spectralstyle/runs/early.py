@@ -33,6 +33,19 @@ def check_image_file(path: Path, folder_hint: str = "") -> None:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
 
 
+def check_exists(path: Path, what: str = "", kind: str = "any") -> None:
+    """``path`` exists: as a file (``kind="file"``), a folder (``"folder"``) or either. The message names it
+    ``what`` ('model file X does not exist') as the thorough check later in the run would."""
+    p = Path(path)
+    name = f"{what} {p}" if what else str(p)
+    if not p.exists():
+        raise SpectralStyleError(f"{name} does not exist" + (" or is not a folder" if kind == "folder" else ""))
+    if kind == "file" and p.is_dir():
+        raise SpectralStyleError(f"{name} is a folder, not a file")
+    if kind == "folder" and not p.is_dir():
+        raise SpectralStyleError(f"{name} does not exist or is not a folder")
+
+
 def check_text(text: str, what: str = "the style text", length: bool = True) -> None:
     """Not empty, and (``length``) not plainly longer than CLIP's 77 tokens (each word is at least one token)."""
     if not text or not text.strip():
