@@ -58,6 +58,7 @@ def test_transfer_without_weights_behind_a_silent_proxy(roots, silent_port, cont
     first = proc.stderr.strip().splitlines()[0]
     assert "CLIP ViT-B/32 and VGG19" in first and "spectralstyle weights download" in first
     assert "--weights random" in first and "no network" in proc.stderr.lower()
+    assert first.endswith("shows every place looked in") and "..." not in first, first  # the why fits whole
     assert _locks(*roots.values()) == []
 
 

@@ -1,6 +1,6 @@
 """Errors a user can fix; the CLI prints their message on one line and exits with code 2."""
 
-MESSAGE_LIMIT = 400
+MESSAGE_LIMIT = 480
 """The longest error line printed: a 100 kB prompt or YAML value is shown shortened, never in full."""
 
 

@@ -8,6 +8,7 @@ the full list of places and their statuses is what ``spectralstyle weights list`
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,9 @@ def locate(key: str, explicit: str | None = None, network: bool = False) -> Look
     return lookup
 
 
+_UNREACHABLE = re.compile(r"^no network \(([^\s:()]+(?::\d+)?): .*\)$")
+
+
 def _one_line(reason: object) -> str:
     text = " ".join(str(reason).split())
     return text[:200] + ("..." if len(text) > 200 else "")
@@ -103,6 +107,7 @@ def _download_state(lookups: list[Lookup]) -> str:
     if not failed:
         return ""
     reason = _one_line(failed[0]).removeprefix("could not be downloaded: ")
+    reason = _UNREACHABLE.sub(r"no network (\1 unreachable)", reason)  # the details: `weights list`
     return f"downloading failed: {reason}"
 
 
