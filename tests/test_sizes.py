@@ -59,7 +59,8 @@ def test_bad_sizes_are_one_line(changes, message):
 
 def test_a_long_thin_photo_whose_short_side_is_below_the_crop_size_runs_with_crops_of_its_short_side():
     assert TransferConfig().for_content((4000, 300)).crop_size == 40
-    assert "crops of 40 px, the short side of the 512x40 working size" in TransferConfig().crop_note((4000, 300))
+    assert "crops of 40 px, the short side of the 512x40 working size" in TransferConfig().crop_note(
+        TransferConfig().for_content((4000, 300)))
 
 
 def test_presets_default_keeps_the_aspect_paper_is_the_exact_square(tmp_path):
@@ -99,9 +100,9 @@ def test_crops_that_fit_the_size_box_but_not_the_photo_shrink_to_its_short_side(
     box = resolve_settings(TransferConfig, size="128")
     fitted = box.for_content((512, 341))
     assert (fitted.size, fitted.crop_size) == ((128, 88), 88) and fitted.for_content((512, 341)) == fitted
-    assert box.crop_note((512, 341)) == ("crops of 88 px, the short side of the 128x88 working size (128 does not "
+    assert box.crop_note(fitted) == ("crops of 88 px, the short side of the 128x88 working size (128 does not "
                                          "fit; a larger --size keeps them)")
-    assert box.crop_note((512, 512)) is None and box.for_content((512, 512)).crop_size == 128
+    assert box.crop_note(box.for_content((512, 512))) is None and box.for_content((512, 512)).crop_size == 128
     assert TransferConfig().for_content((512, 341)).digest() == TransferConfig().for_content((512, 341)).replace(
         crop_size=128).digest()  # crops that fit are untouched: the hashes of earlier results stay
     with pytest.raises(SpectralStyleError, match="crop size 128 is larger than the short side of the working size "

@@ -164,9 +164,9 @@ class TransferConfig(BandedSettings):
             raise SpectralStyleError(f"a {content[0]}x{content[1]} image works at {width}x{height} here: {exc} "
                                      "(use a larger --size)") from None
 
-    def crop_note(self, content: tuple[int, int]) -> str | None:
-        """The note of crops shrunk to the short side of the working size (``for_content``), else None."""
-        resolved = self.for_content(content)
+    def crop_note(self, resolved: "TransferConfig") -> str | None:
+        """The note of ``resolved`` (these settings after ``for_content``) having crops shrunk to the short side
+        of its working size, else None."""
         if resolved.crop_size == self.crop_size:
             return None
         return (f"crops of {resolved.crop_size} px, the short side of the {resolved.width}x{resolved.height} working "

@@ -96,7 +96,10 @@ def train(
     paths = collect_images(images)
     for path in paths:
         check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
-    config = config_for_images(config, paths)  # --size N: the photos' shape
+    resolved = config_for_images(config, paths)  # --size N: the photos' shape
+    if config.crop_note(resolved):
+        note(config.crop_note(resolved))
+    config = resolved
     train.check_with(config)
     style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")

@@ -98,10 +98,11 @@ def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, 
     photo_size = oriented_size(content) or header_size  # as open_rgb turns it (EXIF orientation)
     style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts
     tokenize_templated(config.source_text, "--source-text")
-    for size_note in (config.output_note(photo_size), config.crop_note(photo_size)):
+    resolved = config.for_content(photo_size)  # the working size of --size N and the exact output size
+    for size_note in (config.output_note(photo_size), config.crop_note(resolved)):
         if size_note:
             note(size_note)
-    config = config.for_content(photo_size)  # the working size of --size N and the exact output size
+    config = resolved
     ResultControls.of(config).check_mask(config.width, config.height)  # and on a missing or empty mask
     setup_log_file(out)
     configs = compared_configs(config, compare, note)

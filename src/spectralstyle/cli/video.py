@@ -87,7 +87,10 @@ def video(
         settings.classes = SETTINGS  # type: ignore[attr-defined]
     config, train = resolve_training(config_file, settings)
     # --size N: the video's aspect ratio; the frames come back at the video's size (or --max-side)
-    config = config.for_content((info.width, info.height))
+    resolved = config.for_content((info.width, info.height))
+    if config.crop_note(resolved):
+        note(config.crop_note(resolved))
+    config = resolved
     train.check_with(config)
     train_frames, max_side = video_settings.train_frames, video_settings.max_side
     style_prompts(text, config.avoid_text)  # empty, too long or badly weighted prompts
