@@ -4,6 +4,8 @@ command's result replaces another's (random weights, 160x120 photos, --size 64, 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +89,10 @@ def test_apply_and_a_second_train_replace_nothing(tmp_path):
     assert read_png_metadata(target)["kind"] == "applied"
     again = invoke("apply", model, content, "--device", "cpu", "--out", out)  # the same command: the same name
     assert again.stdout.splitlines() == [str(target)] and "note" not in again.output
+    weaker = invoke("apply", model, content, "--device", "cpu", "--out", out, "--strength", "0.5")
+    beside = Path(weaker.stdout.strip())  # other settings: beside it, under 8 hex digits of their hash
+    assert re.fullmatch(r"photo_pop-art_c2_applied_[0-9a-f]{8}\.png", beside.name), beside
+    assert "apply " in (out / "spectralstyle.log").read_text()  # apply logs into OUT as every command does
 
     second = invoke("train", "pop art", "--images", other, *TINY, "--preview", "0", "--out", out)
     assert "holds the result of other settings or inputs" in second.output

@@ -60,8 +60,9 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
         "apply contrast": ["apply", "m.stylenet.pt", str(image), "--contrast", "-1"],
         "mask missing": ["transfer", str(image), "pop art", *tiny, "--mask", "none.png"],
         "model missing": ["apply", "m.stylenet.pt", str(image)],
-        "apply input missing": ["apply", str(image), "none.png"],
-        "mix missing": ["apply", str(image), str(image), "--mix", "none.stylenet.pt"],
+        "apply input missing": ["apply", str(blocker), "none.png"],
+        "mix missing": ["apply", str(blocker), str(image), "--mix", "none.stylenet.pt"],
+        "photo as model": ["apply", str(image), str(image)],
         "evaluate missing": ["evaluate", "results"],
         "batch folder missing": ["batch", "photos", "--text", "pop art", "--out", "o"],
         "prompts missing": ["batch", str(tmp_path), "--prompts", "none.txt", "--out", "o"],
@@ -86,6 +87,8 @@ def test_mistakes_are_one_line_before_torch(tmp_path):
     assert said["model missing"].endswith("model file m.stylenet.pt does not exist")
     assert said["apply input missing"].endswith("input none.png does not exist")
     assert said["mix missing"].endswith("--mix model file none.stylenet.pt does not exist")
+    assert "c.png is an image, not a style model: `apply MODEL IMAGES...` takes the model first" in said[
+        "photo as model"]
     assert said["evaluate missing"].endswith("results does not exist")
     assert said["batch folder missing"].endswith("content folder photos does not exist or is not a folder")
     assert said["prompts missing"].endswith("prompts file none.txt does not exist")

@@ -22,15 +22,19 @@ class Clock:
         return self.now
 
 
-def told(total_steps: int, first_step_s: float, device: str) -> str:
+def told(total_steps: int, first_step_s: float, device: str, later_step_s: float | None = None,
+         first_number: int = 1) -> str:
+    """What a run of ``total_steps`` says when its first step (numbered ``first_number``: above 1 when resumed)
+    takes ``first_step_s`` and each later one ``later_step_s`` (default: the same)."""
     text = io.StringIO()
     estimate = RunEstimate(total_steps, device, Console(file=text, width=200))
     estimate.clock = clock = Clock()
     estimate.started = 0.0
     clock.now = first_step_s
-    estimate.step()
-    clock.now = 2 * first_step_s
-    estimate.step()  # told once only
+    estimate.step(first_number)
+    for number in range(first_number + 1, first_number + 3):
+        clock.now += later_step_s or first_step_s
+        estimate.step(number)  # told once only, after the second step
     return text.getvalue()
 
 
@@ -40,6 +44,14 @@ def test_the_estimate_after_the_first_step_and_the_quick_hint():
     assert "--config quick" in slow and 200 * 4.0 > QUICK_HINT_SECONDS
     assert "--config quick" not in told(200, 2.0, "cpu")  # under 10 minutes
     assert "--config quick" not in told(200, 4.0, "cuda")  # a GPU: no hint
+
+
+def test_the_estimate_leaves_out_the_warm_up_and_the_steps_a_resumed_run_did_before():
+    warm = told(100, 30.0, "cpu", later_step_s=1.0)  # 30 s of warm-up, then 1 s a step: 30 + 99 s
+    assert "first step took 30 s, then 1 s a step; the whole run will take about 2 min" in warm, warm
+    resumed = told(40, 3.0, "cpu", first_number=31)  # resumed at step 30 of 40: 10 steps of 3 s
+    assert "the whole run will take about 30 s" in resumed, resumed
+    assert "one step took 5 s; the whole run will take about 5 s" in told(1, 5.0, "cpu")
 
 
 def test_batch_overall_progress_counts_the_jobs_that_ran():

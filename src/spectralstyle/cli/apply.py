@@ -14,12 +14,15 @@ from spectralstyle.cli.common import (
     OutOpt,
     OverwriteFlag,
     console,
+    log,
     note,
     note_new_name,
     print_results,
     resolve_from_flags,
+    setup_log_file,
     with_settings,
 )
+from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import stops_at_step_boundary
 from spectralstyle.settings import ApplyConfig, ApplyControls
 
@@ -41,11 +44,14 @@ def apply(
     Prints every file written on stdout. Ctrl-C or SIGTERM stops between tiles or frames; nothing
     half-written is left under a final name.
     """
-    from spectralstyle.runs.early import check_exists, check_out_dir
+    from spectralstyle.runs.early import check_exists, check_out_dir, is_image
 
     config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
     controls = resolve_from_flags(ApplyControls, None, settings)
     check_exists(model, "model file", "file")  # within a second, before torch
+    if is_image(model):
+        raise SpectralStyleError(f"{model} is an image, not a style model: `apply MODEL IMAGES...` takes the model "
+                                 "first (a .stylenet.pt written by `train` or `transfer --save-model`)")
     for path in images:
         check_exists(path, "input")
     check_out_dir(out)
@@ -66,7 +72,6 @@ def apply(
     )
     from spectralstyle.device import resolve_device
     from spectralstyle.interrupts import raise_if_stop_requested
-    from spectralstyle.media.files import ensure_writable_dir
     from spectralstyle.media.video import is_video
     from spectralstyle.runs.naming import free_stem
 
@@ -83,7 +88,7 @@ def apply(
                               controls=ResultControls.of(controls), mix=mix, mix_weight=controls.mix_weight,
                               mix_path=mix_path)
     inputs = expand_inputs(images)
-    ensure_writable_dir(out)
+    setup_log_file(out)  # creates OUT (writable) and appends this run's lines to OUT/spectralstyle.log
     model_stem = model.name.removesuffix(".stylenet.pt")
     if mix_path is not None:  # a blend of two models is another result than either's
         model_stem += f"_mix-{mix_path.name.removesuffix('.stylenet.pt')}-{controls.mix_weight:g}"
@@ -92,6 +97,7 @@ def apply(
     trained = {key: record[key] for key in ("text", "band") if isinstance(record.get(key), str)}
     written: list[Path] = []
     summary: list[dict[str, Any]] = []
+    log.info("apply %s to %d input(s) on %s, settings %s", model, len(inputs), dev, config_hash)
 
     def target_of(path: Path, video: bool) -> Path:
         """The plain name unless another run's result is there (runs.naming), then a note."""
@@ -127,6 +133,7 @@ def apply(
                                        highlight=False)
                 summary.append({"input": str(path), "output": str(target), "temporal_stability": stability})
                 written += [target, target.with_suffix(".json")]  # the video and its sidecar
+                log.info("wrote %s", target)
             else:
                 target = target_of(path, video=False)
                 task = progress.add_task(escape(f"{path.name} tiles"), total=None)
@@ -134,4 +141,5 @@ def apply(
                 progress.remove_task(task)
                 summary.append({"input": str(path), "output": str(target)})
                 written.append(target)
+                log.info("wrote %s", target)
     print_results(written, {"command": "apply", "model": str(model), "results": summary}, json_summary)

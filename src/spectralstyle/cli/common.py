@@ -164,10 +164,12 @@ def duration(seconds: float) -> str:
 
 
 class RunEstimate:
-    """After the first step of a run, one line with the estimated time of the whole run (all its steps,
-    over every run of the command); on CPU, above ``QUICK_HINT_SECONDS``, one line suggesting the quick preset.
+    """Early in a run, one line with the estimated time of the whole run (all its steps, over every run of the
+    command); on CPU, above ``QUICK_HINT_SECONDS``, one line suggesting the quick preset.
 
-    The first step includes warm-up, so the estimate errs long, which is the side a user can plan on.
+    The first step includes warm-up (allocation, kernel selection), often several steps' worth, so the
+    estimate is told after the second step: the time so far plus the second step's time for each step left.
+    A resumed run (its first step numbered above 1) counts only the steps it has left.
     """
 
     def __init__(self, total_steps: int, device: Any, out: Console | None = None, quick_hint: bool = True) -> None:
@@ -177,16 +179,29 @@ class RunEstimate:
         self.clock = time.perf_counter
         self.started = self.clock()
         self.told = False
+        self.steps = 0
+        self.first_done: float | None = None
 
-    def step(self) -> None:
-        """Call after each step (of any run of the command)."""
+    def step(self, number: int | None = None) -> None:
+        """Call after each step (of any run of the command); ``number``: the step's own number in its run."""
         if self.told:
             return
+        if self.steps == 0 and number is not None and number > 1:
+            self.total -= number - 1  # resumed: those steps were done before
+        self.steps += 1
+        now = self.clock()
+        if self.steps == 1:
+            self.first_done = now
+            if self.total > 1:
+                return
         self.told = True
-        estimate = (self.clock() - self.started) * self.total
+        per_step = now - (self.first_done if self.steps == 2 else self.started)
+        estimate = now - self.started + per_step * (self.total - self.steps)
         out = self.out or console
-        out.print(f"[dim]first step took {duration(estimate / self.total)}; the whole run will take about "
-                  f"{duration(estimate)}[/]", highlight=False)
+        first = duration(self.first_done - self.started)
+        pace = f"first step took {first}, then {duration(per_step)} a step" if self.steps == 2 else (
+            f"one step took {first}")
+        out.print(f"[dim]{pace}; the whole run will take about {duration(estimate)}[/]", highlight=False)
         if self.on_cpu and self.quick_hint and estimate > QUICK_HINT_SECONDS:
             note(f"about {duration(estimate)} on this CPU: `--config quick` gives a first result in a fraction of "
                  "that (fewer steps and crops, a smaller size), or run on a GPU", out)

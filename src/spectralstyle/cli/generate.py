@@ -96,7 +96,7 @@ def generate(
             def on_step(step: int, losses: dict[str, float], task: int = task) -> None:
                 progress.update(task, completed=step,
                                 losses=f"total {losses['total']:.4f} prompt {losses['prompt']:.4f}")
-                estimate.step()
+                estimate.step(step)
 
             log.info("generate %r generator=%s band=%s steps=%d size=%dx%d device=%s", prompt, cfg.generator,
                      cfg.band, cfg.steps, cfg.width, cfg.height, models.device)

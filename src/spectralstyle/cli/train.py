@@ -48,7 +48,7 @@ def step_reporter(progress: Any, task: Any, estimate: RunEstimate | None = None)
     def on_step(step: int, losses: dict[str, float]) -> None:
         progress.update(task, completed=step, losses=loss_line(losses))
         if estimate is not None:
-            estimate.step()
+            estimate.step(step)
     return on_step
 
 

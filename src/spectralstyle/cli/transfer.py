@@ -126,7 +126,7 @@ def run_transfer(content: Path, text: str, config_file: Path | None, out: Path, 
 
                 def on_step(step: int, losses: dict[str, float]) -> None:
                     progress.update(task, completed=step, losses=loss_line(losses))
-                    estimate.step()
+                    estimate.step(step)
                 return on_step
 
             results = run_transfers(content, text, configs, models, out, names=names, save_model=save_model,

@@ -98,7 +98,8 @@ def list_weights(
     out = make_console()
     out.print(table)
     out.print("`spectralstyle weights list --json` shows every place's full path; "
-              + (f"downloads are off ({offline_reason()})" if offline_reason() else "downloads are allowed"),
+              + (f"downloads are off ({offline_reason()})" if offline_reason()
+                 else "a missing model is downloaded when a run needs it, where there is network"),
               highlight=False)
 
 

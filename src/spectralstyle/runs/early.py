@@ -46,6 +46,17 @@ def check_exists(path: Path, what: str = "", kind: str = "any") -> None:
         raise SpectralStyleError(f"{name} does not exist or is not a folder")
 
 
+def is_image(path: Path) -> bool:
+    """Whether PIL reads ``path``'s header as an image (nothing is decoded)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return True
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
 def check_text(text: str, what: str = "the style text", length: bool = True) -> None:
     """Not empty, and (``length``) not plainly longer than CLIP's 77 tokens (each word is at least one token)."""
     if not text or not text.strip():

@@ -95,7 +95,7 @@ def candidate_stems(stem: str, content: Path | None, config_hash: str, other_con
                     images: list[str] | None = None) -> Iterator[str]:
     """The names a run tries in order: a short content-path hash first when the plain name holds
     another content image's result (``x.jpg`` after ``x.png``), else a short config hash first."""
-    tag, config = content_tag(content, images), config_hash[:8]
+    tag, config = content_tag(content, images), config_hash.rsplit("-", 1)[-1][:8]  # "apply-<hex>": its hex
     yield stem
     yield from ([f"{stem}_{tag}", f"{stem}_{tag}_{config}", f"{stem}_{config}"] if other_content
                 else [f"{stem}_{config}", f"{stem}_{tag}", f"{stem}_{tag}_{config}"])
