@@ -88,21 +88,21 @@ class StyleModel:
         black keeps the photo), ``mask_feather``, ``invert_mask``, ``strength`` (0 = the photo, 1 = the full
         style) and ``mix_weight``, the share of ``mix``, a second model (or its file) to blend with.
         """
-        from spectralstyle.apply.images import controlled, mix_images
+        from spectralstyle.apply.images import controlled, mix_images, trained_choices
         from spectralstyle.apply.tiling import stylize_large
         from spectralstyle.device import resolve_device
         from spectralstyle.method.controls import ResultControls
         from spectralstyle.settings import ApplyControls
 
-        trained = self.record.get("config") or {}
-        if controls.get("preserve_color") is None and trained.get("preserve_color", "off") != "off":
-            controls["preserve_color"] = trained["preserve_color"]  # the model was trained for it
+        trained_contrast, trained_colors = trained_choices(self.record)
+        if controls.get("preserve_color") is None:
+            controls["preserve_color"] = trained_colors
         other = StyleModel.load(mix) if isinstance(mix, (str, Path)) else mix
         checked = resolve_settings(ApplyControls, None, mix=None if other is None else "<StyleModel>",
                                    **_paths_as_text(controls))
         pil, _ = _as_rgb_image(image)
         if contrast is None:
-            contrast = float(trained.get("contrast", 1.5))
+            contrast = float(trained_contrast)
         dev = resolve_device(device)
 
         def run(net: Any) -> Image.Image:

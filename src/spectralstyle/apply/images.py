@@ -20,7 +20,7 @@ from spectralstyle.apply.frames import stylize_video
 from spectralstyle.apply.tiling import stylize_large
 from spectralstyle.device import is_out_of_memory
 from spectralstyle.errors import SpectralStyleError
-from spectralstyle.media.files import write_json
+from spectralstyle.media.files import check_exists, write_json
 from spectralstyle.media.images import IMAGE_SUFFIXES, finish_image, open_rgb, save_png, to_pil
 from spectralstyle.media.video import VIDEO_SUFFIXES
 from spectralstyle.method.controls import ResultControls, apply_controls, blend
@@ -36,8 +36,7 @@ def load_stylenet(path: Path) -> tuple[StyleNet, dict[str, Any]]:
 
     Read through ``safeload``: a model file from someone else cannot run code.
     """
-    if not path.is_file():
-        raise SpectralStyleError(f"model file {path} does not exist")
+    check_exists(path, "model file", "file")
     saved = read_weights(path, "StyleNet saved by spectralstyle")  # runs no code from the file
     try:
         net = StyleNet(ngf=saved["ngf"])
@@ -49,12 +48,18 @@ def load_stylenet(path: Path) -> tuple[StyleNet, dict[str, Any]]:
     return net.eval(), json.loads(saved.get("record_json", "{}"))
 
 
+def trained_choices(record: dict[str, Any]) -> tuple[Any, str]:
+    """What applying a model does where the user says nothing: the contrast (1.5 in the reference) and the
+    colour mode it was trained with (a model trained with --preserve-color learned its style for them)."""
+    config = record.get("config") or {}
+    return config.get("contrast", 1.5), config.get("preserve_color", "off")
+
+
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """Files as given; folders replaced by the images and videos directly in them (sorted, hidden files skipped)."""
     found: list[Path] = []
     for path in paths:
-        if not path.exists():
-            raise SpectralStyleError(f"input {path} does not exist")
+        check_exists(path, "input")
         if path.is_dir():
             media = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
                            and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)

@@ -17,6 +17,7 @@ from spectralstyle.bands import band_label, canonical_band, split_band_list
 from spectralstyle.batch.jobs import FINISHED, Job, job_id
 from spectralstyle.batch.manifest import read_state
 from spectralstyle.errors import SpectralStyleError
+from spectralstyle.media.files import check_exists
 from spectralstyle.media.images import list_images, oriented_size
 from spectralstyle.runs.naming import existing_record, free_stem, same_run, split_own_results
 from spectralstyle.runs.train import TrainSettings, config_for_images, train_digest
@@ -27,8 +28,7 @@ from spectralstyle.settings import TransferConfig
 def read_prompts(path: str | Path) -> list[str]:
     """Prompts of a text file: one per line; blank lines and lines starting with ``#`` are ignored."""
     p = Path(path)
-    if not p.is_file():
-        raise SpectralStyleError(f"prompts file {p} does not exist")
+    check_exists(p, "prompts file", "file")
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM from Windows editors is not text
     except (OSError, UnicodeDecodeError) as exc:
@@ -107,8 +107,7 @@ def make_plan(
     Images this tool wrote are not content (runs/naming.py).
     """
     folder = Path(content_dir)
-    if not folder.is_dir():
-        raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
+    check_exists(folder, "content folder", "folder")
     images, own = split_own_results(list_images(folder))
     if not images:
         extra = f" (only {len(own)} result(s) written by spectralstyle, which are not content)" if own else ""
@@ -156,8 +155,7 @@ def make_train_plan(
     The job id covers the image names, so adding or removing an image trains the models again.
     """
     folder = Path(content_dir)
-    if not folder.is_dir():
-        raise SpectralStyleError(f"content folder {folder} does not exist or is not a folder")
+    check_exists(folder, "content folder", "folder")
     images = tuple(list_images(folder))
     if not images:
         raise SpectralStyleError(f"no images (jpg, png, ...) in {folder}")

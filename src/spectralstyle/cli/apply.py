@@ -44,7 +44,8 @@ def apply(
     Prints every file written on stdout. Ctrl-C or SIGTERM stops between tiles or frames; nothing
     half-written is left under a final name.
     """
-    from spectralstyle.runs.early import check_exists, check_out_dir, is_image
+    from spectralstyle.media.files import check_exists
+    from spectralstyle.runs.early import check_out_dir, is_image
 
     config = resolve_from_flags(ApplyConfig, None, settings)  # every option checked before the model is read
     controls = resolve_from_flags(ApplyControls, None, settings)
@@ -69,6 +70,7 @@ def apply(
         expand_inputs,
         load_stylenet,
         output_names,
+        trained_choices,
     )
     from spectralstyle.device import resolve_device
     from spectralstyle.interrupts import raise_if_stop_requested
@@ -78,10 +80,10 @@ def apply(
     dev = resolve_device(config.device)
     net, record = load_stylenet(model)
     net = net.to(dev)
-    trained_config = record.get("config", {})
-    factor = config.contrast if config.contrast is not None else trained_config.get("contrast", 1.5)
-    if settings.get("preserve_color") is None and trained_config.get("preserve_color", "off") != "off":
-        controls = controls.replace(preserve_color=trained_config["preserve_color"])  # the model was trained for it
+    trained_contrast, trained_colors = trained_choices(record)
+    factor = config.contrast if config.contrast is not None else trained_contrast
+    if settings.get("preserve_color") is None and trained_colors != "off":
+        controls = controls.replace(preserve_color=trained_colors)
     mix_path = Path(controls.mix) if controls.mix else None
     mix = load_stylenet(mix_path)[0].to(dev) if mix_path is not None else None
     settings_ = ApplySettings(factor, dev, config.max_side, config.tile, config.norm_stats,

@@ -98,7 +98,7 @@ def batch(
     Scale out with `torchrun --nproc-per-node K -m spectralstyle batch ...` (one GPU per rank) or a Slurm array
     with --shard; every job runs in exactly one process. Prints every file written on stdout (--json: a summary).
     """
-    from spectralstyle.runs.early import check_exists
+    from spectralstyle.media.files import check_exists
 
     check_exists(content_dir, "content folder", "folder")  # within a second, before torch
     if prompts is not None:

@@ -179,28 +179,26 @@ class RunEstimate:
         self.clock = time.perf_counter
         self.started = self.clock()
         self.told = False
-        self.steps = 0
         self.first_done: float | None = None
 
     def step(self, number: int | None = None) -> None:
         """Call after each step (of any run of the command); ``number``: the step's own number in its run."""
         if self.told:
             return
-        if self.steps == 0 and number is not None and number > 1:
-            self.total -= number - 1  # resumed: those steps were done before
-        self.steps += 1
         now = self.clock()
-        if self.steps == 1:
+        if self.first_done is None:
             self.first_done = now
+            if number is not None and number > 1:
+                self.total -= number - 1  # resumed: those steps were done before
             if self.total > 1:
-                return
+                return  # the second step shows the pace without the warm-up
+            pace, estimate = f"one step took {duration(now - self.started)}", now - self.started
+        else:
+            per_step = now - self.first_done
+            pace = f"first step took {duration(self.first_done - self.started)}, then {duration(per_step)} a step"
+            estimate = now - self.started + per_step * (self.total - 2)
         self.told = True
-        per_step = now - (self.first_done if self.steps == 2 else self.started)
-        estimate = now - self.started + per_step * (self.total - self.steps)
         out = self.out or console
-        first = duration(self.first_done - self.started)
-        pace = f"first step took {first}, then {duration(per_step)} a step" if self.steps == 2 else (
-            f"one step took {first}")
         out.print(f"[dim]{pace}; the whole run will take about {duration(estimate)}[/]", highlight=False)
         if self.on_cpu and self.quick_hint and estimate > QUICK_HINT_SECONDS:
             note(f"about {duration(estimate)} on this CPU: `--config quick` gives a first result in a fraction of "

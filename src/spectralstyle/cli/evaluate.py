@@ -76,7 +76,7 @@ def evaluate(
     Prints the files written (report, CSV, plots, report.json) on stdout, one per line (--json: one JSON object).
     """
     chosen = resolve_from_flags(EvaluateSettings, None, settings)  # bad options fail before any file or model
-    from spectralstyle.runs.early import check_exists
+    from spectralstyle.media.files import check_exists
 
     for path in paths:
         check_exists(path)  # within a second, before torch

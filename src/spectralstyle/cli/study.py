@@ -95,7 +95,7 @@ def study(
     Without --text/--prompts it is the paper's study (--protocol paper). Shard it like a batch (--shard I/N,
     Slurm arrays: scripts/study_slurm.sh), then `--phase summary` once every shard is done.
     """
-    from spectralstyle.runs.early import check_exists
+    from spectralstyle.media.files import check_exists
 
     for path in content:
         check_exists(path, "content")  # within a second, before torch

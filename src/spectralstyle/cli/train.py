@@ -69,7 +69,8 @@ def train(
     Writes OUT/<text>_<band>.stylenet.pt, its sidecar .json and a before/after preview grid (their paths on
     stdout). Ctrl-C or SIGTERM stops after the current step and keeps the model so far in OUT/snapshots/ (exit 130).
     """
-    from spectralstyle.runs.early import check_exists, check_out_dir, check_text
+    from spectralstyle.media.files import check_exists
+    from spectralstyle.runs.early import check_out_dir, check_text
 
     config, train = resolve_training(config_file, settings)
     check_text(text)
@@ -97,8 +98,8 @@ def train(
     for path in paths:
         check_image(path)  # fail on a bad image before loading any model (its header: no pixels decoded)
     resolved = config_for_images(config, paths)  # --size N: the photos' shape
-    if config.crop_note(resolved):
-        note(config.crop_note(resolved))
+    if crop_note := config.crop_note(resolved):
+        note(crop_note)
     config = resolved
     train.check_with(config)
     style_prompts(text, config.avoid_text)  # and on empty, too long or badly weighted prompts

@@ -88,8 +88,8 @@ def video(
     config, train = resolve_training(config_file, settings)
     # --size N: the video's aspect ratio; the frames come back at the video's size (or --max-side)
     resolved = config.for_content((info.width, info.height))
-    if config.crop_note(resolved):
-        note(config.crop_note(resolved))
+    if crop_note := config.crop_note(resolved):
+        note(crop_note)
     config = resolved
     train.check_with(config)
     train_frames, max_side = video_settings.train_frames, video_settings.max_side

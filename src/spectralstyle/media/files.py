@@ -2,7 +2,8 @@
 
 A result is written to a temporary file in the same folder and renamed into place (atomic on local
 filesystems and on NFS), so a crash, Ctrl-C or a full disk never leaves a half-written file under the
-final name. Pure Python (no torch): used by the weights tools and the command line too.
+final name. Pure Python (no torch): used by the weights tools and the command line too, which also
+check here that the paths a run reads exist (``check_exists``) before torch is imported.
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from spectralstyle.errors import SpectralStyleError
+
+
+def check_exists(path: Path, what: str = "", kind: str = "any") -> None:
+    """``path`` exists: as a file (``kind="file"``), a folder (``"folder"``) or either; the message names it
+    ``what`` ('model file X does not exist'). The one check of a path a run reads: the commands call it before
+    torch is imported, the library where it reads the path, so both say the same."""
+    p = Path(path)
+    name = f"{what} {p}" if what else str(p)
+    if not p.exists():
+        raise SpectralStyleError(f"{name} does not exist" + (" or is not a folder" if kind == "folder" else ""))
+    if kind == "file" and p.is_dir():
+        raise SpectralStyleError(f"{name} is a folder, not a file")
+    if kind == "folder" and not p.is_dir():
+        raise SpectralStyleError(f"{name} does not exist or is not a folder")
 
 
 def default_file_mode() -> int:

@@ -29,32 +29,17 @@ def check_image_file(path: Path, folder_hint: str = "") -> None:
                 pass
     except Image.DecompressionBombError:
         return  # named with its size by the full check (media.images.open_rgb)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SpectralStyleError(f"{p} is not a readable image ({exc.__class__.__name__})") from None
 
 
-def check_exists(path: Path, what: str = "", kind: str = "any") -> None:
-    """``path`` exists: as a file (``kind="file"``), a folder (``"folder"``) or either. The message names it
-    ``what`` ('model file X does not exist') as the thorough check later in the run would."""
-    p = Path(path)
-    name = f"{what} {p}" if what else str(p)
-    if not p.exists():
-        raise SpectralStyleError(f"{name} does not exist" + (" or is not a folder" if kind == "folder" else ""))
-    if kind == "file" and p.is_dir():
-        raise SpectralStyleError(f"{name} is a folder, not a file")
-    if kind == "folder" and not p.is_dir():
-        raise SpectralStyleError(f"{name} does not exist or is not a folder")
-
-
 def is_image(path: Path) -> bool:
-    """Whether PIL reads ``path``'s header as an image (nothing is decoded)."""
+    """Whether ``path`` is an image file whose header PIL reads (``check_image_file`` passes)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path):
-                return True
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        check_image_file(path)
+    except SpectralStyleError:
         return False
+    return True
 
 
 def check_text(text: str, what: str = "the style text", length: bool = True) -> None:

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from spectralstyle.bands import band_label, canonical_band
 from spectralstyle.errors import SpectralStyleError
 from spectralstyle.interrupts import raise_if_stop_requested
-from spectralstyle.media.files import all_or_none
+from spectralstyle.media.files import all_or_none, check_exists
 from spectralstyle.media.images import (
     finish_image,
     list_images,
@@ -83,8 +83,7 @@ def collect_images(inputs: list[Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if not path.exists():
-            raise SpectralStyleError(f"{path} does not exist")
+        check_exists(path)
         if path.is_dir():
             images = list_images(path)
             if not images:
